@@ -99,19 +99,12 @@ if [ -z "$APT_ROS" ]; then
     [ -e "$WANT_PY" ] || as_root ln -sfn "$PYINC" "$WANT_PY"
     [ -e "$WANT_NP" ] || as_root ln -sfn "$NPINC" "$WANT_NP"
   fi
-  export AMENT_PREFIX_PATH=$VIRTUAL_ENV CMAKE_PREFIX_PATH=$VIRTUAL_ENV
 fi
-# CMake refuses exported include paths inside the source tree, and .venv lives there: hand it numpy's
-# headers through the link outside the tree (or the apt system's numpy when ROS comes from apt).
-NUMPY_INCLUDE_FOR_CMAKE=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
-if [ -n "$APT_ROS" ]; then NUMPY_INCLUDE_FOR_CMAKE=$(/usr/bin/python3 -c 'import numpy; print(numpy.get_include())'); fi
-
+mkdir -p "$ROOT/log"
 step "colcon build (interfaces, node executables, launch/config) into $ROOT/install"
-colcon build --base-paths "$ROOT" --build-base "$ROOT/build" --install-base "$ROOT/install" \
-  --symlink-install --event-handlers console_cohesion- summary+ \
-  --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE_FOR_CMAKE" >"$ROOT/log-colcon-build.txt" 2>&1 \
-  || { cat "$ROOT/log-colcon-build.txt"; echo "colcon build failed"; exit 1; }
-tail -n 3 "$ROOT/log-colcon-build.txt"
+./scripts/build.sh >"$ROOT/log/colcon-build.txt" 2>&1 \
+  || { cat "$ROOT/log/colcon-build.txt"; echo "colcon build failed"; exit 1; }
+tail -n 3 "$ROOT/log/colcon-build.txt"
 
 step "checking the install"
 # shellcheck disable=SC1091
