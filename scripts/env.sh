@@ -13,6 +13,9 @@ if [ -f "$_apprentice_root/install/setup.bash" ]; then
   # shellcheck disable=SC1091
   source "$_apprentice_root/install/setup.bash"
 fi
+# The checkout's sources first: the install tree holds a snapshot of src/ from the last colcon build,
+# and `apprentice` extends its __path__ to the install for the generated msg/srv modules.
+export PYTHONPATH=$_apprentice_root/src${PYTHONPATH:+:$PYTHONPATH}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 unset _apprentice_root _distro

@@ -93,12 +93,16 @@ if [ -z "$APT_ROS" ]; then
   NPINC=$(python -c 'import numpy; print(numpy.get_include())')
   WANT_PY=/opt/python/cp311-cp311/include/python3.11
   WANT_NP=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
-  if [ ! -e "$WANT_PY" ] || [ ! -e "$WANT_NP" ]; then
-    step "linking $WANT_PY and numpy's include dir (paths baked into the ROS wheels' CMake exports)"
-    as_root mkdir -p "$(dirname "$WANT_PY")" "$(dirname "$WANT_NP")"
-    [ -e "$WANT_PY" ] || as_root ln -sfn "$PYINC" "$WANT_PY"
-    [ -e "$WANT_NP" ] || as_root ln -sfn "$NPINC" "$WANT_NP"
-  fi
+  # Re-pointed on every run: a link left by another checkout's .venv may dangle or differ.
+  for pair in "$WANT_PY=$PYINC" "$WANT_NP=$NPINC"; do
+    want=${pair%%=*}; have=${pair#*=}
+    if [ "$(readlink -f "$want" 2>/dev/null)" != "$(readlink -f "$have")" ]; then
+      step "linking $want -> $have (a path baked into the ROS wheels' CMake exports)"
+      as_root mkdir -p "$(dirname "$want")"
+      as_root rm -rf "$want"
+      as_root ln -sfn "$have" "$want"
+    fi
+  done
 fi
 mkdir -p "$ROOT/log"
 step "colcon build (interfaces, node executables, launch/config) into $ROOT/install"

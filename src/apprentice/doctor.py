@@ -32,32 +32,15 @@ def _probe(name: str, fn: Callable[[], str], fix: str, required: bool = True) ->
         return Check(name, False, f"{type(exc).__name__}: {exc}".splitlines()[0], fix, required)
 
 
-def _ros() -> str:
-    import rclpy  # noqa: F401  (import is the check)
+def _ros_probe(name: str) -> Callable[[], str]:
+    """Run one probe of apprentice.nodes.ros_probe (the ROS imports live in the node layer)."""
 
-    distro = os.environ.get("ROS_DISTRO") or "kilted (PyPI wheels)"
-    origin = "apt install" if "/opt/ros/" in rclpy.__file__ else "PyPI wheels"
-    return f"rclpy from {origin}, distro {distro}"
+    def probe() -> str:
+        from apprentice.nodes import ros_probe
 
+        return getattr(ros_probe, name)()
 
-def _rmw() -> str:
-    from rclpy.utilities import get_rmw_implementation_identifier
-
-    return get_rmw_implementation_identifier()
-
-
-def _interfaces() -> str:
-    from apprentice.msg import EpisodeStatus  # noqa: F401
-    from apprentice.srv import StartEpisode  # noqa: F401
-
-    return "apprentice/msg/EpisodeStatus, apprentice/srv/StartEpisode"
-
-
-def _messages() -> str:
-    names = ["sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "diagnostic_msgs"]
-    for name in names:
-        importlib.import_module(f"{name}.msg" if name != "std_srvs" else "std_srvs.srv")
-    return ", ".join(names)
+    return probe
 
 
 def _discovery() -> str:
@@ -109,10 +92,10 @@ def _colcon() -> str:
 def run_checks() -> list[Check]:
     return [
         _probe("python", lambda: sys.version.split()[0], "install Python 3.11"),
-        _probe("ros2/rclpy", _ros, SETUP_FIX),
-        _probe("rmw", _rmw, SETUP_FIX),
-        _probe("messages", _messages, SETUP_FIX),
-        _probe("interfaces", _interfaces, "colcon build the package: ./scripts/setup.sh, then source scripts/env.sh"),
+        _probe("ros2/rclpy", _ros_probe("rclpy_origin"), SETUP_FIX),
+        _probe("rmw", _ros_probe("rmw_implementation"), SETUP_FIX),
+        _probe("messages", _ros_probe("message_packages"), SETUP_FIX),
+        _probe("interfaces", _ros_probe("custom_interfaces"), "colcon build the package: ./scripts/setup.sh, then source scripts/env.sh"),
         _probe("discovery", _discovery, "", required=False),
         _probe("colcon", _colcon, "pip install colcon-common-extensions (or ./scripts/setup.sh)", required=False),
         _probe("torch", _torch, "pip install -e '.[train]'  (CPU: pip install torch)"),

@@ -11,10 +11,10 @@ import sys
 import time
 
 import rclpy
+from apprentice.msg import EpisodeStatus
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from apprentice.msg import EpisodeStatus
 from apprentice.nodes.runtime import run_node
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
