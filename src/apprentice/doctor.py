@@ -95,7 +95,7 @@ def run_checks() -> list[Check]:
         _probe("ros2/rclpy", _ros_probe("rclpy_origin"), SETUP_FIX),
         _probe("rmw", _ros_probe("rmw_implementation"), SETUP_FIX),
         _probe("messages", _ros_probe("message_packages"), SETUP_FIX),
-        _probe("interfaces", _ros_probe("custom_interfaces"), "colcon build the package: ./scripts/setup.sh, then source scripts/env.sh"),
+        _probe("interfaces", _ros_probe("custom_interfaces"), "./scripts/build.sh, then source scripts/env.sh"),
         _probe("discovery", _discovery, "", required=False),
         _probe("colcon", _colcon, "pip install colcon-common-extensions (or ./scripts/setup.sh)", required=False),
         _probe("torch", _torch, "pip install -e '.[train]'  (CPU: pip install torch)"),

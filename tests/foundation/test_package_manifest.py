@@ -75,7 +75,8 @@ def test_no_rclpy_outside_nodes() -> None:
         if "nodes" in path.relative_to(ROOT / "src" / "apprentice").parts:
             continue
         text = path.read_text()
-        if re.search(r"^\s*(import rclpy|from rclpy|from (sensor|std|trajectory|geometry|diagnostic)_msgs)", text, re.M):
+        ros_import = r"^\s*(import rclpy|from rclpy|from (sensor|std|trajectory|geometry|diagnostic)_msgs)"
+        if re.search(ros_import, text, re.M):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"ROS imports outside src/apprentice/nodes: {offenders}"
 
