@@ -1,0 +1,141 @@
+"""Training throughput (samples/s) of `apprentice train` for ACT and Diffusion at batch 8 and 64.
+
+Generates its own dataset (DatasetWriter: parquet + h264 mp4, 640x480 like an SO-101 camera), then
+runs the real trainer (`apprentice.train.train`) in two data modes on the same data and config:
+
+  cache      Apprentice's path: episodes decoded once into a uint8 frame cache (on the GPU when it
+             fits), bf16 autocast on CUDA, fused optimizer, channels_last, background prefetch.
+  streaming  the per-sample path LeRobot's trainer uses: a DataLoader whose workers seek and decode
+             the mp4 for every sample, fp32, no channels_last (`--dataset.streaming=true`).
+
+Prints one JSON object. Example:
+  python benchmarks/train_throughput.py --device cuda --batch-sizes 8,64 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from apprentice.train import TrainConfig, train
+from apprentice.train.loop import read_metrics
+
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+
+
+def make_dataset(root: Path, episodes: int, length: int, height: int, width: int, vcodec: str) -> float:
+    from apprentice.dataset import DatasetWriter
+
+    features = {
+        "observation.state": {"dtype": "float32", "shape": [6], "names": JOINTS},
+        "observation.images.top": {"dtype": "video", "shape": [height, width, 3],
+                                   "names": ["height", "width", "channels"]},
+        "action": {"dtype": "float32", "shape": [6], "names": JOINTS},
+    }
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    yy, xx = np.mgrid[0:height, 0:width]
+    with DatasetWriter.create(root, features=features, fps=30, robot_type="so101_follower", vcodec=vcodec) as w:
+        for _ in range(episodes):
+            target = rng.uniform(0.2, 0.8, size=2)
+            state = rng.normal(size=6).astype(np.float32)
+            for t in range(length):
+                cy, cx = target[0] * height, (target[1] + 0.1 * np.sin(t / 10)) * width
+                img = np.zeros((height, width, 3), dtype=np.uint8)
+                img[..., 0] = (xx * 255 // width).astype(np.uint8)
+                img[(yy - cy) ** 2 + (xx - cx) ** 2 < 900] = (250, 220, 30)
+                action = (state + 0.05 * rng.normal(size=6)).astype(np.float32)
+                w.add_frame({"observation.state": state, "observation.images.top": img, "action": action})
+                state = action
+            w.save_episode(task="reach the target")
+    return time.perf_counter() - t0
+
+
+def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: str, steps: int, log_every: int,
+            workers: int) -> dict:
+    flags = [f"--policy.type={policy}", f"--dataset.root={root}", f"--output_dir={out}", f"--batch_size={batch}",
+             f"--steps={steps}", f"--log_freq={log_every}", "--save_checkpoint=false", f"--policy.device={device}",
+             f"--num_workers={workers}", "--seed=0"]
+    if mode == "streaming":
+        flags += ["--dataset.streaming=true", "--precision=fp32", "--channels_last=false"]
+    elif mode == "compiled":
+        flags += ["--compile=true"]
+    t0 = time.perf_counter()
+    train(TrainConfig.from_args(flags))
+    wall = time.perf_counter() - t0
+    records = read_metrics(out)
+    steady = [r["samples_per_s"] for r in records[1:]] or [records[-1]["samples_per_s"]]  # window 1 = warm-up
+    result = {"samples_per_s": round(statistics.median(steady), 2), "final_loss": round(records[-1]["loss"], 4),
+              "wall_s": round(wall, 1), "steps": steps}
+    gc.collect()
+    if torch.cuda.is_available():
+        result["max_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--policies", default="act,diffusion")
+    parser.add_argument("--batch-sizes", default="8,64")
+    parser.add_argument("--modes", default="cache,streaming")
+    parser.add_argument("--steps", type=int, default=30, help="steps per run; the first log window is warm-up")
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--length", type=int, default=150)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--workers", type=int, default=4, help="streaming mode's DataLoader workers (LeRobot: 4)")
+    parser.add_argument("--dataset-root", default=None, help="dataset location; generated there when missing")
+    parser.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (LeRobot's default, AV1) or h264")
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="apprentice-bench-"))
+    root = Path(args.dataset_root) if args.dataset_root else work / "dataset"
+    results: dict = {"device": args.device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                     "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+                     "dataset": {"episodes": args.episodes, "frames": args.episodes * args.length,
+                                 "image": [args.height, args.width]}, "runs": {}}
+    if not root.exists():
+        results["dataset"]["write_s"] = round(make_dataset(root, args.episodes, args.length, args.height,
+                                                           args.width, args.vcodec), 1)
+    results["dataset"]["vcodec"] = args.vcodec
+    for policy in args.policies.split(","):
+        for batch in map(int, args.batch_sizes.split(",")):
+            row = {}
+            for mode in args.modes.split(","):
+                try:
+                    row[mode] = run_one(root, work / f"{policy}-{batch}-{mode}", policy, batch, mode, args.device,
+                                        args.steps, args.log_every, args.workers)
+                except Exception as exc:  # report the failure in the JSON and measure the rest
+                    row[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                print(f"# {policy} b{batch} {mode}: {row[mode]}", file=sys.stderr, flush=True)
+            base = row.get("streaming", {}).get("samples_per_s")
+            for mode in ("cache", "compiled"):
+                if base and "samples_per_s" in row.get(mode, {}):
+                    row[f"speedup_{mode}"] = round(row[mode]["samples_per_s"] / base, 2)
+            results["runs"][f"{policy}_b{batch}"] = row
+    text = json.dumps(results)
+    if args.json_out:
+        Path(args.json_out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The whole loop on the simulated arm, as `apprentice demo` runs it (same nodes, same parameters).
+
+    ros2 launch apprentice sim_demo.launch.py out:=/tmp/apprentice_demo episodes:=50 steps:=1500
+
+1. a sim node, the recorder (recording `episodes` episodes over ROS; it calls `sim/reset` as each
+   episode's warm-up/reset phase begins: a new target, the arm back home) and then the scripted
+   teleop node (the expert on the leader topics; the recorder's session starts once it publishes):
+   bags in <out>/bags, converted into the LeRobotDataset <out>/dataset;
+2. when the recorder exits: `apprentice train` (config/train.yaml flags) -> <out>/train;
+3. when training exits: a sim node on held-out seeds + the policy node in evaluation mode
+   -> <out>/eval/eval_info.json, then the launch shuts down.
+Parameters: config/sim_demo.yaml. `apprentice demo` additionally scales training steps to the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessExit, OnProcessIO
+from launch.events import Shutdown
+from launch.events.matchers import matches_action
+from launch.events.process import ShutdownProcess
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+ARGUMENTS = {
+    "out": ("/tmp/apprentice_demo", "output directory: bags/, dataset/, train/, eval/"),
+    "episodes": ("50", "demonstrations to record"),
+    "episode_time_s": ("3.0", "seconds per recorded episode"),
+    "steps": ("1500", "training steps (apprentice demo instead trains until its time budget)"),
+    "eval_episodes": ("10", "evaluation episodes"),
+    "seed": ("0", "sim seed of the first recorded episode"),
+    "eval_seed": ("10000", "sim seed of the first evaluation episode (held-out targets)"),
+    "device": ("auto", "training and inference device: auto | cpu | cuda"),
+}
+SIM_READY = b"sim 'reach'"  # the sim node's start-up log line: it publishes from then on
+RECORDER_WAITING = b"waiting for publishers"  # the recorder is subscribed and waits for the teleop
+
+
+def share(*parts: str) -> str:
+    return os.path.join(get_package_share_directory("apprentice"), *parts)
+
+
+def when_ready(sim: Node, actions: list) -> RegisterEventHandler:
+    """Start ``actions`` once ``sim`` has logged that it runs (once, however often it logs)."""
+    fired = []
+
+    def on_output(event) -> list | None:
+        if fired or SIM_READY not in event.text:
+            return None
+        fired.append(True)
+        return actions
+
+    return RegisterEventHandler(OnProcessIO(target_action=sim, on_stderr=on_output, on_stdout=on_output))
+
+
+def pipeline(context) -> list:
+    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    out = os.path.abspath(os.path.expanduser(arg["out"]))
+    params = share("config", "sim_demo.yaml")
+    contract = share("config", "contracts", "sim_reach.yaml")
+    episodes = int(arg["episodes"])
+
+    def sim(seed: int) -> Node:
+        return Node(
+            package="apprentice",
+            executable="sim_node",
+            name="sim",
+            output="screen",
+            parameters=[params, {"seed": seed}],
+        )
+
+    teleop = Node(
+        package="apprentice",
+        executable="scripted_teleop_node",
+        name="scripted_teleop",
+        output="screen",
+        parameters=[params],
+    )
+
+    # Evaluation: stage 3, started when training exits.
+    eval_sim = sim(int(arg["eval_seed"]))
+    checkpoint = os.path.join(out, "train", "checkpoints", "last", "pretrained_model")
+    policy = Node(
+        package="apprentice",
+        executable="policy_node",
+        name="policy_node",
+        output="screen",
+        parameters=[
+            params,
+            {
+                "policy_path": checkpoint,
+                "contract": contract,
+                "device": arg["device"],
+                "eval_episodes": int(arg["eval_episodes"]),
+                "eval_output": os.path.join(out, "eval", "eval_info.json"),
+            },
+        ],
+    )
+    evaluation = [
+        eval_sim,
+        when_ready(eval_sim, [policy]),
+        RegisterEventHandler(
+            OnProcessExit(
+                target_action=policy,
+                on_exit=[
+                    LogInfo(msg=f"demo done: success rate in {out}/eval/eval_info.json"),
+                    EmitEvent(event=Shutdown(reason="demo finished")),
+                ],
+            )
+        ),
+    ]
+
+    # Training: stage 2, started when the last episode is recorded.
+    with open(share("config", "train.yaml")) as f:
+        flags = {str(k): v for k, v in (yaml.safe_load(f) or {}).items()}
+    flags.update(
+        {
+            "dataset.root": os.path.join(out, "dataset"),
+            "output_dir": os.path.join(out, "train"),
+            "steps": arg["steps"],
+            "save_freq": arg["steps"],
+        }
+    )
+    if arg["device"] != "auto":
+        flags["policy.device"] = arg["device"]
+    train = ExecuteProcess(
+        cmd=[sys.executable, "-m", "apprentice.cli", "train", *(f"--{k}={v}" for k, v in flags.items())],
+        name="train",
+        output="screen",
+    )
+    training = [
+        train,
+        RegisterEventHandler(OnProcessExit(target_action=train, on_exit=evaluation)),
+    ]
+
+    # Recording: stage 1. The teleop starts once the recorder waits for its topics (see above).
+    record_sim = sim(int(arg["seed"]))
+    recorder = Node(
+        package="apprentice",
+        executable="recorder_node",
+        name="recorder",
+        output="screen",
+        parameters=[
+            params,
+            {
+                "contract": contract,
+                "root": os.path.join(out, "dataset"),
+                "bags_dir": os.path.join(out, "bags"),
+                "num_episodes": episodes,
+                "episode_time_s": float(arg["episode_time_s"]),
+            },
+        ],
+    )
+    started = []
+
+    def on_recorder_output(event) -> list | None:
+        if started or RECORDER_WAITING not in event.text:
+            return None
+        started.append(True)
+        return [teleop]
+
+    stop_recording = [
+        EmitEvent(event=ShutdownProcess(process_matcher=matches_action(action))) for action in (teleop, record_sim)
+    ]
+    return [
+        record_sim,
+        when_ready(record_sim, [recorder]),
+        RegisterEventHandler(
+            OnProcessIO(target_action=recorder, on_stderr=on_recorder_output, on_stdout=on_recorder_output)
+        ),
+        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[*stop_recording, *training])),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(name, default_value=default, description=text)
+            for name, (default, text) in ARGUMENTS.items()
+        ]
+        + [OpaqueFunction(function=pipeline)]
+    )

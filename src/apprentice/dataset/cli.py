@@ -1,0 +1,120 @@
+"""`apprentice dataset info|verify|repair|push|pull|visualize` — inspect, check, fix and share datasets.
+
+Every failure on bad input is one line on stderr naming the file and the problem (exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from apprentice.dataset.format import DatasetError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apprentice dataset", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True, metavar="<action>")
+
+    p = sub.add_parser("info", help="summary of a dataset: fps, episodes, frames, features, files")
+    p.add_argument("root", type=Path)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser("verify", help="check every invariant; names the first violation")
+    p.add_argument("root", type=Path)
+
+    p = sub.add_parser("repair", help="drop what an interrupted writer left; recompute info/stats")
+    p.add_argument("root", type=Path)
+
+    p = sub.add_parser("push", help="upload to a Hub dataset repo and tag the codebase version (v3.0)")
+    p.add_argument("root", type=Path)
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--branch", default=None, help="push to this branch instead of main")
+
+    p = sub.add_parser("pull", help="download a Hub dataset at its v3.0 revision")
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--root", type=Path, default=None, help="where to put it (default: the HF cache)")
+    p.add_argument("--revision", default=None, help="branch, tag or commit (default: v3.0)")
+
+    p = sub.add_parser("visualize", help="write an HTML page (video + state/action plots) of one episode")
+    p.add_argument("root", type=Path)
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--output", type=Path, default=None, help="output .html (default: episode_<N>.html)")
+    return parser
+
+
+def _info(root: Path, as_json: bool) -> int:
+    from apprentice.dataset.metadata import DatasetMeta, LocalStore
+
+    meta = DatasetMeta.load(LocalStore(root))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    summary = {
+        "root": str(root), "codebase_version": meta.info["codebase_version"],
+        "robot_type": meta.info.get("robot_type"), "fps": meta.fps, "episodes": meta.total_episodes,
+        "frames": meta.total_frames, "duration_s": round(meta.total_frames / meta.fps, 3),
+        "tasks": meta.tasks,
+        "features": {k: {"dtype": ft["dtype"], "shape": ft["shape"]} for k, ft in meta.features.items()},
+        "files": len(files), "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 3),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{root}  LeRobotDataset {summary['codebase_version']}  robot_type={summary['robot_type']}")
+    print(f"  {summary['episodes']} episodes, {summary['frames']} frames at {summary['fps']} fps "
+          f"({summary['duration_s']} s), {summary['files']} files, {summary['size_mb']} MB")
+    for i, task in enumerate(meta.tasks):
+        print(f"  task {i}: {task}")
+    for key, ft in meta.features.items():
+        print(f"  {key:<32} {ft['dtype']:<8} {ft['shape']}")
+    return 0
+
+
+def _visualize(root: Path, episode: int, output: Path | None) -> int:
+    from apprentice.dataset.visualize import write_episode_html
+
+    out = write_episode_html(root, episode, output or Path(f"episode_{episode}.html"))
+    print(out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.action == "info":
+            return _info(args.root, args.json)
+        if args.action == "verify":
+            from apprentice.dataset.verify import verify
+
+            summary = verify(args.root)
+            print(f"OK {summary['root']}: {summary['episodes']} episodes, {summary['frames']} frames, "
+                  f"{summary['tasks']} tasks, {summary['files_checked']} files checked")
+            return 0
+        if args.action == "repair":
+            from apprentice.dataset.recovery import repair
+
+            actions = repair(args.root)
+            for action in actions:
+                print(f"repaired: {action}")
+            print(f"OK {args.root}: " + ("nothing to repair" if not actions else f"{len(actions)} fixes"))
+            return 0
+        if args.action == "push":
+            from apprentice.dataset.hub import push
+
+            print(push(args.root, args.repo_id, private=args.private, branch=args.branch))
+            return 0
+        if args.action == "pull":
+            from apprentice.dataset.hub import pull
+
+            print(pull(args.repo_id, root=args.root, revision=args.revision))
+            return 0
+        return _visualize(args.root, args.episode, args.output)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Video: background episode encoding, crash-safe append into the concatenated mp4, frame-accurate decoding.
+
+Timing contract (lerobot v3.0): frame i of an episode lives at from_timestamp + i/fps in its file, and
+from_timestamp is the number of frames already in the file divided by fps. We encode with pts = i in a
+1/fps time base and shift packets by whole frames when appending, so the contract holds exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from apprentice.dataset.format import DatasetError, replace_atomically, tmp_path
+
+log = logging.getLogger(__name__)
+
+# vcodec argument -> (PyAV encoder, name stored in info.json "video.codec")
+CODECS = {"libsvtav1": ("libsvtav1", "av1"), "av1": ("libsvtav1", "av1"),
+          "h264": ("libx264", "h264"), "libx264": ("libx264", "h264")}
+TOLERANCE_S = 1e-4  # lerobot's tolerance_s: a decoded frame matches a query within this many seconds
+
+
+def codec_names(vcodec: str) -> tuple[str, str]:
+    if vcodec not in CODECS:
+        raise DatasetError(f"vcodec {vcodec!r} is not supported; use 'libsvtav1' (lerobot's default) or 'h264'")
+    return CODECS[vcodec]
+
+
+def encoder_options(encoder: str, *, gop: int, crf: int, preset: int | None) -> dict[str, str]:
+    # lerobot's settings: GOP 2 keeps random access to at most one extra decoded frame, CRF 30.
+    options = {"g": str(gop), "crf": str(crf)}
+    if encoder == "libsvtav1":
+        options["preset"] = str(12 if preset is None else preset)
+    else:
+        # No B-frames: packets stay in presentation order, so appending episodes is a plain pts shift.
+        options["bf"] = "0"
+        options["preset"] = "veryfast" if preset is None else str(preset)
+    return options
+
+
+class EpisodeEncoder:
+    """Encodes one camera's frames of one episode into `path` on a background thread.
+
+    `put` only enqueues (the recording loop is never blocked by the encoder); `finish` waits for the
+    queue to drain and closes the file. Encoder failures surface from `finish` as DatasetError.
+    """
+
+    def __init__(self, path: Path, *, fps: int, vcodec: str, gop: int = 2, crf: int = 30,
+                 preset: int | None = None, pix_fmt: str = "yuv420p") -> None:
+        self.path = path
+        self.fps = fps
+        self.encoder, _ = codec_names(vcodec)
+        self.options = encoder_options(self.encoder, gop=gop, crf=crf, preset=preset)
+        self.pix_fmt = pix_fmt
+        self.frames = 0
+        self._queue: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"encode-{path.name}", daemon=True)
+        self._started = False
+
+    def put(self, frame: np.ndarray) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        self.frames += 1
+        self._queue.put(frame)
+
+    def _run(self) -> None:
+        container = None
+        # SVT-AV1 prints a banner per encoder to stderr unless told otherwise; keep errors only.
+        os.environ.setdefault("SVT_LOG", "1")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            container = av.open(str(self.path), "w")
+            stream = None
+            pts = 0
+            while (frame := self._queue.get()) is not None:
+                if stream is None:
+                    stream = container.add_stream(self.encoder, rate=self.fps, options=self.options)
+                    stream.height, stream.width = frame.shape[:2]
+                    stream.pix_fmt = self.pix_fmt
+                    stream.codec_context.time_base = Fraction(1, self.fps)
+                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                video_frame.pts = pts
+                video_frame.time_base = Fraction(1, self.fps)
+                pts += 1
+                container.mux(stream.encode(video_frame))
+            if stream is not None:
+                container.mux(stream.encode(None))
+        except BaseException as e:  # reported by finish(); the thread must not die silently
+            self._error = e
+            while self._queue.get() is not None:  # drain so finish() does not wait forever
+                pass
+        finally:
+            if container is not None:
+                container.close()
+
+    def finish(self) -> int:
+        """Flush and close; returns the number of frames written."""
+        if not self._started:
+            return 0
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise DatasetError(f"{self.path}: encoding with {self.encoder} failed: {self._error}")
+        return self.frames
+
+    def abort(self) -> None:
+        if self._started:
+            self._queue.put(None)
+            self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+
+def append_video(dst: Path, keep_frames: int, fps: int, episode: Path | None) -> None:
+    """Rewrite `dst` as its first `keep_frames` frames followed by `episode`'s frames, atomically.
+
+    Packets are copied, never re-encoded. `keep_frames` is the committed frame count of `dst`, so a
+    tail left by a crash between writing the video and committing the metadata is dropped here.
+    With `episode=None` this only truncates (used by repair).
+    """
+    tmp = tmp_path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sources = ([(dst, keep_frames)] if keep_frames > 0 else []) + ([(episode, None)] if episode else [])
+    try:
+        with av.open(str(tmp), "w", format="mp4") as out:
+            out_stream = None
+            start = 0  # frames written so far
+            for src, limit in sources:
+                with av.open(str(src)) as inp:
+                    stream = inp.streams.video[0]
+                    if out_stream is None:
+                        out_stream = out.add_stream_from_template(stream, opaque=True)
+                    frame_ticks = Fraction(1, fps) / stream.time_base
+                    shift = start * frame_ticks
+                    if shift.denominator != 1 or frame_ticks.denominator != 1:
+                        raise DatasetError(f"{src}: time base {stream.time_base} cannot hold {fps} fps exactly")
+                    count = 0
+                    for packet in inp.demux(stream):
+                        if packet.pts is None:
+                            continue
+                        if limit is not None and packet.pts >= limit * frame_ticks:
+                            continue
+                        packet.pts += int(shift)
+                        packet.dts = packet.pts if packet.dts is None else packet.dts + int(shift)
+                        packet.stream = out_stream
+                        out.mux(packet)
+                        count += 1
+                    start += count if limit is None else min(limit, count)
+    except (av.FFmpegError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"{dst}: could not append episode video ({e}); the dataset is unchanged") from None
+    replace_atomically(tmp, dst)
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """Frame count, end time (s), size and codec of an mp4 by demuxing only (no decoding)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            count, end = 0, 0
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                count += 1
+                end = max(end, packet.pts + (packet.duration or 0))
+            return {"frames": count, "end_s": float(end * stream.time_base), "height": stream.height,
+                    "width": stream.width, "codec": stream.codec_context.name}
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
+    except IndexError:
+        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt") from None
+    except (av.FFmpegError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+
+
+class VideoReader:
+    """Decodes frames by timestamp from one mp4, keeping the container open between calls.
+
+    Sequential or nearby queries decode forward from the current position; others seek to the
+    keyframe at or before the target first (with GOP 2 that is at most one extra frame to decode).
+    """
+
+    def __init__(self, path: Path | str, *, tolerance_s: float = TOLERANCE_S, opener: Any = None,
+                 threads: int | None = None) -> None:
+        self.path = path
+        self.tolerance_s = tolerance_s
+        try:
+            self._file = opener(path) if opener else None
+            self.container = av.open(self._file if self._file else str(path))
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
+        except (av.FFmpegError, OSError) as e:
+            raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt")
+        self.stream = self.container.streams.video[0]
+        # Threaded decoding helps one process; in DataLoader workers (one per core) it only oversubscribes.
+        self.stream.thread_type = "AUTO" if threads is None or threads > 1 else "SLICE"
+        if threads is not None:
+            self.stream.thread_count = threads
+        self._frames: Any = None
+        self._last: av.VideoFrame | None = None
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        self.container.close()
+        if self._file is not None:
+            self._file.close()
+
+    def _seek(self, t: float) -> None:
+        self.container.seek(int(t / self.stream.time_base), stream=self.stream, backward=True, any_frame=False)
+        self._frames = self.container.decode(self.stream)
+        self._last = None
+
+    def _next(self, t: float) -> av.VideoFrame:
+        try:
+            frame = next(self._frames)
+        except (StopIteration, av.FFmpegError) as e:
+            self._frames = None
+            raise DatasetError(f"{self.path}: no frame at {t:.4f} s (video ends earlier or is corrupt: "
+                               f"{e or 'end of stream'}); run `apprentice dataset verify`") from None
+        self._last = frame
+        return frame
+
+    def frame_at(self, t: float) -> np.ndarray:
+        """The (H, W, 3) uint8 frame whose timestamp is within tolerance of `t`."""
+        last = self._last
+        tol = self.tolerance_s
+        if last is not None and abs(last.time - t) < tol:
+            return last.to_ndarray(format="rgb24")
+        # Forward within ~1 s is cheaper than a seek (which also restarts the decoder).
+        if self._frames is None or last is None or not (last.time < t <= last.time + 1.0):
+            self._seek(t)
+        frame = self._next(t)
+        while frame.time < t - tol:
+            frame = self._next(t)
+        if abs(frame.time - t) >= tol:
+            raise DatasetError(f"{self.path}: nearest frame to {t:.4f} s is at {frame.time:.4f} s "
+                               f"(tolerance {tol} s); the video timestamps disagree with the metadata")
+        return frame.to_ndarray(format="rgb24")
+
+    def frames_at(self, timestamps: list[float]) -> np.ndarray:
+        return np.stack([self.frame_at(t) for t in timestamps])

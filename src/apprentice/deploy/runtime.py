@@ -1,0 +1,280 @@
+"""`PolicyRuntime`: contract topics in, safe joint commands out, one call per control tick.
+
+The node pushes every decoded message into `push()` and calls `step()` from its fps timer. A step
+samples the latest value of each observation feature at the tick (LatestSampler: never a message
+from after the tick, never one older than the feature's max_age), builds the policy's batched raw
+observation, gets the tick's action from the chunk scheduler, converts it to command units through
+the contract, and applies the safety filter. Any reason not to command — disabled, stale inputs,
+no action ready, watchdog — returns ``command=None`` with the reason: the caller publishes nothing,
+so a position-controlled arm holds its last command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apprentice.deploy import DeployError
+from apprentice.deploy.chunking import ActionScheduler
+from apprentice.deploy.safety import SafetyFilter, SafetyLimits, SafetyReport
+from apprentice.deploy.stats import LatencyStats, LoopTimer
+from apprentice.deploy.watchdog import Trip, Watchdog
+
+MODES = ("sync", "async", "ensemble", "policy")
+
+
+@dataclass
+class RuntimeConfig:
+    """How the policy is driven. ``None`` fields take the policy's/contract's own values."""
+
+    mode: str = "sync"  # sync | async | ensemble | policy (the policy's own select_action queue)
+    fps: float | None = None  # control rate; default: the contract's (= the dataset's) fps
+    task: str | None = None  # language instruction; default: the contract's task
+    n_action_steps: int | None = None
+    temporal_ensemble_coeff: float | None = None  # mode=ensemble; default: the policy's, else 0.01
+    lookahead: int | None = None  # mode=async: ticks left in the queue when inference starts
+    input_timeout_s: float = 0.5  # watchdog: no fresh observation for this long -> stop and latch
+    action_timeout_s: float = 1.0  # watchdog: no action produced for this long -> stop and latch
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise DeployError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.fps is not None and self.fps <= 0:
+            raise DeployError(f"fps must be > 0, got {self.fps}")
+
+
+@dataclass
+class TickOutcome:
+    command: np.ndarray | None  # command units (radians), contract action joint order; None = hold
+    reason: str  # "ok", or why nothing is commanded
+    obs_stamp_ns: int | None = None  # the oldest input of the observation (ROS time)
+    safety: SafetyReport = field(default_factory=SafetyReport)
+
+
+def _policy_attr(policy: Any, name: str, default: Any = None) -> Any:
+    return getattr(getattr(policy, "config", None), name, default)
+
+
+class PolicyRuntime:
+    """Everything the policy node does per tick, without ROS. ``clock`` is monotonic nanoseconds."""
+
+    def __init__(
+        self,
+        policy: Any,
+        contract: Any,
+        config: RuntimeConfig | None = None,
+        safety: SafetyLimits | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        from apprentice.bag import LatestSampler  # the recorder's alignment rule, shared on purpose
+
+        self.policy = policy
+        self.contract = contract
+        self.config = config or RuntimeConfig()
+        self.fps = float(self.config.fps or contract.fps)
+        self.task = self.config.task if self.config.task is not None else contract.task
+        self._clock = clock
+        self.action_names = list(contract.action.names)
+        self.observation_specs = list(contract.observations)
+        self._check_features()
+        self.sampler = LatestSampler(self.observation_specs)
+        self._stamps: dict[str, int] = {}
+        self._state_index = self._state_to_action_index()
+        self.safety = SafetyFilter(safety or SafetyLimits(names=self.action_names))
+        self.scheduler = self._make_scheduler()
+        self.watchdog = Watchdog({"inputs": self.config.input_timeout_s, "actions": self.config.action_timeout_s})
+        self.loop = LoopTimer(self.fps)
+        self.obs_to_command = LatencyStats()
+        self.step_compute = LatencyStats()
+        self.holds: dict[str, int] = {}
+        self.enabled = False
+        self._handled_trip: Trip | None = None
+
+    # -- setup checks -------------------------------------------------------------------------------
+    def _check_features(self) -> None:
+        wanted = set(_policy_attr(self.policy, "input_features", {}) or {})
+        have = {s.key for s in self.observation_specs}
+        missing = sorted(wanted - have)
+        if missing:
+            raise DeployError(
+                f"the policy needs {', '.join(missing)} but the contract only maps "
+                f"{', '.join(sorted(have))}; "
+                "deploy with the contract the policy's dataset was recorded with"
+            )
+        action = (_policy_attr(self.policy, "output_features", {}) or {}).get("action")
+        shape = getattr(action, "shape", None)
+        if shape and int(shape[-1]) != len(self.action_names):
+            raise DeployError(
+                f"the policy outputs {shape[-1]} action values but the contract's action has "
+                f"{len(self.action_names)} joints ({', '.join(self.action_names)})"
+            )
+
+    def _state_to_action_index(self) -> list[int] | None:
+        """Where each action joint sits in observation.state, for the relative clamp (None: not all)."""
+        state = next((s for s in self.observation_specs if s.key == "observation.state"), None)
+        if state is None or not state.names:
+            return None
+        names = list(state.names)
+        if not all(n in names for n in self.action_names):
+            return None
+        return [names.index(n) for n in self.action_names]
+
+    def _make_scheduler(self) -> ActionScheduler | None:
+        cfg = self.config
+        if cfg.mode == "policy":
+            return None
+        n_steps = cfg.n_action_steps or int(_policy_attr(self.policy, "n_action_steps", 1) or 1)
+        coeff = None
+        if cfg.mode == "ensemble":
+            coeff = cfg.temporal_ensemble_coeff
+            if coeff is None:
+                coeff = _policy_attr(self.policy, "temporal_ensemble_coeff", None)
+            coeff = 0.01 if coeff is None else float(coeff)
+        return ActionScheduler(
+            self._predict_chunk,
+            n_steps,
+            asynchronous=cfg.mode == "async",
+            temporal_ensemble_coeff=coeff,
+            lookahead=cfg.lookahead,
+            fps=self.fps,
+        )
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def push(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
+        """A decoded message for feature ``key`` (from the contract's topic) stamped ``stamp_ns``."""
+        self.sampler.push(key, stamp_ns, value)
+        self._stamps[key] = max(stamp_ns, self._stamps.get(key, stamp_ns))
+
+    def build_observation(self, sample: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The policy's raw batched observation: state (1, D) float32, images (1, 3, H, W) in [0, 1]."""
+        import torch
+
+        device = getattr(self.policy, "device", None) or _policy_attr(self.policy, "device") or "cpu"
+        obs: dict[str, Any] = {}
+        for key, value in sample.items():
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+            if key.startswith("observation.images."):
+                if tensor.dtype == torch.uint8:
+                    tensor = tensor.permute(2, 0, 1).float().div_(255.0)  # HWC uint8 -> CHW [0, 1]
+            else:
+                tensor = tensor.float()
+            obs[key] = tensor.unsqueeze(0).to(device)
+        obs["task"] = [self.task]
+        return obs
+
+    def _predict_chunk(self, observation: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            chunk = self.policy.predict_action_chunk(observation)
+        return chunk[0].float().cpu().numpy()
+
+    # -- control --------------------------------------------------------------------------------------
+    def enable(self, on: bool) -> None:
+        """Start (fresh policy state, watchdog re-armed: also clears a trip) or stop commanding."""
+        if on:
+            self.reset()
+            self.watchdog.rearm(self._clock())
+            self.loop.restart()
+        self.enabled = on
+
+    def reset(self) -> None:
+        """New episode: drop queued actions and the policy's internal state."""
+        if self.scheduler is not None:
+            self.scheduler.reset()
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
+
+    def step(self, tick_ns: int) -> TickOutcome:
+        """The command for the control tick at ROS time ``tick_ns`` (None + reason = hold)."""
+        started = self._clock()
+        self.loop.tick(started)
+        outcome = self._step(tick_ns)
+        if outcome.command is None:
+            key = outcome.reason.split(":")[0]
+            self.holds[key] = self.holds.get(key, 0) + 1
+        self.step_compute.add((self._clock() - started) * 1e-9)
+        return outcome
+
+    def _step(self, tick_ns: int) -> TickOutcome:
+        if not self.enabled:
+            return TickOutcome(None, "disabled")
+        if (trip := self._tripped(self.watchdog.check(self._clock()))) is not None:
+            return TickOutcome(None, f"watchdog: {trip}; call the enable service to resume")
+        sample = self.sampler.sample(tick_ns)
+        if sample is None:
+            # Never act on old data: hold. The plan is kept: it is indexed by tick, so the actions of
+            # the ticks held here are dropped, and a chunk is never older than n_action_steps ticks
+            # anyway; a long stall trips the watchdog, which does drop it.
+            stale = self.sampler.stale_keys(tick_ns)
+            return TickOutcome(None, f"stale: {', '.join(stale) or 'no observation yet'}")
+        self.watchdog.feed("inputs", self._clock())
+        obs_stamp = min(min(self._stamps.get(k, tick_ns), tick_ns) for k in sample)
+        observation = self.build_observation(sample)
+        if self.scheduler is None:
+            import torch
+
+            with torch.inference_mode():
+                action = self.policy.select_action(observation)[0].float().cpu().numpy()
+        else:
+            action = self.scheduler.step(round(tick_ns * self.fps * 1e-9), observation)
+        if action is None:
+            return TickOutcome(None, "waiting: no action ready (inference in progress)", obs_stamp)
+        if (trip := self._tripped(self.watchdog.check(self._clock(), sources=("actions",)))) is not None:
+            # The inference itself took longer than the timeout: its action is from stale inputs.
+            return TickOutcome(None, f"watchdog: {trip}; call the enable service to resume", obs_stamp)
+        self.watchdog.feed("actions", self._clock())
+        command = np.asarray(self.contract.action.encode_values(np.asarray(action, np.float32))["positions"])
+        command, report = self.safety.apply(command.astype(np.float64), self._measured(sample))
+        return TickOutcome(command, "ok", obs_stamp, report)
+
+    def _tripped(self, trip: Trip | None) -> Trip | None:
+        """On a new trip, drop every planned action and the policy's state (once per trip)."""
+        if trip is not None and trip is not self._handled_trip:
+            self._handled_trip = trip
+            self.reset()
+        return trip
+
+    def _measured(self, sample: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Present joint positions in command units and action order (for the relative clamp)."""
+        if self._state_index is None or "observation.state" not in sample:
+            return None
+        spec = next(s for s in self.observation_specs if s.key == "observation.state")
+        state = np.asarray(spec.encode_values(sample["observation.state"])["positions"], np.float64)
+        return state[self._state_index]
+
+    def record_publish(self, outcome: TickOutcome, publish_ns: int) -> None:
+        """Latency from the observation's oldest input stamp to the command's publish (ROS time)."""
+        if outcome.obs_stamp_ns is not None and outcome.command is not None:
+            self.obs_to_command.add(max(0, publish_ns - outcome.obs_stamp_ns) * 1e-9)
+
+    def diagnostics(self) -> dict[str, float | str]:
+        """Flat key/values for diagnostic_msgs (latency, jitter, inference, holds, clamps)."""
+        out: dict[str, float | str] = {"enabled": str(self.enabled), "mode": self.config.mode}
+        out.update({f"obs_to_command_{k}": v for k, v in self.obs_to_command.summary().items()})
+        out.update({f"step_{k}": v for k, v in self.step_compute.summary().items() if k != "n"})
+        out.update(self.loop.summary())
+        if self.scheduler is not None:
+            st = self.scheduler.stats
+            inf = LatencyStats()
+            for s in st.inference_s[-200:]:
+                inf.add(s)
+            out.update({f"inference_{k}": v for k, v in inf.summary().items() if k != "n"})
+            out.update(
+                inferences=float(st.inferences),
+                starved_ticks=float(st.starved_ticks),
+                discarded_actions=float(st.discarded_actions),
+            )
+        out.update({f"hold_{k}": float(v) for k, v in self.holds.items()})
+        out.update({f"clamped_{k}": float(v) for k, v in self.safety.clamp_counts.items() if v})
+        out["watchdog_trips"] = float(self.watchdog.trips)
+        return out
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()

@@ -1,0 +1,73 @@
+"""What every policy is: an nn.Module that normalizes its own inputs, trains with `forward(batch)`
+and acts with `select_action(obs)` in raw (dataset) units."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from apprentice.policies.config import ACTION, PolicyConfig, PolicyError
+from apprentice.policies.normalize import Normalizer, Stats
+
+
+class Policy(nn.Module):
+    """Base class; subclasses set `config_class` and implement forward/predict_action_chunk/select_action."""
+
+    config_class: ClassVar[type[PolicyConfig]]
+
+    def __init__(self, config: PolicyConfig, stats: Stats) -> None:
+        super().__init__()
+        if not config.output_features:
+            raise PolicyError(
+                f"{config.type}: output_features is empty; the policy needs an 'action' feature"
+            )
+        self.config = config
+        self.normalizer = Normalizer(
+            {**config.input_features, **config.output_features}, config.normalization_mapping, stats
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def reset(self) -> None:
+        """Forget queued actions/observations; call at the start of every episode."""
+
+    def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def predict_action_chunk(self, obs: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    def select_action(self, obs: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    def init_pretrained_backbone(self) -> None:
+        """Load ImageNet (or other) backbone weights named by the config; only when training from scratch."""
+
+    def optim_groups(self) -> list[dict[str, Any]]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, num_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return None
+
+    def _check_obs(self, obs: dict[str, Any]) -> None:
+        missing = [k for k in self.config.input_features if k not in obs]
+        if missing:
+            raise PolicyError(
+                f"{self.config.type} policy: observation lacks {missing}; it has {sorted(obs)}. "
+                "Map these features in the contract or dataset."
+            )
+
+    def _unnormalize_action(self, actions: Tensor) -> Tensor:
+        return self.normalizer.unnormalize(ACTION, actions.float())

@@ -1,0 +1,172 @@
+"""A policy on disk, in LeRobot's `pretrained_model/` layout:
+
+    config.json                   policy config ("type": "act" | "diffusion" | …)
+    model.safetensors             weights, LeRobot's key names
+    policy_preprocessor.json      processor pipeline (rename, to_batch, device, normalizer)
+    policy_preprocessor_step_3_normalizer_processor.safetensors       stats, "<feature>.<stat>"
+    policy_postprocessor.json     (unnormalizer, device)
+    policy_postprocessor_step_0_unnormalizer_processor.safetensors
+
+Loading reads only JSON and safetensors — never pickle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from apprentice.policies.base import Policy
+from apprentice.policies.config import PolicyConfig, PolicyError
+from apprentice.policies.normalize import Stats
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PREPROCESSOR_NAME = "policy_preprocessor.json"
+POSTPROCESSOR_NAME = "policy_postprocessor.json"
+NORMALIZER_STATE = "policy_preprocessor_step_3_normalizer_processor.safetensors"
+UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
+
+
+def available_policies() -> list[str]:
+    """Every policy type: each sub-package of apprentice.policies that exports POLICY."""
+    pkg = importlib.import_module("apprentice.policies")
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+
+
+def policy_class(policy_type: str) -> type[Policy]:
+    if policy_type not in available_policies():
+        raise PolicyError(f"unknown policy type {policy_type!r}; available: {available_policies()}")
+    return importlib.import_module(f"apprentice.policies.{policy_type}").POLICY
+
+
+def make_config(policy_type: str, **fields: object) -> PolicyConfig:
+    """A policy config of `policy_type` with `fields` overriding LeRobot's defaults."""
+    return policy_class(policy_type).config_class.from_dict(
+        dict(fields), source=f"--policy.type={policy_type}"
+    )
+
+
+def make_policy(config: PolicyConfig | str, stats: Stats, **fields: object) -> Policy:
+    """A fresh policy (random init, plus pretrained backbone weights when the config names them)."""
+    if isinstance(config, str):
+        config = make_config(config, **fields)
+    policy = policy_class(config.type)(config, stats)
+    policy.init_pretrained_backbone()
+    return policy
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise PolicyError(
+            f"{path} is missing; a pretrained_model/ dir needs {CONFIG_NAME} and {WEIGHTS_NAME}"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{path} is not valid JSON ({exc}); re-export the checkpoint") from exc
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise PolicyError(f"{path} is missing; the checkpoint is incomplete (was training interrupted?)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PolicyError(f"{path} is not a readable safetensors file ({exc}); the file is corrupt") from exc
+
+
+def load_stats(directory: Path) -> tuple[Stats, dict]:
+    """Normalization stats and the normalizer step's config (eps, norm_map) of a pretrained_model dir."""
+    state_file, step_cfg = NORMALIZER_STATE, {}
+    pre = directory / PREPROCESSOR_NAME
+    if pre.is_file():
+        for step in _read_json(pre).get("steps", []):
+            if step.get("registry_name") == "normalizer_processor":
+                state_file, step_cfg = step.get("state_file", state_file), step.get("config", {})
+    flat = _read_safetensors(directory / state_file)
+    stats: Stats = {}
+    for name, tensor in flat.items():
+        key, stat = name.rsplit(".", 1)
+        stats.setdefault(key, {})[stat] = tensor
+    return stats, step_cfg
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """Load a `pretrained_model/` dir (ours or lerobot-train's) for inference, in eval mode on `device`."""
+    directory = Path(path)
+    if (directory / "pretrained_model").is_dir():  # accept a checkpoints/<step> dir too
+        directory = directory / "pretrained_model"
+    raw = _read_json(directory / CONFIG_NAME)
+    if "type" not in raw:
+        raise PolicyError(f"{directory / CONFIG_NAME} has no 'type' field; is this a policy config.json?")
+    cls = policy_class(raw["type"])
+    config = cls.config_class.from_dict(raw, source=str(directory / CONFIG_NAME))
+    stats, step_cfg = load_stats(directory)
+    if step_cfg.get("norm_map"):
+        config.normalization_mapping = dict(step_cfg["norm_map"])
+    policy = cls(config, stats)
+    if "eps" in step_cfg:
+        policy.normalizer.eps = float(step_cfg["eps"])
+    weights = _read_safetensors(directory / WEIGHTS_NAME)
+    try:
+        missing, unexpected = policy.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise PolicyError(f"{directory / WEIGHTS_NAME} does not match {directory / CONFIG_NAME}: {exc}") from exc
+    if missing or unexpected:
+        raise PolicyError(
+            f"{directory / WEIGHTS_NAME} does not match the {config.type} config in {CONFIG_NAME}: "
+            f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
+            f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
+        )
+    policy.config.device = str(device)
+    return policy.to(device).eval()
+
+
+def _processor_json(name: str, steps: list[dict]) -> str:
+    return json.dumps({"name": name, "steps": steps}, indent=2)
+
+
+def save_policy(policy: Policy, directory: str | Path) -> Path:
+    """Write `policy` in LeRobot's pretrained_model layout; returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = policy.config
+    config.save(directory / CONFIG_NAME)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    flat = {
+        f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
+        for key, per in policy.normalizer.stats.items()
+        for stat, v in per.items()
+    }
+    save_file(flat, str(directory / NORMALIZER_STATE))
+    save_file(flat, str(directory / UNNORMALIZER_STATE))
+    feats = {
+        k: {"type": f.type, "shape": list(f.shape)}
+        for k, f in {**config.input_features, **config.output_features}.items()
+    }
+    norm = {"eps": policy.normalizer.eps, "features": feats, "norm_map": dict(config.normalization_mapping)}
+    device = {
+        "registry_name": "device_processor",
+        "config": {"device": str(config.device or "cpu"), "float_dtype": None},
+    }
+    pre = [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "to_batch_processor", "config": {}},
+        device,
+        {"registry_name": "normalizer_processor", "config": norm, "state_file": NORMALIZER_STATE},
+    ]
+    post_norm = {**norm, "features": {k: v for k, v in feats.items() if k in config.output_features}}
+    post = [
+        {"registry_name": "unnormalizer_processor", "config": post_norm, "state_file": UNNORMALIZER_STATE},
+        device,
+    ]
+    (directory / PREPROCESSOR_NAME).write_text(_processor_json("policy_preprocessor", pre))
+    (directory / POSTPROCESSOR_NAME).write_text(_processor_json("policy_postprocessor", post))
+    return directory

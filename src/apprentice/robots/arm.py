@@ -1,0 +1,161 @@
+"""An arm on a servo bus in joint space (radians), with the safety rules the driver relies on.
+
+Safety: every goal is clipped to the joint's YAML limits, then to `max_relative_target` from the last
+measured position, then to the calibrated range (range_min..range_max ticks). A bus failure that survives
+the bounded retries, or a motor alarm (overload, overheat, voltage), is fatal: torque is dropped on all
+motors (unless `torque_off_on_error=False`) and a RobotError names the motor — never a stale value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+
+from apprentice.motors import BUS_CLASSES, BusError, MotorCalibration, radians_to_ticks, ticks_to_radians
+from apprentice.robots.definition import RobotDefinition
+from apprentice.robots.errors import RobotError
+
+T = TypeVar("T")
+
+
+class Arm:
+    def __init__(
+        self,
+        definition: RobotDefinition,
+        port: str,
+        *,
+        calibration: dict[str, MotorCalibration] | None = None,
+        max_relative_target: float | dict[str, float] | None = None,
+        torque_off_on_error: bool = True,
+        num_retry: int = 3,
+    ) -> None:
+        self.definition = definition
+        self.joint_names = definition.joint_names
+        self.bus = BUS_CLASSES[definition.vendor](
+            port, definition.motors(), calibration, baudrate=definition.baudrate, num_retry=num_retry
+        )
+        if calibration is not None:
+            missing = sorted(set(self.joint_names) - set(calibration))
+            if missing:
+                raise RobotError(f"calibration for {definition.type} lacks joint(s) {missing}; recalibrate")
+        self._given_calibration = calibration
+        mrt = definition.max_relative_target if max_relative_target is None else max_relative_target
+        self.max_relative_target = self._per_joint(mrt, np.inf)
+        self.lower = np.array([j.lower for j in definition.joints])
+        self.upper = np.array([j.upper for j in definition.joints])
+        self.torque_off_on_error = torque_off_on_error
+        self.torque_enabled = False
+        self.present = np.zeros(len(self.joint_names))
+
+    def _per_joint(self, value: float | dict[str, float] | None, default: float) -> np.ndarray:
+        if value is None:
+            return np.full(len(self.joint_names), default)
+        if isinstance(value, dict):
+            return np.array([float(value.get(n, default)) for n in self.joint_names])
+        return np.full(len(self.joint_names), float(value))
+
+    @property
+    def port(self) -> str:
+        return self.bus.port
+
+    @property
+    def calibration(self) -> dict[str, MotorCalibration]:
+        return self.bus.calibration
+
+    def connect(self, configure: bool = True, enable_torque: bool | None = None) -> None:
+        """Open the bus, make the motors hold the calibration, apply the YAML setup, torque per role."""
+        self.bus.connect()
+        try:
+            if self._given_calibration is not None:
+                if not self.bus.is_calibrated():
+                    self.bus.disable_torque()
+                    self.bus.write_calibration(self._given_calibration)
+            else:
+                # No file: use what the motors hold (their EEPROM keeps the last calibration written).
+                self.bus.calibration = self.bus.read_calibration()
+            if configure:
+                self.bus.disable_torque()
+                self.bus.configure()
+                for joint, register, value in self.definition.registers_to_configure():
+                    self.bus.write(register, joint, value, normalize=False)
+            self.read_positions()
+            if self.definition.role == "follower" if enable_torque is None else enable_torque:
+                self.set_torque(True)
+            elif self.definition.torque_holds:
+                # LeRobot's Koch leader: the gripper servo holds a goal (normalized units) under torque,
+                # so it springs back when the operator's finger releases it.
+                for joint, goal in self.definition.torque_holds.items():
+                    self.bus.write("Torque_Enable", joint, 1, normalize=False)
+                    self.bus.write("Goal_Position", joint, goal)
+        except BusError:
+            self.bus.disconnect(disable_torque=False)
+            raise
+
+    def disconnect(self, disable_torque: bool = True) -> None:
+        try:
+            self.bus.disconnect(disable_torque=disable_torque)
+        finally:
+            self.torque_enabled = False
+
+    def set_torque(self, enabled: bool) -> None:
+        # Enabling makes each motor hold its present position (the firmware resets the goal to it).
+        self._guarded(lambda: self.bus.enable_torque() if enabled else self.bus.disable_torque())
+        self.torque_enabled = enabled
+
+    def read_positions(self) -> np.ndarray:
+        """Present joint positions in radians (one SYNC_READ), in definition order."""
+        raw = self._guarded(lambda: self.bus.sync_read("Present_Position", self.joint_names, normalize=False))
+        alarms = {m: e for m, e in self.bus.health.hardware_errors.items() if m in raw}
+        if alarms:
+            self._fatal(
+                f"motor alarm on {self.port}: "
+                + ", ".join(
+                    f"'{m}' (id {self.bus.motors[m].id}) {self.bus.packet_handler.getRxPacketError(e)}"
+                    for m, e in alarms.items()
+                )
+                + " Let it cool / remove the load, then re-enable torque."
+            )
+        self.present = np.array([self._to_rad(n, raw[n]) for n in self.joint_names])
+        return self.present.copy()
+
+    def send_positions(self, goal: np.ndarray) -> np.ndarray:
+        """Command joint positions (radians) through the safety clamps; return what was actually sent."""
+        goal = np.asarray(goal, dtype=float)
+        if goal.shape != (len(self.joint_names),) or not np.all(np.isfinite(goal)):
+            raise RobotError(
+                f"{self.definition.type}: command must be {len(self.joint_names)} finite "
+                f"positions for {self.joint_names}, got {goal.tolist()}"
+            )
+        goal = np.clip(goal, self.lower, self.upper)
+        goal = self.present + np.clip(goal - self.present, -self.max_relative_target, self.max_relative_target)
+        ticks = {}
+        for name, value in zip(self.joint_names, goal):
+            cal = self.calibration[name]
+            ticks[name] = min(
+                cal.range_max, max(cal.range_min, radians_to_ticks(value, cal, self.bus.spec(name).resolution))
+            )
+        self._guarded(lambda: self.bus.sync_write("Goal_Position", ticks, normalize=False))
+        return np.array([self._to_rad(n, ticks[n]) for n in self.joint_names])
+
+    def _to_rad(self, name: str, raw: float) -> float:
+        return ticks_to_radians(raw, self.calibration[name], self.bus.spec(name).resolution)
+
+    def _guarded(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except BusError as exc:
+            self._fatal(str(exc))
+            raise  # unreachable: _fatal raises
+
+    def _fatal(self, message: str) -> None:
+        if self.torque_off_on_error and self.torque_enabled:
+            self.torque_enabled = False
+            try:
+                self.bus.disable_torque()
+                message += " Torque disabled on all motors."
+            except BusError as exc:
+                # The original fault is the one to report; the failed shutdown is added to it, not hidden.
+                message += f" Torque could NOT be disabled on every motor ({exc}): cut the power."
+        raise RobotError(message)

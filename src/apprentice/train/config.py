@@ -1,0 +1,263 @@
+"""The training run's config: one dataclass filled from lerobot-style dotted flags
+(`--policy.type=act --dataset.root=... --steps=...`), optionally on top of a train_config.json
+(`--config_path=...`, ours or lerobot-train's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apprentice.policies import PolicyError, available_policies, policy_class
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(Exception):
+    """Training cannot start or continue; the message names the flag/file and what to do."""
+
+
+@dataclass
+class DatasetConfig:
+    repo_id: str | None = None
+    root: str | None = None
+    episodes: list[int] | None = None
+    revision: str | None = None
+    # LeRobot's default: camera mean/std are ImageNet's (right for pretrained backbones, harmless otherwise).
+    use_imagenet_stats: bool = True
+    streaming: bool = False
+
+
+@dataclass
+class WandbConfig:
+    enable: bool = False
+    project: str = "apprentice"
+    entity: str | None = None
+    notes: str | None = None
+    run_id: str | None = None
+    mode: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    policy_type: str | None = None
+    # Policy config fields given on the command line or in the config file (LeRobot field names).
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    output_dir: str | None = None
+    job_name: str | None = None
+    resume: bool = False
+    seed: int | None = 1000
+    num_workers: int = 4
+    batch_size: int = 8
+    steps: int = 100_000
+    eval_freq: int = 20_000
+    log_freq: int = 200
+    save_checkpoint: bool = True
+    save_freq: int = 20_000
+    grad_clip_norm: float = 10.0
+    gradient_accumulation_steps: int = 1
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    # Apprentice's speed levers (docs/training.md measures each).
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    channels_last: bool = True  # only used on CUDA
+    cache_device: str = "auto"  # where the decoded uint8 frame cache lives: auto | cpu | cuda
+    freeze_backbone: bool = False
+    config_path: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_size >= 1, f"--batch_size must be >= 1 (got {self.batch_size})"),
+            (self.steps >= 1, f"--steps must be >= 1 (got {self.steps})"),
+            (self.gradient_accumulation_steps >= 1, "--gradient_accumulation_steps must be >= 1"),
+            (self.save_freq >= 1 and self.log_freq >= 1, "--save_freq and --log_freq must be >= 1"),
+            (
+                self.precision in ("auto", "fp32", "bf16"),
+                f"--precision={self.precision}; use auto, fp32 or bf16",
+            ),
+            (
+                self.cache_device in ("auto", "cpu", "cuda"),
+                f"--cache_device={self.cache_device}; use auto|cpu|cuda",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TrainError(message)
+
+    @property
+    def device(self) -> str:
+        dev = self.policy_overrides.get("device")
+        if dev:
+            return str(dev)
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    # ----------------------------------------------------------------------------------- flags
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> TrainConfig:
+        """Build from `--a.b=value` / `--a.b value` flags; unknown flags raise TrainError listing valid ones."""
+        flags = _split_flags(args)
+        base: dict[str, Any] = {}
+        if "config_path" in flags:
+            path = Path(flags["config_path"])
+            try:
+                base = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise TrainError(f"--config_path={path}: cannot read JSON ({exc})") from exc
+        cfg = cls.from_dict(base, source=flags.get("config_path", "defaults"))
+        cfg.config_path = flags.pop("config_path", None)
+        if "policy.type" in flags:
+            cfg.policy_type = flags.pop("policy.type")
+            if base.get("policy", {}).get("type") not in (None, cfg.policy_type):
+                cfg.policy_overrides = {}  # a different policy: the file's policy fields do not apply
+        pretrained = flags.get("policy.pretrained_path") or flags.get("policy.path")
+        if cfg.policy_type is None and pretrained:
+            cfg.policy_type = _pretrained_type(Path(pretrained))
+        valid = cfg.valid_flags()
+        unknown = sorted(k for k in flags if k not in valid)
+        if unknown:
+            raise TrainError(
+                f"unknown flag(s) {['--' + k for k in unknown]}. Valid flags: "
+                + " ".join(f"--{k}" for k in sorted(valid))
+            )
+        for key, raw in flags.items():
+            cfg._set(key, raw)
+        cfg.__post_init__()
+        return cfg
+
+    def valid_flags(self) -> set[str]:
+        flags = {
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in ("dataset", "wandb", "policy_overrides", "policy_type")
+        }
+        flags |= {f"dataset.{f.name}" for f in dataclasses.fields(DatasetConfig)}
+        flags |= {f"wandb.{f.name}" for f in dataclasses.fields(WandbConfig)}
+        flags |= {"policy.type", "policy.lr", "policy.path"}
+        if self.policy_type:
+            flags |= {f"policy.{f.name}" for f in dataclasses.fields(self._policy_config_class())}
+        return flags
+
+    def _policy_config_class(self) -> type:
+        try:
+            return policy_class(self.policy_type).config_class
+        except PolicyError as exc:
+            raise TrainError(f"--policy.type={self.policy_type}: {exc}") from exc
+
+    def _set(self, key: str, raw: str) -> None:
+        if key.startswith("policy."):
+            name = {"lr": "optimizer_lr", "path": "pretrained_path"}.get(key[7:], key[7:])
+            fields = {f.name: f for f in dataclasses.fields(self._policy_config_class())}
+            self.policy_overrides[name] = _parse(raw, str(fields[name].type), key)
+            return
+        target: Any = self
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        setattr(target, parts[-1], _parse(raw, str(fields[parts[-1]].type), key))
+
+    # ------------------------------------------------------------------------------------ json
+    def to_dict(self, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """train_config.json content, in lerobot-train's shape (plus Apprentice's speed fields)."""
+        out = dataclasses.asdict(self)
+        out.pop("policy_overrides")
+        out.pop("policy_type")
+        out.pop("config_path")
+        out["policy"] = policy if policy is not None else {"type": self.policy_type, **self.policy_overrides}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "train_config.json") -> TrainConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls()
+        policy = data.pop("policy", None) or {}
+        cfg.policy_type = policy.get("type")
+        cfg.policy_overrides = {k: v for k, v in policy.items() if k != "type"}
+        cfg.dataset = _sub(DatasetConfig, data.pop("dataset", None) or {}, f"{source}: dataset")
+        cfg.wandb = _sub(WandbConfig, data.pop("wandb", None) or {}, f"{source}: wandb")
+        optimizer = data.get("optimizer") or {}
+        if "grad_clip_norm" in optimizer and "grad_clip_norm" not in data:
+            data["grad_clip_norm"] = optimizer["grad_clip_norm"]
+        for key, value in data.items():
+            if key in known:
+                setattr(cfg, key, value)
+            else:  # lerobot-train keys (env, eval, optimizer, scheduler, …) that do not change our run
+                log.debug("%s: ignoring %r", source, key)
+        cfg.__post_init__()
+        return cfg
+
+
+def _sub(cls: type, data: dict[str, Any], source: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _split_flags(args: Sequence[str]) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise TrainError(
+                f"unexpected argument {arg!r}; flags look like --steps=1000 or --policy.type=act"
+            )
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            key, value = arg[2:], args[i + 1]
+            i += 1
+        else:
+            key, value = arg[2:], "true"
+        flags[key] = value
+        i += 1
+    return flags
+
+
+def _parse(raw: str, annotation: str, flag: str) -> Any:
+    """A flag's string -> the field's type, read from its annotation (LeRobot/draccus conventions)."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if text.lower() in ("null", "none") and "None" in annotation:
+        return None
+    try:
+        if annotation.startswith("bool"):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return text.lower() in ("true", "1", "yes")
+        if annotation.startswith(("int", "float")) or annotation.startswith(("tuple", "list", "dict")):
+            value = json.loads(text) if text[:1] in "[{(" or annotation[0] in "if" else None
+            if value is None:  # comma-separated list
+                value = [json.loads(v) for v in text.split(",")]
+            if annotation.startswith("int"):
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError("expected an integer")
+                return int(value)
+            if annotation.startswith("float"):
+                return float(value)
+            return tuple(value) if annotation.startswith("tuple") else value
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise TrainError(f"--{flag}={raw}: cannot read as {annotation} ({exc})") from exc
+    return text
+
+
+def _pretrained_type(path: Path) -> str:
+    """The policy type recorded in a pretrained_model/ dir (fine-tuning needs no --policy.type)."""
+    config = path / "config.json" if (path / "config.json").is_file() else path / "pretrained_model" / "config.json"
+    try:
+        return str(json.loads(config.read_text())["type"])
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise TrainError(f"--policy.pretrained_path={path}: no readable config.json with a 'type' ({exc})") from exc
+
+
+def policy_types() -> list[str]:
+    return available_policies()

@@ -1,0 +1,261 @@
+"""Training batches without a per-sample video decode.
+
+LeRobot's trainer seeks into the mp4 for every sample of every batch; on a GPU that decode, not the
+model, is the bottleneck. Here each episode of each camera is decoded once (`episode_frames`) into a
+uint8 cache (N, 3, H, W) — 1/4 the bytes of float32 — and numeric features come whole from
+`column()`. A batch is then an index gather (plus the delta-timestamp windows and padding masks
+LeRobot computes), done on the GPU itself when the cache fits there. Images become float in [0, 1]
+on the compute device.
+
+`--dataset.streaming=true` keeps the per-sample path (a DataLoader over LeRobotDataset) for datasets
+whose frames do not fit in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler
+
+from apprentice.train.config import TrainError
+
+
+class FrameCache:
+    """All frames and numeric features of the selected episodes, as tensors on `device`."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        numeric_keys: list[str],
+        image_keys: list[str],
+        delta_indices: dict[str, list[int]],
+        drop_n_last_frames: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.image_keys = list(image_keys)
+        self.delta = {
+            k: torch.tensor(v, dtype=torch.long, device=self.device) for k, v in delta_indices.items()
+        }
+        lengths = [int(dataset.meta.episodes[e]["length"]) for e in dataset.episodes]
+        n = sum(lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.ep_start = torch.from_numpy(np.repeat(starts, lengths)).to(self.device)
+        self.ep_end = torch.from_numpy(np.repeat(starts + np.asarray(lengths), lengths)).to(self.device)
+        rows = [np.arange(s, s + max(1, length - drop_n_last_frames)) for s, length in zip(starts, lengths)]
+        self.sample_rows = torch.from_numpy(np.concatenate(rows)).to(self.device)
+        self.columns: dict[str, Tensor] = {}
+        for key in numeric_keys:
+            col = np.asarray(dataset.column(key), dtype=np.float32)
+            if len(col) != n:
+                raise TrainError(
+                    f"dataset column {key!r} has {len(col)} rows, episodes say {n}; "
+                    "run `apprentice dataset verify`"
+                )
+            self.columns[key] = torch.from_numpy(col).to(self.device)
+        self.frames: dict[str, Tensor] = {}
+        pin = self.device.type == "cpu" and torch.cuda.is_available()
+        for key in self.image_keys:
+            h, w, c = _hwc(dataset.features[key])
+            cache = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
+            for ep, start, length in zip(dataset.episodes, starts, lengths):
+                frames = dataset.episode_frames(ep, key)
+                if frames.shape[0] != length or frames.shape[1:3] != (h, w):
+                    raise TrainError(
+                        f"{key} episode {ep}: decoded {frames.shape} frames, expected "
+                        f"{length} of {h}x{w}; run `apprentice dataset verify`"
+                    )
+                cache[start : start + length] = torch.from_numpy(frames).permute(0, 3, 1, 2)
+            self.frames[key] = cache.to(self.device)
+
+    @staticmethod
+    def nbytes(dataset: Any, image_keys: list[str]) -> int:
+        """Bytes the frame cache of `dataset` will take (to choose CPU or GPU before building it)."""
+        return sum(dataset.num_frames * int(np.prod(_hwc(dataset.features[k]))) for k in image_keys)
+
+    def __len__(self) -> int:
+        return len(self.sample_rows)
+
+    def _window(self, rows: Tensor, key: str) -> tuple[Tensor, Tensor | None]:
+        deltas = self.delta.get(key)
+        if deltas is None:
+            return rows, None
+        query = rows[:, None] + deltas[None, :]
+        start, end = self.ep_start[rows][:, None], self.ep_end[rows][:, None]
+        pad = (query < start) | (query >= end)
+        return torch.minimum(torch.maximum(query, start), end - 1), pad
+
+    def gather(self, sample_ids: Tensor) -> dict[str, Tensor]:
+        """The batch for these sample ids; images stay uint8 (see `to_device`)."""
+        rows = self.sample_rows[sample_ids.to(self.device)]
+        batch: dict[str, Tensor] = {}
+        for key, store in [*self.columns.items(), *self.frames.items()]:
+            idx, pad = self._window(rows, key)
+            batch[key] = store[idx]
+            if pad is not None:
+                batch[f"{key}_is_pad"] = pad
+        return batch
+
+
+def to_device(
+    batch: dict[str, Tensor], device: torch.device, image_keys: list[str], channels_last: bool = False
+) -> dict[str, Tensor]:
+    """Move a batch to `device` (asynchronously from pinned memory) and make images float in [0, 1]."""
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if key in image_keys:
+            value = value.float().div_(255.0) if value.dtype == torch.uint8 else value
+            if channels_last and value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def _hwc(feature: dict) -> tuple[int, int, int]:
+    shape = list(feature["shape"])
+    names = list(feature.get("names") or [])
+    if names[:1] == ["channels"]:
+        return shape[1], shape[2], shape[0]
+    return shape[0], shape[1], shape[2]
+
+
+class SampleOrder:
+    """Which samples each step trains on: DistributedSampler's per-epoch shuffle (so DDP ranks see
+    disjoint shards), addressable by step so a resumed run continues with the very same batches."""
+
+    def __init__(
+        self,
+        n_samples: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        # Each epoch's order goes to `device` once: a per-step host->GPU copy of the ids would stall the
+        # CPU until the GPU drains, which on small batches costs more than the step itself.
+        self.device = torch.device(device)
+        self.sampler = DistributedSampler(
+            range(n_samples),
+            num_replicas=world_size,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=world_size > 1,
+        )
+        self.batch_size = batch_size
+        self.per_epoch = len(self.sampler) // batch_size
+        if self.per_epoch == 0:
+            raise TrainError(
+                f"--batch_size={batch_size} exceeds the {len(self.sampler)} training samples per "
+                f"process; lower --batch_size or record more episodes"
+            )
+
+    def batches(self, start: int = 0) -> Iterator[Tensor]:
+        """Sample-id batches from micro-batch number `start` on, forever (epoch after epoch)."""
+        epoch, pos = divmod(start, self.per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.device)
+            for j in range(pos, self.per_epoch):
+                yield order[j * self.batch_size : (j + 1) * self.batch_size]
+            epoch, pos = epoch + 1, 0
+
+
+class Prefetcher:
+    """Gathers the next batches on a background thread (index_select releases the GIL) while the GPU
+    trains on the current one; the gathered CPU tensors are pinned, so the copy overlaps compute too."""
+
+    def __init__(self, cache: FrameCache, order: Iterator[Tensor], depth: int = 3) -> None:
+        self.cache, self.order = cache, order
+        self.pin = cache.device.type == "cpu" and torch.cuda.is_available()
+        self.on_device = cache.device.type != "cpu"
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        if not self.on_device:
+            self.thread = threading.Thread(target=self._run, name="apprentice-prefetch", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ids in self.order:
+                batch = self.cache.gather(ids)
+                if self.pin:
+                    batch = {k: v.pin_memory() for k, v in batch.items()}
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+        except Exception as exc:  # surfaced to the training loop, never swallowed
+            self.queue.put(exc)
+
+    def next(self) -> dict[str, Tensor]:
+        if self.on_device:  # gathers on the GPU are asynchronous kernels already
+            return self.cache.gather(next(self.order))
+        item = self.queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+class StreamingBatches:
+    """`--dataset.streaming=true`: samples decoded one by one by DataLoader workers (low memory, slower)."""
+
+    def __init__(
+        self, dataset: Any, batch_size: int, num_workers: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.per_epoch = len(self.sampler) // batch_size
+        if self.per_epoch == 0:
+            raise TrainError(f"--batch_size={batch_size} exceeds the {len(self.sampler)} training samples")
+        self._iter: Iterator[dict[str, Any]] | None = None
+        self._epoch = 0
+
+    def skip_to(self, micro_batch: int) -> None:
+        self._epoch = micro_batch // self.per_epoch
+        self._iter = self._epoch_iter(skip=micro_batch % self.per_epoch)
+
+    def _epoch_iter(self, skip: int = 0) -> Iterator[dict[str, Any]]:
+        while True:
+            self.sampler.set_epoch(self._epoch)
+            loader = DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=self.sampler,
+                drop_last=True,
+                num_workers=self.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=False,
+            )
+            for i, batch in enumerate(loader):
+                if i >= skip:
+                    yield {k: v for k, v in batch.items() if isinstance(v, Tensor)}
+            self._epoch, skip = self._epoch + 1, 0
+
+    def next(self) -> dict[str, Tensor]:
+        if self._iter is None:
+            self.skip_to(0)
+        return next(self._iter)
+
+    def close(self) -> None:
+        self._iter = None

@@ -1,0 +1,110 @@
+"""`apprentice train` end to end on a real tiny dataset: checkpoint layout, load, resume, fine-tune."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from apprentice.policies import load_policy
+from apprentice.train import TrainConfig, TrainError, train
+from apprentice.train.cli import main
+from apprentice.train.loop import read_metrics
+from conftest import policy_flags
+
+SPEC_FILES = Path("/work/shared/specs/lerobot-checkpoints")
+
+
+def _flags(root: Path, out: Path, kind: str = "act", **extra: object) -> list[str]:
+    flags = [*policy_flags(kind), f"--dataset.root={root}", f"--output_dir={out}", "--batch_size=4",
+             "--log_freq=1", "--save_freq=2", "--policy.device=cpu", "--seed=5"]
+    return flags + [f"--{k}={v}" for k, v in extra.items()]
+
+
+@pytest.fixture(scope="module")
+def act_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("act") / "run"
+    assert main(_flags(tiny_dataset, out, steps=4, **{"policy.lr": "1e-3"})) == 0
+    return out
+
+
+def test_checkpoint_layout_matches_lerobot(act_run):
+    ckpts = act_run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["000002", "000004", "last"]
+    assert (ckpts / "last").resolve().name == "000004"
+    files = {str(p.relative_to(ckpts / "last")) for p in (ckpts / "last").rglob("*") if p.is_file()}
+    if SPEC_FILES.is_dir():
+        spec = {line.removeprefix("last/") for line in (SPEC_FILES / "act" / "files.txt").read_text().split()}
+        assert files == spec
+    assert json.loads((ckpts / "last" / "training_state" / "training_step.json").read_text()) == {"step": 4}
+    train_cfg = json.loads((ckpts / "last" / "pretrained_model" / "train_config.json").read_text())
+    assert train_cfg["policy"]["type"] == "act" and train_cfg["steps"] == 4
+
+
+def test_trained_checkpoint_loads_and_acts(act_run, tiny_dataset):
+    from apprentice.dataset import LeRobotDataset
+
+    policy = load_policy(act_run / "checkpoints" / "last" / "pretrained_model")
+    item = LeRobotDataset(tiny_dataset)[3]
+    obs = {k: item[k][None] for k in ("observation.state", "observation.images.top")}
+    again = load_policy(act_run / "checkpoints" / "last")
+    torch.testing.assert_close(policy.predict_action_chunk(obs), again.predict_action_chunk(obs), rtol=0, atol=0)
+    assert policy.select_action(obs).shape == (1, 4)
+    losses = [r["loss"] for r in read_metrics(act_run)]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_resume_continues_the_same_loss_curve(act_run, tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert main(_flags(tiny_dataset, out, steps=2, **{"policy.lr": "1e-3"})) == 0
+    # lerobot's way: point --config_path at the checkpoint's train_config.json.
+    cfg_path = out / "checkpoints" / "000002" / "pretrained_model" / "train_config.json"
+    assert main([f"--config_path={cfg_path}", "--resume=true", "--steps=4"]) == 0
+    assert [r["loss"] for r in read_metrics(out)] == [r["loss"] for r in read_metrics(act_run)]
+    a = load_file(str(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
+    b = load_file(str(act_run / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetune_loads_weights_only_and_freezes_backbone(act_run, tiny_dataset, tmp_path):
+    pretrained = act_run / "checkpoints" / "last" / "pretrained_model"
+    cfg = TrainConfig.from_args([f"--dataset.root={tiny_dataset}", f"--output_dir={tmp_path / 'ft'}",
+                                 f"--policy.pretrained_path={pretrained}", "--steps=1", "--batch_size=4",
+                                 "--freeze_backbone=true", "--policy.lr=1e-2", "--policy.device=cpu"])
+    out = train(cfg)
+    assert json.loads((out.parent / "training_state" / "training_step.json").read_text()) == {"step": 1}
+    before, after = load_file(str(pretrained / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    backbone = [k for k in before if k.startswith("model.backbone.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    assert not torch.equal(before["model.action_head.weight"], after["model.action_head.weight"])
+
+
+def test_existing_output_dir_and_broken_resume_are_errors(act_run, tiny_dataset, tmp_path):
+    with pytest.raises(TrainError, match="--resume=true"):
+        train(TrainConfig.from_args(_flags(tiny_dataset, act_run, steps=5)))
+    broken = tmp_path / "broken"
+    for src in (act_run / "checkpoints").rglob("*"):
+        if src.is_file() and "000004" in str(src):
+            dst = broken / "checkpoints" / "000004" / src.relative_to(act_run / "checkpoints" / "000004")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    (broken / "checkpoints" / "last").symlink_to("000004")
+    (broken / "checkpoints" / "000004" / "training_state" / "optimizer_state.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TrainError, match=re.escape("optimizer_state.safetensors")):
+        train(TrainConfig.from_args(_flags(tiny_dataset, broken, steps=6, resume="true")))
+
+
+def test_diffusion_trains_with_warmup_scheduler(tiny_dataset, tmp_path):
+    out = train(TrainConfig.from_args(_flags(tiny_dataset, tmp_path / "d", kind="diffusion", steps=2)))
+    state = json.loads((out.parent / "training_state" / "scheduler_state.json").read_text())
+    assert state["last_epoch"] == 2
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "d")]
+    assert lrs == pytest.approx([1e-4 * 1 / 2, 1e-4 * 2 / 2])  # linear warmup over 2 steps, as diffusers
+    policy = load_policy(out)
+    policy.diffusion.num_inference_steps = 2
+    obs = {"observation.state": torch.zeros(1, 4), "observation.images.top": torch.rand(1, 3, 48, 64)}
+    assert policy.select_action(obs).shape == (1, 4)
