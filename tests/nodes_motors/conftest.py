@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -53,7 +53,9 @@ class Graph:
     def __init__(self) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        # One thread, as run_node spins a driver: a multi-threaded executor busy-polls while the bus
+        # loop's timer is ready but its callback group is taken, starving the virtual bus of the GIL.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
         self.buses: list[VirtualServoBus] = []
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

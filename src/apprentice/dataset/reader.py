@@ -162,6 +162,21 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self._episode_of_row = self._columns["episode_index"]
         starts = np.cumsum([0] + [self.meta.episodes[e]["length"] for e in self.episodes])
         self._row_start = {e: int(s) for e, s in zip(self.episodes, starts)}
+        self._check_timestamps()
+
+    def _check_timestamps(self) -> None:
+        """Consecutive frames of an episode must be 1/fps apart (lerobot's check_timestamps_sync): video
+        frames are looked up by timestamp, so a drifted one would silently decode the wrong image."""
+        ts = self._columns["timestamp"].astype(np.float64)
+        same_episode = self._episode_of_row[1:] == self._episode_of_row[:-1]
+        off = np.abs(np.diff(ts) - 1 / self.fps) > self.tolerance_s
+        bad = np.flatnonzero(same_episode & off)
+        if bad.size:
+            row = int(bad[0]) + 1
+            raise DatasetError(f"{self.store.describe('data')}: episode {int(self._episode_of_row[row])} frame "
+                               f"{int(self._columns['frame_index'][row])} has timestamp {ts[row]:.6f}, "
+                               f"{ts[row] - ts[row - 1]:.6f} s after the previous frame instead of 1/fps; "
+                               "run `apprentice dataset verify`")
 
     def column(self, key: str) -> np.ndarray:
         """A numeric feature over all selected frames, shape (N, *shape) ((N,) for scalars)."""

@@ -146,8 +146,19 @@ class DriverNode(Node):
         trajectory_controller = self.get_parameter("trajectory_controller").value
         self.state_pub = self.create_publisher(JointState, "joint_states", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.create_subscription(Float64MultiArray, f"{controller}/commands", self._on_command, 10)
-        self.create_subscription(JointTrajectory, f"{trajectory_controller}/joint_trajectory", self._on_trajectory, 10)
+        # Commands get their own group: in a multi-threaded executor a bus loop that overruns its period
+        # keeps its timer ready, and a subscription sharing its group would never be picked (starved).
+        commands = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            Float64MultiArray, f"{controller}/commands", self._on_command, 10, callback_group=commands
+        )
+        self.create_subscription(
+            JointTrajectory,
+            f"{trajectory_controller}/joint_trajectory",
+            self._on_trajectory,
+            10,
+            callback_group=commands,
+        )
         self.create_service(SetBool, "~/enable_torque", self._on_enable_torque)
         self.create_timer(1.0 / float(self.get_parameter("rate_hz").value), self._tick)
         # Own callback group: a slow, failing bus must not starve the health report that explains it.
