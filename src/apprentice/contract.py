@@ -4,7 +4,7 @@ The recorder/converter reads topics into dataset features (`FeatureSpec.decode`)
 the same observations and turns action vectors back into commands (`FeatureSpec.encode_values`), so
 recording and deployment cannot drift apart. Decoding is duck-typed on message field names, so rclpy
 messages and messages deserialized from bags (mcap_ros2, rosbags) go through the same code.
-File format: docs/recording.md; working files: config/contracts/.
+File format: README, "Recording"; working files: config/contracts/.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class TrainConfig:
     grad_clip_norm: float = 10.0
     gradient_accumulation_steps: int = 1
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    # Apprentice's speed levers (docs/training.md measures each).
+    # Apprentice's speed levers (README, "Training", measures each).
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
     channels_last: bool = True  # only used on CUDA

@@ -20,7 +20,7 @@ class ACTConfig(PolicyConfig):
     )
     vision_backbone: str = "resnet18"
     # LeRobot defaults to torchvision's ImageNet weights, which it downloads; we never download, so the
-    # default is random init and a user points this at a local safetensors file (docs/training.md).
+    # default is random init and a user points this at a local safetensors file (README, "Training").
     pretrained_backbone_weights: str | None = None
     replace_final_stride_with_dilation: bool = False
     pre_norm: bool = False
