@@ -206,8 +206,11 @@ class Demo:
         # 2-core box, a timed probe misjudged a step by 3-13x as other jobs came and went; the deadline
         # cannot. A checkpoint every SAVE_EVERY steps (~150 MB each; older ones are pruned).
         save_freq = SAVE_EVERY if timed else steps
-        how = f"until {self.train_deadline() / 60:.1f} min into the demo (at most {steps})" if timed else str(steps)
-        _print(4, f"train ACT for {how} steps -> {self.train_dir}")
+        if timed:
+            how = f"until {self.train_deadline() / 60:.1f} min into the demo (at most {steps} steps)"
+        else:
+            how = f"for {steps} steps"
+        _print(4, f"train ACT {how} -> {self.train_dir}")
         cmd = [sys.executable, "-m", "apprentice.cli", "train", *self.train_flags(steps, save_freq)]
         t0 = time.monotonic()
         procs.start("train", cmd)

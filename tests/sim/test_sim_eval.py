@@ -103,3 +103,26 @@ def test_eval_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SimError):
         evaluate(ZeroPolicy(6), "reach", n_episodes=0)
     assert np.isfinite(evaluate(ZeroPolicy(6), "reach", n_episodes=1)["aggregated"]["avg_sum_reward"])
+
+
+def test_observations_reach_the_policy_on_its_device() -> None:
+    """A policy on another device (CUDA in practice; `meta` here, which any machine has) gets its inputs there."""
+    import torch
+
+    class OnMeta:
+        device = torch.device("meta")
+
+        def __init__(self) -> None:
+            self.devices: set[str] = set()
+
+        def reset(self) -> None:
+            pass
+
+        def select_action(self, batch: dict) -> torch.Tensor:
+            self.devices |= {v.device.type for v in batch.values() if isinstance(v, torch.Tensor)}
+            return torch.zeros(len(batch["task"]), 6)
+
+    policy = OnMeta()
+    result = evaluate(policy, "reach", n_episodes=2, batch_size=2)
+    assert policy.devices == {"meta"}
+    assert result["aggregated"]["success_rate"] == 0.0

@@ -69,7 +69,9 @@ def _unbatch(obs: dict[str, Any], n: int) -> list[dict[str, np.ndarray]]:
     return [{k: np.asarray(v[i]) for k, v in obs.items() if k != "task"} for i in range(n)]
 
 
-def _batch(observations: Sequence[dict[str, np.ndarray]], task: str, as_torch: bool) -> dict[str, Any]:
+def _batch(
+    observations: Sequence[dict[str, np.ndarray]], task: str, as_torch: bool, device: Any = "cpu"
+) -> dict[str, Any]:
     """Stack per-env observations the way the dataset gives them: images (B, 3, H, W) float in [0, 1]."""
     batch: dict[str, Any] = {}
     for key in observations[0]:
@@ -80,7 +82,7 @@ def _batch(observations: Sequence[dict[str, np.ndarray]], task: str, as_torch: b
     if as_torch:
         import torch
 
-        batch = {k: torch.from_numpy(v) for k, v in batch.items()}
+        batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
     batch["task"] = [task] * len(observations)
     return batch
 
@@ -124,7 +126,9 @@ def rollout(
 
     keep_frames(~done)
     while not done.all():
-        actions = _to_numpy(policy.select_action(_batch(observations, envs[0].task, as_torch)))
+        actions = _to_numpy(
+            policy.select_action(_batch(observations, envs[0].task, as_torch, getattr(policy, "device", "cpu")))
+        )
         if actions.shape[0] != n:
             raise SimError(f"policy returned {actions.shape[0]} actions for a batch of {n} observations")
         stepped = ~done
