@@ -70,6 +70,35 @@ def test_timed_session_records_num_episodes(tmp_path: Path) -> None:
     assert names == ["episode_000000", "episode_000001", "journal.jsonl"]
 
 
+def test_rerecord_during_the_reset_takes_back_the_episode_just_recorded(tmp_path: Path) -> None:
+    """lerobot-record's left arrow in the reset period: the last episode is dropped and recorded again."""
+    clock = Clock()
+    rec = _recorder(tmp_path, clock, num_episodes=2, episode_time_s=0.5, reset_time_s=0.3, warmup_time_s=0)
+    rec.open()
+    rec.start_session()
+    _feed(rec, clock, 0.55, 1)
+    assert rec.state == RESETTING
+    assert rec.wait_converted(60)
+    assert rec.status()["episodes_saved"] == 0  # held until the reset ends
+    ok, msg = rec.rerecord_episode()
+    assert ok and "episode_000000" in msg
+    assert not (tmp_path / "ds_bags" / "episode_000000").exists()
+    assert rec.rerecord_episode()[0] is False  # nothing left to take back
+    _feed(rec, clock, 0.2, 99)  # the reset goes on
+    assert rec.state == RESETTING
+    _feed(rec, clock, 0.1, 99)
+    _feed(rec, clock, 0.55, 2)  # episode 0 again
+    assert rec.state == RESETTING
+    _feed(rec, clock, 0.3, 98)  # reset ends: episode 0 goes to the converter
+    _feed(rec, clock, 0.55, 3)  # episode 1, the last: no reset, converted at once
+    assert rec.state == DONE
+    assert rec.wait_converted(60)
+    rec.close()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.num_episodes == 2
+    assert set(np.unique(ds.column("observation.state"))) == {2.0, 3.0}
+
+
 def test_controls_rerecord_discard_and_status(tmp_path: Path) -> None:
     clock = Clock()
     rec = _recorder(tmp_path, clock, autostart=False, episode_time_s=0)

@@ -86,6 +86,9 @@ class Recorder:
         self._next_seq = 0
         self._queue: queue.Queue[tuple[Path, str] | None] = queue.Queue()
         self._pending = 0
+        # The last saved bag waits out the reset before conversion, so that "re-record" during the reset
+        # can still take it back (lerobot saves an episode only after its reset period).
+        self._held: tuple[Path, str] | None = None
         self._session_started = False
         self.holds: set[str] = set()  # warm-up/reset phases do not end while a reason is in here
         self.seen: set[str] = set()  # topics that delivered a message; the timed session waits for all
@@ -174,6 +177,7 @@ class Recorder:
         with self._lock:
             if self.state == RECORDING:
                 self._close_bag(keep=True)
+            self._release_held()
             self._set_state(DONE)
         if self._thread is not None:
             self._queue.put(None)
@@ -249,14 +253,25 @@ class Recorder:
                 return True, "reset ended early"
             if self.state != RECORDING:
                 return False, f"not recording (state {STATES[self.state]})"
-            bag = self._close_bag(keep=True)
-            done = self.config.num_episodes and self.episodes_recorded >= self.config.num_episodes
-            self._set_state(DONE if done else (RESETTING if self.config.autostart else IDLE))
+            done = self.config.num_episodes and self.episodes_recorded + 1 >= self.config.num_episodes
+            resetting = self.config.autostart and not done
+            bag = self._close_bag(keep=True, hold=resetting)
+            self._set_state(DONE if done else (RESETTING if resetting else IDLE))
+            if resetting:
+                return True, f"saved {bag}; converted when the reset ends (re-record now to drop it)"
             return True, f"saved {bag}; converting in the background"
 
     def rerecord_episode(self) -> tuple[bool, str]:
-        """Drop the episode being recorded and record it again after the reset (left arrow)."""
+        """Drop the episode being recorded — or, during the reset, the one just recorded — and record it
+        again after the reset (left arrow), as lerobot-record does."""
         with self._lock:
+            if self.state == RESETTING and self._held is not None:
+                bag, _ = self._held
+                self._held = None
+                shutil.rmtree(bag, ignore_errors=True)
+                self._journal(bag=bag.name, event="discarded")
+                self.episodes_recorded -= 1
+                return True, f"{bag.name} dropped; it will be recorded again after the reset"
             if self.state != RECORDING:
                 return False, f"nothing to re-record (state {STATES[self.state]}); saved episodes stay"
             self._close_bag(keep=False)
@@ -276,6 +291,7 @@ class Recorder:
         with self._lock:
             if self.state == RECORDING:
                 self._close_bag(keep=True)
+            self._release_held()
             self._set_state(DONE)
 
     # ---- internals ----------------------------------------------------------------------------------
@@ -285,6 +301,7 @@ class Recorder:
             fn()
 
     def _begin_episode(self) -> None:
+        self._release_held()
         self._open_bag()
         self._set_state(RECORDING)
 
@@ -302,18 +319,26 @@ class Recorder:
             )
         self.frames = 0
 
-    def _close_bag(self, keep: bool) -> Path:
+    def _close_bag(self, keep: bool, hold: bool = False) -> Path:
         assert self.bag is not None
         path = self.bag.close()
         self.bag = None
         if keep:
             self._journal(bag=path.name, event="recorded", task=self.task, frames=self.frames)
             self.episodes_recorded += 1
-            self._enqueue(path, self.task)
+            if hold:
+                self._held = (path, self.task)
+            else:
+                self._enqueue(path, self.task)
         else:
             shutil.rmtree(path, ignore_errors=True)
             self._journal(bag=path.name, event="discarded")
         return path
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            self._enqueue(*self._held)
+            self._held = None
 
     def _enqueue(self, bag: Path, task: str) -> None:
         self._pending += 1
