@@ -22,8 +22,14 @@ else
   export CMAKE_PREFIX_PATH=${VIRTUAL_ENV}${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
   NUMPY_INCLUDE=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 fi
+# The checkout builds with --symlink-install (edits show without a rebuild); a copy elsewhere does not,
+# unless APPRENTICE_SYMLINK_INSTALL=1/0 says otherwise.
 SYMLINK=(--symlink-install)
 [ "$SRC" = "$ROOT" ] || SYMLINK=()
+case "${APPRENTICE_SYMLINK_INSTALL:-}" in
+  1) SYMLINK=(--symlink-install) ;;
+  0) SYMLINK=() ;;
+esac
 
 cd "$WS"
 colcon --log-base "$WS/log" build --base-paths "$SRC" --build-base "$WS/build" --install-base "$WS/install" \

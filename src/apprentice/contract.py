@@ -387,9 +387,19 @@ def contract_from_dict(data: Any, source: str = "<contract>") -> Contract:
     )
 
 
+def resolve_contract(value: str | Path) -> Path:
+    """A contract file path, or the name of a shipped one ('sim_reach' -> config/contracts/sim_reach.yaml)."""
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.exists() or len(path.parts) > 1:
+        return path
+    from apprentice.resources import config_path
+
+    return config_path("contracts", f"{path.name}.yaml")
+
+
 def load_contract(path: str | Path) -> Contract:
-    """Read and validate a contract YAML file; errors name the file and the field."""
-    path = Path(path)
+    """Read and validate a contract YAML file (or a shipped one by name); errors name the file and the field."""
+    path = resolve_contract(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:

@@ -205,3 +205,13 @@ def test_decode_real_rclpy_messages() -> None:
     rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
     img = Image(height=2, width=3, encoding="rgb8", step=9, data=rgb.tobytes())
     np.testing.assert_array_equal(c.spec("observation.images.top").decode(img), rgb)
+
+
+def test_a_shipped_contract_loads_by_name(tmp_path) -> None:
+    by_name = load_contract("sim_reach")
+    assert by_name.source.endswith("config/contracts/sim_reach.yaml")
+    assert [s.key for s in by_name.specs] == [s.key for s in load_contract(by_name.source).specs]
+    with pytest.raises(ContractError, match=r"no_such_setup\.yaml does not exist"):
+        load_contract("no_such_setup")
+    with pytest.raises(ContractError, match="does not exist"):
+        load_contract(tmp_path / "missing")  # a path is never looked up among the shipped ones

@@ -21,9 +21,7 @@ def node_names() -> list[str]:
     return block.group(1).split()
 
 
-@pytest.fixture(scope="module")
-def clean_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("ws")
+def build_copy(ws: Path, symlink_install: bool) -> Path:
     pkg = ws / "src" / "apprentice"
     pkg.mkdir(parents=True)
     for name in PACKAGE_FILES:
@@ -35,9 +33,15 @@ def clean_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run(
         [str(ROOT / "scripts" / "build.sh"), str(pkg), str(ws)],
         capture_output=True, text=True, timeout=600,
+        env={**os.environ, "APPRENTICE_SYMLINK_INSTALL": "1" if symlink_install else "0"},
     )
     assert result.returncode == 0, f"colcon build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return ws
+
+
+@pytest.fixture(scope="module")
+def clean_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_copy(tmp_path_factory.mktemp("ws"), symlink_install=False)
 
 
 def test_node_executables_installed(clean_workspace: Path) -> None:
@@ -47,6 +51,18 @@ def test_node_executables_installed(clean_workspace: Path) -> None:
         assert exe.is_file(), f"missing {exe}"
         assert os.access(exe, os.X_OK), f"{exe} is not executable"
         assert f"from apprentice.nodes.{node} import main" in exe.read_text()
+
+
+def test_node_executables_run_from_a_symlink_install(tmp_path: Path) -> None:
+    """`colcon build --symlink-install`, the usual developer build: the launchers link into build/."""
+    ws = build_copy(tmp_path, symlink_install=True)
+    lib = ws / "install" / "apprentice" / "lib" / "apprentice"
+    for node in node_names():
+        exe = lib / node
+        assert exe.is_symlink() and os.access(exe, os.X_OK), f"{exe} is not an executable link"
+    result = subprocess.run([str(lib / "driver_node"), "--ros-args", "-p", "port:=/nonexistent/tty"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "/nonexistent/tty" in result.stderr, result.stderr[-2000:]
 
 
 def test_launch_and_config_installed(clean_workspace: Path) -> None:

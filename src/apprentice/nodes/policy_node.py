@@ -21,7 +21,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -39,7 +38,6 @@ from apprentice.deploy.params import PolicyNodeParams
 from apprentice.deploy.runtime import PolicyRuntime
 from apprentice.nodes.runtime import run_node
 from apprentice.policies import PolicyError
-from apprentice.resources import config_path
 
 try:
     from apprentice.msg import EpisodeStatus
@@ -53,21 +51,13 @@ def message_class(msg_type: str) -> type:
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
-def resolve_contract(value: str) -> Path:
-    """A contract file path, or a name under config/contracts/ ('sim_reach')."""
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    return config_path("contracts", f"{value}.yaml")
-
-
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = self._declare_parameters()
         if not p.policy_path:
             raise DeployError("parameter policy_path is empty: pass -p policy_path:=<.../pretrained_model>")
-        self.contract = load_contract(resolve_contract(p.contract))
+        self.contract = load_contract(p.contract)
         import torch
 
         from apprentice.policies import load_policy
