@@ -241,3 +241,32 @@ def test_failed_save_leaves_the_dataset_and_writer_consistent(make_dataset, monk
     assert verify(root)["frames"] == 16
     frames = ds.episode_frames(3, "observation.images.top")
     assert np.abs(frames[:, 24, 40, 0].astype(int) - [0, 9, 18, 27]).max() <= 6
+
+
+def test_encoder_backlog_is_bounded_and_then_drains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled encoder makes `put` wait once `buffer_s` of frames queue up, instead of growing memory."""
+    import threading
+
+    from apprentice.dataset.video import EpisodeEncoder
+
+    release = threading.Event()
+    real_from_ndarray = av.VideoFrame.from_ndarray
+
+    def stalled(*args, **kwargs):
+        release.wait(30)
+        return real_from_ndarray(*args, **kwargs)
+
+    monkeypatch.setattr(av.VideoFrame, "from_ndarray", stalled)
+    encoder = EpisodeEncoder(tmp_path / "ep.mp4", fps=10, vcodec="h264", buffer_s=0.5)  # room for 5 frames
+    frame = np.zeros((64, 64, 3), np.uint8)
+    producer = threading.Thread(target=lambda: [encoder.put(frame) for _ in range(12)], daemon=True)
+    producer.start()
+    producer.join(timeout=1.0)
+    assert producer.is_alive()  # waiting for room: 1 frame in the encoder's hands + 5 queued < 12
+    assert encoder._queue.qsize() == 5
+    release.set()
+    producer.join(timeout=30)
+    assert not producer.is_alive()
+    assert encoder.finish() == 12
+    with av.open(str(tmp_path / "ep.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 12

@@ -49,19 +49,21 @@ def encoder_options(encoder: str, *, gop: int, crf: int, preset: int | None) -> 
 class EpisodeEncoder:
     """Encodes one camera's frames of one episode into `path` on a background thread.
 
-    `put` only enqueues (the recording loop is never blocked by the encoder); `finish` waits for the
-    queue to drain and closes the file. Encoder failures surface from `finish` as DatasetError.
+    `put` only enqueues, so a caller is not held up by the encoder — until `buffer_s` seconds of frames
+    wait (10 s of 640x480 is ~280 MB): then it waits for room, so an encoder slower than the camera
+    slows the caller instead of growing memory without bound. `finish` waits for the queue to drain and
+    closes the file. Encoder failures surface from `finish` as DatasetError.
     """
 
     def __init__(self, path: Path, *, fps: int, vcodec: str, gop: int = 2, crf: int = 30,
-                 preset: int | None = None, pix_fmt: str = "yuv420p") -> None:
+                 preset: int | None = None, pix_fmt: str = "yuv420p", buffer_s: float = 10.0) -> None:
         self.path = path
         self.fps = fps
         self.encoder, _ = codec_names(vcodec)
         self.options = encoder_options(self.encoder, gop=gop, crf=crf, preset=preset)
         self.pix_fmt = pix_fmt
         self.frames = 0
-        self._queue: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, round(buffer_s * fps)))
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"encode-{path.name}", daemon=True)
         self._started = False
