@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dataset_helpers import REF_ROOT
 
 from apprentice.cli import main as apprentice_main
 from apprentice.dataset import DatasetError, LeRobotDataset
 from apprentice.dataset.cli import main
-from conftest import REF_ROOT
 
 DATA = "data/chunk-000/file-000.parquet"
 VIDEO = "videos/observation.images.top/chunk-000/file-000.mp4"

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import REF_ROOT, frame_value
 
 from apprentice.dataset import DatasetError, LeRobotDataset
-from conftest import REF_ROOT, frame_value
 
 EXPECTED = json.loads((REF_ROOT.parent / "lerobot_ref_expected.json").read_text())
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_helpers import frame_value, write_episodes
 
 from apprentice.dataset import DatasetWriter, LeRobotDataset
 from apprentice.dataset.recovery import repair
 from apprentice.dataset.verify import verify
-from conftest import frame_value, write_episodes
 
 TESTS_DIR = Path(__file__).parent
 SRC_DIR = TESTS_DIR.parents[1] / "src"
@@ -23,7 +23,7 @@ SRC_DIR = TESTS_DIR.parents[1] / "src"
 CHILD = textwrap.dedent("""
     import os, signal, sys, time
     sys.path[:0] = [{tests!r}, {src!r}]
-    from conftest import FEATURES, frame_value, write_episodes
+    from dataset_helpers import FEATURES, frame_value, write_episodes
     from apprentice.dataset import DatasetWriter
     from apprentice.dataset import writer as writer_module
 

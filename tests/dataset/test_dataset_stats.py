@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from dataset_helpers import REF_ROOT
 
 from apprentice.dataset import LeRobotDataset
 from apprentice.dataset.stats import (
@@ -17,7 +18,6 @@ from apprentice.dataset.stats import (
     stats_from_json,
     stats_from_row,
 )
-from conftest import REF_ROOT
 
 
 def test_episode_stats_equal_lerobots_bit_for_bit() -> None:

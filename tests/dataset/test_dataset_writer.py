@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from dataset_helpers import FEATURES, REF_ROOT, frame_value, write_episodes
 
 from apprentice.dataset import DatasetError, DatasetWriter, LeRobotDataset
 from apprentice.dataset.verify import verify
-from conftest import FEATURES, REF_ROOT, frame_value, write_episodes
 
 LENGTHS = [12, 7, 15, 9]
 

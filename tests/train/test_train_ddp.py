@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from safetensors.torch import load_file
+from train_helpers import policy_flags
 
 from apprentice.train.loop import read_metrics
-from conftest import policy_flags
 
 
 def _free_port() -> int:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import policy_flags
 
 from apprentice.policies import load_policy
 from apprentice.train import TrainConfig, TrainError, train
 from apprentice.train.cli import main
 from apprentice.train.loop import read_metrics
-from conftest import policy_flags
 
 SPEC_FILES = Path("/work/shared/specs/lerobot-checkpoints")
 
@@ -108,3 +108,15 @@ def test_diffusion_trains_with_warmup_scheduler(tiny_dataset, tmp_path):
     policy.diffusion.num_inference_steps = 2
     obs = {"observation.state": torch.zeros(1, 4), "observation.images.top": torch.rand(1, 3, 48, 64)}
     assert policy.select_action(obs).shape == (1, 4)
+
+
+def test_progress_without_a_terminal_logs_loss_rate_and_eta(caplog: pytest.LogCaptureFixture) -> None:
+    from apprentice.train.progress import Progress
+
+    progress = Progress(total=300, start=100, enabled=True)  # pytest's captured stderr is no terminal
+    record = {"loss": 0.5, "lr": 1e-4, "grad_norm": 2.0, "samples_per_s": 80.0}
+    with caplog.at_level("INFO", logger="apprentice.train"):
+        progress.update(150, record)
+    line = caplog.records[-1].getMessage()
+    assert progress.bar is None
+    assert re.search(r"step 150/300 loss=0\.5000 lr=1\.00e-04 .* steps/s elapsed \d\d:\d\d ETA \d\d:\d\d", line), line

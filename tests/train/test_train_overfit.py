@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from train_helpers import TINY_ACT, TINY_DIFFUSION
 
 from apprentice.dataset import LeRobotDataset
 from apprentice.policies import features_from_dataset, make_config, make_policy, stats_to_tensors
 from apprentice.train.data import FrameCache, to_device
-from conftest import TINY_ACT, TINY_DIFFUSION
 
 
 def _fixed_batch(root, config, n: int = 8):
