@@ -31,6 +31,7 @@ class Probe(Node):
         super().__init__("probe", context=context)
         self.latest: dict[str, object] = {}
         self.count: dict[str, int] = {}
+        self.top_speed: dict[str, float] = {}  # largest |velocity| seen per topic, rad/s
         self.diagnostics: list[DiagnosticStatus] = []
         for topic, kind in (("joint_states", JointState), ("leader/joint_states", JointState)):
             self.create_subscription(kind, topic, lambda m, t=topic: self._store(t, m), 50)
@@ -41,6 +42,7 @@ class Probe(Node):
     def _store(self, topic: str, msg: object) -> None:
         self.latest[topic] = msg
         self.count[topic] = self.count.get(topic, 0) + 1
+        self.top_speed[topic] = max(self.top_speed.get(topic, 0.0), *np.abs(msg.velocity), 0.0)
 
     def positions(self, topic: str = "joint_states") -> np.ndarray | None:
         msg = self.latest.get(topic)

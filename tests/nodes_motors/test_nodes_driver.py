@@ -32,11 +32,13 @@ def test_driver_publishes_and_follows_commands_and_trajectories(graph) -> None:
     state = probe.latest["joint_states"]
     assert list(state.name) == JOINTS
     np.testing.assert_allclose(state.position, 0.0, atol=0.002)  # factory calibration: mid = 2047.5
+    assert len(state.velocity) == len(JOINTS) and probe.top_speed["joint_states"] < 0.05  # at rest
     assert state.header.stamp.sec > 0
 
     goal = np.array([0.3, -0.2, 0.1, 0.2, -0.3, 0.1])
     probe.commands.publish(Float64MultiArray(data=goal.tolist()))
     assert graph.wait_for(lambda: np.allclose(probe.positions(), goal, atol=0.005)), probe.positions()
+    assert probe.top_speed["joint_states"] > 0.5  # rad/s on the way there (0.3 rad in ~0.1 s)
 
     trajectory = JointTrajectory(joint_names=["elbow_flex", "shoulder_pan"])  # a subset, any order
     for seconds, positions in ((0.2, [0.5, 0.0]), (0.4, [-0.4, 0.1])):

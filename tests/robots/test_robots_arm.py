@@ -109,3 +109,32 @@ def test_koch_leader_stays_limp_except_its_gripper_trigger() -> None:
         assert virtual.motor(6).get("Operating_Mode") == 5 and virtual.motor(1).get("Operating_Mode") == 4
         arm.disconnect()
         assert all(m.get("Torque_Enable") == 0 for m in virtual.motors)
+
+
+@pytest.mark.parametrize("robot_type", ["so101_follower", "koch_follower"])
+def test_velocities_are_radians_per_second_in_the_direction_of_motion(robot_type: str) -> None:
+    """Present_Velocity in each vendor's unit (Feetech steps/s, Dynamixel 0.229 rpm) comes out in rad/s,
+    agreeing with how fast the measured positions change."""
+    from apprentice.robots.virtual_arm import make_virtual_arm
+
+    definition = load_robot(robot_type)
+    with make_virtual_arm(definition, tau_s=0.6) as virtual:
+        arm = Arm(definition, virtual.port, num_retry=1)
+        arm.connect()
+        try:
+            np.testing.assert_allclose(arm.read_velocities(), 0.0, atol=0.01)  # at rest
+            start = arm.read_positions()
+            goal = start + np.array([0.6, -0.6, 0.6, -0.6, 0.6, 0.3])
+            arm.send_positions(goal)
+            time.sleep(0.1)
+            t1, p1, v1 = time.monotonic(), arm.read_positions(), arm.read_velocities()
+            time.sleep(0.06)
+            t2, p2, v2 = time.monotonic(), arm.read_positions(), arm.read_velocities()
+            assert np.all(np.sign(v1) == np.sign(goal - start)), v1
+            finite_difference = (p2 - p1) / (t2 - t1)
+            # First-order motion slows down between the two reads: the difference lies between v2 and v1.
+            lo, hi = np.minimum(np.abs(v1), np.abs(v2)), np.maximum(np.abs(v1), np.abs(v2))
+            assert np.all(np.abs(finite_difference) > 0.7 * lo) and np.all(np.abs(finite_difference) < 1.3 * hi), (
+                finite_difference, v1, v2)
+        finally:
+            arm.disconnect(disable_torque=False)

@@ -78,6 +78,10 @@ class MotorsBus:
     def _half_turn_homing(self, raw_position: int, spec: ModelSpec) -> int:
         raise NotImplementedError
 
+    def velocity_to_rad_s(self, motor: str, raw: int) -> float:
+        """A decoded Present_Velocity register value in radians per second (the unit is the vendor's)."""
+        raise NotImplementedError
+
     def _set_torque(self, motor: str, enabled: bool) -> None:
         self.write("Torque_Enable", motor, int(enabled))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dynamixel_sdk
@@ -23,6 +24,10 @@ class DynamixelBus(MotorsBus):
     apply_drive_mode = False
     sdk = dynamixel_sdk
     port_handler_class = DynamixelPortHandler
+
+    def velocity_to_rad_s(self, motor: str, raw: int) -> float:
+        # X-series Present_Velocity unit: 0.229 rev/min
+        return raw * 0.229 * 2.0 * math.pi / 60.0
 
     def _make_packet_handler(self) -> Any:
         return dynamixel_sdk.PacketHandler(2.0)

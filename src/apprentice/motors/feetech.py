@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import scservo_sdk
@@ -25,6 +26,10 @@ class FeetechBus(MotorsBus):
     apply_drive_mode = True
     sdk = scservo_sdk
     port_handler_class = FeetechPortHandler
+
+    def velocity_to_rad_s(self, motor: str, raw: int) -> float:
+        # STS Present_Velocity counts position steps per second (positions: 2*pi per resolution-1 steps)
+        return raw * 2.0 * math.pi / (self.spec(motor).resolution - 1)
 
     def _make_packet_handler(self) -> Any:
         return scservo_sdk.PacketHandler(0)  # 0 = little-endian words (STS/SMS); 1 would be SCS series

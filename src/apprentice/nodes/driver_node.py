@@ -127,6 +127,8 @@ class DriverNode(Node):
         self.declare_parameter("torque_off_on_error", True)
         self.declare_parameter("disable_torque_on_shutdown", True)
         self.declare_parameter("num_retry", 3)
+        # A second SYNC_READ per tick (Present_Velocity) fills JointState.velocity in rad/s.
+        self.declare_parameter("publish_velocity", True)
         self.arm, self.virtual = open_arm(self)
         try:
             self.arm.connect()
@@ -138,6 +140,7 @@ class DriverNode(Node):
         self.trajectory: TrajectoryPlayer | None = None
         self.error = ""
         self._retry_at = 0.0
+        self.publish_velocity = bool(self.get_parameter("publish_velocity").value)
         self._reads = 0
         self._rate_t0 = time.monotonic()
         self.rate = 0.0
@@ -230,6 +233,7 @@ class DriverNode(Node):
         stamp = self.get_clock().now().to_msg()  # read time: taken just before the SYNC_READ goes out
         try:
             positions = self.arm.read_positions()
+            velocities = self.arm.read_velocities() if self.publish_velocity else None
         except BusError as exc:
             self._report(str(exc))
             return
@@ -237,6 +241,8 @@ class DriverNode(Node):
             self.get_logger().info("servo bus answers again; torque stays as it is (see ~/enable_torque)")
             self.error = ""
         state = JointState(name=self.joint_names, position=positions.tolist())
+        if velocities is not None:
+            state.velocity = velocities.tolist()
         state.header.stamp = stamp
         publish(self, self.state_pub, state)
         self._reads += 1

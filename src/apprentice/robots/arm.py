@@ -120,6 +120,11 @@ class Arm:
         self.present = np.array([self._to_rad(n, raw[n]) for n in self.joint_names])
         return self.present.copy()
 
+    def read_velocities(self) -> np.ndarray:
+        """Present joint velocities in rad/s (one SYNC_READ of Present_Velocity), in definition order."""
+        raw = self._guarded(lambda: self.bus.sync_read("Present_Velocity", self.joint_names, normalize=False))
+        return np.array([self.bus.velocity_to_rad_s(n, raw[n]) for n in self.joint_names])
+
     def send_positions(self, goal: np.ndarray) -> np.ndarray:
         """Command joint positions (radians) through the safety clamps; return what was actually sent."""
         goal = np.asarray(goal, dtype=float)
