@@ -53,3 +53,17 @@ def test_infer_flags_become_node_parameters() -> None:
     assert pairs["fps"] == "15.0"  # passed-through ROS arguments come last and win
     assert "command_topic" not in pairs  # empty strings keep the node's default
     assert set(pairs) - {"fps"} <= set(PolicyNodeParams.defaults())
+
+
+@pytest.mark.ros
+def test_params_file_settings_are_not_overridden_by_flag_defaults(tmp_path) -> None:
+    """`apprentice infer --params-file config/infer.yaml`: only flags typed on the command line override it."""
+    pytest.importorskip("rclpy")
+    from apprentice.nodes.policy_node import _ros_args
+
+    args = _ros_args(["--params-file", "config/infer.yaml", "--mode=async"])
+    pairs = dict(args[i + 1].split(":=", 1) for i in range(1, len(args) - 1) if args[i] == "-p")
+    assert args[:3] == ["--ros-args", "--params-file", "config/infer.yaml"]
+    assert pairs == {"mode": '"async"'}  # no contract/device/max_relative_step/enabled defaults slipped in
+    with pytest.raises(SystemExit):
+        _ros_args(["--mode=async"])  # neither a checkpoint nor a params file

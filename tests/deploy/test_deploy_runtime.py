@@ -78,13 +78,13 @@ def test_stale_or_missing_input_holds_without_replaying_held_ticks(policy, contr
     outcome = rt.step(1000 * MS)
     assert outcome.command is None and outcome.reason == "stale: observation.images.top"
     push_all(rt, 1000 * MS)
-    assert rt.step(1010 * MS).command is not None  # tick 30 infers: ticks 30-34 are planned
+    assert rt.step(1010 * MS).command is not None  # tick 0 infers: ticks 0-4 are planned
     # The camera stops: at 1110 ms its last frame is older than max_age (0.1 s) -> hold.
     rt.push("observation.state", 1105 * MS, np.zeros(6, np.float32))
     outcome = rt.step(1110 * MS)
     assert outcome.command is None and "observation.images.top" in outcome.reason
     assert rt.diagnostics()["hold_stale"] == 2.0
-    # Fresh again at tick 34: it executes the action planned for tick 34, not the ones held meanwhile.
+    # Fresh again at tick 4: it executes the action planned for tick 4, not the ones held meanwhile.
     push_all(rt, 1130 * MS)
     inferences = rt.scheduler.stats.inferences
     expected = rt.scheduler._slots[rt_tick(rt, 1133)].value()
@@ -93,7 +93,8 @@ def test_stale_or_missing_input_holds_without_replaying_held_ticks(policy, contr
 
 
 def rt_tick(rt: PolicyRuntime, ms: int) -> int:
-    return round(ms * MS * rt.fps * 1e-9)
+    """The scheduler's tick index for ROS time `ms`: ticks count from the first one after enable."""
+    return round((ms * MS - rt._tick_origin_ns) * rt.fps * 1e-9)
 
 
 def test_relative_step_clamp_and_joint_limits(policy, contract) -> None:
@@ -165,3 +166,75 @@ def test_contract_that_lacks_a_policy_input_is_rejected(policy) -> None:
         PolicyRuntime(policy, other)
     with pytest.raises(DeployError, match="unknown mode"):
         RuntimeConfig(mode="fast")
+
+
+def test_timer_jitter_near_half_a_period_neither_repeats_nor_skips_actions(policy, contract) -> None:
+    """A timer whose phase sits ~half a tick off the fps grid, firing 0-2 ms late: every callback runs
+    the next planned action (one inference per n_action_steps ticks), none held."""
+    rt = PolicyRuntime(policy, contract, clock=FakeClock())
+    rt.enable(True)
+    period_ms = 1000 / rt.fps
+    rng = np.random.default_rng(0)
+    holds = 0
+    for k in range(60):
+        tick_ms = 1000 + (k + 0.47) * period_ms + rng.uniform(0, 2)
+        push_all(rt, round((tick_ms - 1) * MS))
+        holds += rt.step(round(tick_ms * MS)).command is None
+    n_steps = int(policy.config.n_action_steps)
+    assert holds == 0
+    assert rt.scheduler.stats.inferences == -(-60 // n_steps)
+    rt.close()
+
+
+def test_non_finite_state_holds_and_non_finite_or_failing_policy_latches(policy, contract) -> None:
+    clock = FakeClock()
+    rt = PolicyRuntime(policy, contract, clock=clock)
+    rt.enable(True)
+    # A state interface not yet written (NaN, as ros2_control starts): hold, no exception, no latch.
+    push_all(rt, 990 * MS, state=np.full(6, np.nan, np.float32))
+    outcome = rt.step(1000 * MS)
+    assert outcome.command is None and outcome.reason == "stale: observation.state is not finite"
+    push_all(rt, 1020 * MS)
+    assert rt.step(1033 * MS).command is not None
+
+    # The model starts failing: the step does not raise; the watchdog latches until enable.
+    def broken(observation):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    rt.scheduler._predict = broken
+    rt.reset()
+    push_all(rt, 1060 * MS)
+    outcome = rt.step(1066 * MS)
+    assert outcome.command is None and "fault: RuntimeError: CUDA error" in outcome.reason
+    push_all(rt, 1090 * MS)
+    assert "fault" in rt.step(1100 * MS).reason  # latched: fresh data alone does not resume
+    assert rt.diagnostics()["watchdog_trips"] == 1.0
+
+
+def test_safety_filter_refuses_non_finite_values(contract) -> None:
+    from apprentice.deploy import SafetyFilter
+
+    safety = SafetyFilter(SafetyLimits(contract.action.names, max_relative_step=0.1))
+    with pytest.raises(DeployError, match="non-finite measured"):
+        safety.apply(np.zeros(6), np.array([np.nan, 0, 0, 0, 0, 0]))
+    with pytest.raises(DeployError, match="non-finite command"):
+        safety.apply(np.array([0, np.inf, 0, 0, 0, 0]), np.zeros(6))
+
+
+def test_policy_mode_hold_drops_the_policy_queue(policy, contract) -> None:
+    rt = PolicyRuntime(policy, contract, RuntimeConfig(mode="policy"), clock=FakeClock())
+    rt.enable(True)
+    push_all(rt, 990 * MS)
+    assert rt.step(1000 * MS).command is not None
+    assert len(policy._action_queue) > 0  # ACT's own action queue holds the rest of the chunk
+    rt.push("observation.state", 1150 * MS, np.zeros(6, np.float32))  # the camera went quiet
+    assert rt.step(1150 * MS).command is None
+    assert len(policy._action_queue) == 0  # resumes with a fresh inference, not the held ticks' actions
+
+
+def test_history_stays_bounded_while_disabled(policy, contract) -> None:
+    rt = PolicyRuntime(policy, contract, clock=FakeClock())
+    for i in range(300):
+        push_all(rt, (1000 + 33 * i) * MS)
+        assert rt.step((1000 + 33 * i) * MS).command is None  # disabled
+    assert max(len(v) for v in rt.sampler._values.values()) <= 64

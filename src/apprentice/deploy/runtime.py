@@ -81,7 +81,9 @@ class PolicyRuntime:
         self.action_names = list(contract.action.names)
         self.observation_specs = list(contract.observations)
         self._check_features()
-        self.sampler = LatestSampler(self.observation_specs)
+        # Only the latest values matter online: a short history bounds memory while the node waits
+        # disabled or holding (1024 camera frames of 640x480 would be ~900 MB per camera).
+        self.sampler = LatestSampler(self.observation_specs, max_history=64)
         self._stamps: dict[str, int] = {}
         self._state_index = self._state_to_action_index()
         self.safety = SafetyFilter(safety or SafetyLimits(names=self.action_names))
@@ -93,6 +95,8 @@ class PolicyRuntime:
         self.holds: dict[str, int] = {}
         self.enabled = False
         self._handled_trip: Trip | None = None
+        self._tick_origin_ns: int | None = None  # tick index 0 (anchored at the first tick after enable)
+        self._last_index = -1
 
     # -- setup checks -------------------------------------------------------------------------------
     def _check_features(self) -> None:
@@ -180,6 +184,7 @@ class PolicyRuntime:
             self.reset()
             self.watchdog.rearm(self._clock())
             self.loop.restart()
+            self._tick_origin_ns, self._last_index = None, -1
         self.enabled = on
 
     def reset(self) -> None:
@@ -194,7 +199,11 @@ class PolicyRuntime:
         """The command for the control tick at ROS time ``tick_ns`` (None + reason = hold)."""
         started = self._clock()
         self.loop.tick(started)
-        outcome = self._step(tick_ns)
+        try:
+            outcome = self._step(tick_ns)
+        except Exception as exc:  # a failing model or a bad action stops the arm; the node keeps running
+            trip = self._tripped(self.watchdog.fault(f"{type(exc).__name__}: {exc}"))
+            outcome = TickOutcome(None, f"watchdog: {trip}; call the enable service to resume")
         if outcome.command is None:
             key = outcome.reason.split(":")[0]
             self.holds[key] = self.holds.get(key, 0) + 1
@@ -212,9 +221,15 @@ class PolicyRuntime:
             # the ticks held here are dropped, and a chunk is never older than n_action_steps ticks
             # anyway; a long stall trips the watchdog, which does drop it.
             stale = self.sampler.stale_keys(tick_ns)
+            if self.scheduler is None:
+                self.reset()  # mode=policy: the policy's own queue must not replay the held ticks' actions
             return TickOutcome(None, f"stale: {', '.join(stale) or 'no observation yet'}")
-        self.watchdog.feed("inputs", self._clock())
         obs_stamp = min(min(self._stamps.get(k, tick_ns), tick_ns) for k in sample)
+        measured = self._measured(sample)
+        if measured is not None and not np.all(np.isfinite(measured)):
+            # e.g. a ros2_control state interface not yet written: nothing to infer from or clamp to
+            return TickOutcome(None, "stale: observation.state is not finite", obs_stamp)
+        self.watchdog.feed("inputs", self._clock())
         observation = self.build_observation(sample)
         if self.scheduler is None:
             import torch
@@ -222,7 +237,7 @@ class PolicyRuntime:
             with torch.inference_mode():
                 action = self.policy.select_action(observation)[0].float().cpu().numpy()
         else:
-            action = self.scheduler.step(round(tick_ns * self.fps * 1e-9), observation)
+            action = self.scheduler.step(self._tick_index(tick_ns), observation)
         if action is None:
             return TickOutcome(None, "waiting: no action ready (inference in progress)", obs_stamp)
         if (trip := self._tripped(self.watchdog.check(self._clock(), sources=("actions",)))) is not None:
@@ -230,8 +245,19 @@ class PolicyRuntime:
             return TickOutcome(None, f"watchdog: {trip}; call the enable service to resume", obs_stamp)
         self.watchdog.feed("actions", self._clock())
         command = np.asarray(self.contract.action.encode_values(np.asarray(action, np.float32))["positions"])
-        command, report = self.safety.apply(command.astype(np.float64), self._measured(sample))
+        command, report = self.safety.apply(command.astype(np.float64), measured)
         return TickOutcome(command, "ok", obs_stamp, report)
+
+    def _tick_index(self, tick_ns: int) -> int:
+        """Control tick number since enable: planned actions are keyed by it. Counted from the first tick,
+        not from the clock's epoch, so a timer whose phase sits near half a period cannot map two
+        consecutive callbacks to one index (or skip one) through scheduling jitter; a callback late by
+        a whole period still advances by two (that tick's action has expired)."""
+        if self._tick_origin_ns is None:
+            self._tick_origin_ns = tick_ns
+        index = max(self._last_index + 1, round((tick_ns - self._tick_origin_ns) * self.fps * 1e-9))
+        self._last_index = index
+        return index
 
     def _tripped(self, trip: Trip | None) -> Trip | None:
         """On a new trip, drop every planned action and the policy's state (once per trip)."""

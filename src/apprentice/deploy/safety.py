@@ -92,6 +92,10 @@ class SafetyFilter:
         command = np.asarray(command, dtype=np.float64)
         if command.shape != (len(self.limits.names),):
             raise DeployError(f"command has shape {command.shape} but the action has joints {self.limits.names}")
+        if not np.all(np.isfinite(command)):
+            raise DeployError(f"non-finite command {command.tolist()} for {self.limits.names}; refusing it")
+        if measured is not None and not np.all(np.isfinite(measured)):
+            raise DeployError(f"non-finite measured position {np.asarray(measured).tolist()}; cannot clamp")
         report = SafetyReport()
         out = command.copy()
         if self._step is not None and measured is not None:

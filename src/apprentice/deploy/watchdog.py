@@ -18,8 +18,11 @@ class Trip:
     source: str
     silent_s: float
     timeout_s: float
+    message: str = ""  # a fault (an exception in inference, say) rather than a silence
 
     def __str__(self) -> str:
+        if self.message:
+            return f"{self.source}: {self.message}"
         return f"{self.source} stalled: nothing for {self.silent_s:.3f} s (timeout {self.timeout_s:.3f} s)"
 
 
@@ -45,6 +48,13 @@ class Watchdog:
         self.tripped = None
         for source in self._last_ns:
             self._last_ns[source] = now_ns
+
+    def fault(self, message: str) -> Trip:
+        """Trip and latch now, for a failure that is not a silence (e.g. inference raised)."""
+        if self.tripped is None:
+            self.tripped = Trip("fault", 0.0, 0.0, message)
+            self.trips += 1
+        return self.tripped
 
     def check(self, now_ns: int, sources: tuple[str, ...] | None = None) -> Trip | None:
         """The latched trip, or a new one if some source (of ``sources``) has been silent too long."""

@@ -72,6 +72,7 @@ class PolicyNode(Node):
         config = p.runtime_config()
         self.runtime = PolicyRuntime(policy, self.contract, config, limits)
         self.params = p
+        self.bad_messages: dict[str, int] = {}
 
         # Best effort matches reliable and best-effort publishers alike, and only the latest value of
         # each input matters here: a late retransmission would be stale by the time it arrived.
@@ -119,7 +120,13 @@ class PolicyNode(Node):
     # -- inputs ---------------------------------------------------------------------------------------
     def _on_message(self, spec: Any, msg: Any) -> None:
         stamp = spec.stamp_ns(msg) or self.get_clock().now().nanoseconds  # headerless: receive time
-        self.runtime.push(spec.key, stamp, spec.decode(msg))
+        try:
+            value = spec.decode(msg)
+        except Exception as exc:  # a malformed message (wrong image size, missing joint) is dropped
+            self.bad_messages[spec.topic] = self.bad_messages.get(spec.topic, 0) + 1
+            self.get_logger().error(f"{spec.topic}: message dropped: {exc}", throttle_duration_sec=2.0)
+            return
+        self.runtime.push(spec.key, stamp, value)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.runtime.enable(bool(request.data))
@@ -162,6 +169,7 @@ class PolicyNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.runtime.diagnostics()
+        values.update({f"dropped_messages {topic}": float(n) for topic, n in self.bad_messages.items()})
         status = DiagnosticStatus(name=f"{self.get_name()}: policy inference", hardware_id=self.command_topic)
         reason = self.last_reason
         status.level = DiagnosticStatus.OK if reason in ("ok", "disabled", "") else DiagnosticStatus.WARN
@@ -265,22 +273,27 @@ def _ros_args(argv: Sequence[str]) -> list[str]:
         "--policy.path",
         "--policy-path",
         dest="policy_path",
-        required=True,
         help="checkpoint directory (pretrained_model/ with config.json + model.safetensors)",
     )
-    parser.add_argument("--contract", default="sim_reach", help="contract YAML or a name in config/contracts/")
-    parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    parser.add_argument("--task", default="", help="language instruction (default: the contract's task)")
-    parser.add_argument("--mode", default="sync", choices=["sync", "async", "ensemble", "policy"])
-    parser.add_argument("--n-action-steps", type=int, default=0)
-    parser.add_argument("--max-relative-step", type=float, default=0.0, help="radians per tick; 0 = off")
-    parser.add_argument("--command-topic", default="")
-    parser.add_argument("--enable", action="store_true", help="start commanding at once (else call ~/enable)")
-    parser.add_argument("--eval-episodes", type=int, default=0, help="run N evaluation episodes and exit")
-    parser.add_argument("--eval-episode-time-s", type=float, default=10.0)
-    parser.add_argument("--eval-output", default="eval_info.json")
-    parser.add_argument("--params-file", default="", help="ROS parameters YAML (e.g. config/infer.yaml)")
+    # Defaults are the node's own (None = not given): only flags the user typed become -p overrides, so
+    # they win over --params-file and nothing else does.
+    parser.add_argument("--contract", help="contract YAML or a name in config/contracts/ (node default: sim_reach)")
+    parser.add_argument("--device", help="cpu | cuda | auto (node default: auto)")
+    parser.add_argument("--task", help="language instruction (default: the contract's task)")
+    parser.add_argument("--mode", choices=["sync", "async", "ensemble", "policy"], help="node default: sync")
+    parser.add_argument("--n-action-steps", type=int)
+    parser.add_argument("--max-relative-step", type=float, help="radians per tick; 0 = off")
+    parser.add_argument("--command-topic")
+    parser.add_argument(
+        "--enable", action="store_true", default=None, help="start commanding at once (else call ~/enable)"
+    )
+    parser.add_argument("--eval-episodes", type=int, help="run N evaluation episodes and exit")
+    parser.add_argument("--eval-episode-time-s", type=float)
+    parser.add_argument("--eval-output")
+    parser.add_argument("--params-file", help="ROS parameters YAML (e.g. config/infer.yaml)")
     args, rest = parser.parse_known_args(list(argv))
+    if args.policy_path is None and args.params_file is None:
+        parser.error("--policy.path is required (or a --params-file that sets policy_path)")
     values = {
         "policy_path": args.policy_path,
         "contract": args.contract,
@@ -293,14 +306,14 @@ def _ros_args(argv: Sequence[str]) -> list[str]:
         "enabled": args.enable,
         "eval_episodes": args.eval_episodes,
         "eval_episode_time_s": args.eval_episode_time_s,
-        "eval_output": os.path.abspath(args.eval_output),
+        "eval_output": None if args.eval_output is None else os.path.abspath(args.eval_output),
     }
     ros = ["--ros-args"]
     if args.params_file:
         ros += ["--params-file", args.params_file]
     for name, value in values.items():
-        if value == "":
-            continue  # keep the node's default (an empty override does not parse)
+        if value is None or value == "":
+            continue  # not given (or empty, which does not parse): the params file's or the node's default
         # Values are parsed as YAML: JSON-quote strings so a task like "pick: red" stays one string.
         text = (
             str(value).lower()
