@@ -55,6 +55,20 @@ def test_round_trip_with_rollovers(make_dataset) -> None:
     assert verify(root)["episodes"] == 4
 
 
+def test_small_chunks_size_rolls_into_new_chunks_and_reads_back(make_dataset) -> None:
+    """info.json's chunks_size (files per chunk) is honoured by the reader too, not assumed to be 1000."""
+    root = make_dataset(LENGTHS, data_files_size_in_mb=0.004, video_files_size_in_mb=0.004, chunks_size=2)
+    ds = LeRobotDataset(root)
+    assert ds.num_episodes == 4 and len(ds) == sum(LENGTHS)
+    assert max(e["meta/episodes/chunk_index"] for e in ds.meta.episodes) >= 1
+    for i in range(len(ds)):
+        assert_sample_matches(ds, i)
+    assert verify(root)["episodes"] == 4
+    with DatasetWriter.open(root) as w:  # recovery reads the episodes the same way
+        write_episodes(w, [3], first_episode=4)
+    assert LeRobotDataset(root).num_episodes == 5
+
+
 def test_many_episodes_share_files_and_match_lerobot_layout(make_dataset) -> None:
     root = make_dataset(LENGTHS)
     info = json.loads((root / "meta/info.json").read_text())
@@ -101,7 +115,10 @@ def test_open_appends_to_existing_dataset(make_dataset) -> None:
         write_episodes(w, [6, 4], first_episode=2)
     ds = LeRobotDataset(root)
     assert ds.num_episodes == 4 and len(ds) == 23
-    assert ds.meta.episodes[2]["videos/observation.images.top/from_timestamp"] == pytest.approx(13 / 30)
+    # The first episode after open() starts a new video file (the old one's encoder settings are unknown).
+    assert ds.meta.episodes[2]["videos/observation.images.top/file_index"] == 1
+    assert ds.meta.episodes[2]["videos/observation.images.top/from_timestamp"] == 0.0
+    assert ds.meta.episodes[3]["videos/observation.images.top/from_timestamp"] == pytest.approx(6 / 30)
     for i in (0, 12, 13, 22):
         assert_sample_matches(ds, i)
     verify(root)
@@ -166,7 +183,9 @@ def test_open_appends_to_a_dataset_real_lerobot_wrote(tmp_path: Path) -> None:
     assert verify(root)["frames"] == 155
     ds = LeRobotDataset(root)
     assert ds.meta.tasks[-1] == "new task"
-    assert ds.meta.episodes[3]["videos/observation.images.top/from_timestamp"] == pytest.approx(4.5)
+    first_file = ds.meta.episodes[2]["videos/observation.images.top/file_index"]
+    assert ds.meta.episodes[3]["videos/observation.images.top/file_index"] == first_file + 1
+    assert ds.meta.episodes[3]["videos/observation.images.top/from_timestamp"] == 0.0
     assert abs(float(ds[154]["observation.images.top"][2, 10, 10]) * 255 - 190) <= 6
     # lerobot's own episodes are untouched.
     np.testing.assert_allclose(ds[44]["observation.images.top"].mean(dim=(1, 2)).numpy(), [0.6828, 0.0002, 0.0419],
@@ -270,3 +289,17 @@ def test_encoder_backlog_is_bounded_and_then_drains(tmp_path: Path, monkeypatch:
     assert encoder.finish() == 12
     with av.open(str(tmp_path / "ep.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 12
+
+
+def test_reopening_with_other_encoder_settings_starts_a_new_video_file(make_dataset) -> None:
+    """libx264's headers depend on the CRF: appending packets of another CRF behind the first file's header
+    decodes to wrong pixels with no error, so the first episode after a reopen goes into a new file."""
+    root = make_dataset([8, 5], vcodec="h264", crf=23)
+    with DatasetWriter.open(root) as w:  # the default CRF (30) this time
+        write_episodes(w, [6, 3], first_episode=2)
+    ds = LeRobotDataset(root)
+    files = [ds.meta.episodes[e]["videos/observation.images.top/file_index"] for e in range(4)]
+    assert files == [0, 0, 1, 1]
+    for i in range(len(ds)):
+        assert_sample_matches(ds, i)
+    verify(root)

@@ -102,11 +102,11 @@ def write_tasks(root: Path, tasks: list[str]) -> None:
     write_parquet_atomic(root / TASKS_PATH, [table])
 
 
-def read_episodes(store: Store) -> list[dict[str, Any]]:
-    """All episode rows, following meta/episodes/chunk-*/file-* in order until the next file is absent."""
+def read_episodes(store: Store, chunks_size: int = 1000) -> list[dict[str, Any]]:
+    """All episode rows, following meta/episodes/chunk-*/file-* in order until the next file is absent
+    (`chunks_size` files per chunk: info.json's, 1000 by default)."""
     rows: list[dict[str, Any]] = []
     chunk, file = 0, 0
-    chunks_size = 1000
     while store.exists(rel := EPISODES_PATH.format(chunk_index=chunk, file_index=file)):
         rows += read_store_parquet(store, rel).to_pylist()
         chunk, file = next_chunk_file(chunk, file, chunks_size)
@@ -147,7 +147,7 @@ class DatasetMeta:
                 except (json.JSONDecodeError, ValueError) as e:
                     raise DatasetError(f"{store.describe(STATS_PATH)}: not valid JSON ({e})") from None
         tasks = read_tasks(store)
-        episodes = read_episodes(store)
+        episodes = read_episodes(store, int(info.get("chunks_size", 1000)))
         if len(episodes) < info["total_episodes"]:
             raise DatasetError(f"{store.describe('meta/episodes')}: holds {len(episodes)} episode rows but "
                                f"meta/info.json says {info['total_episodes']}; episode metadata is missing — "

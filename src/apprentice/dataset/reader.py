@@ -193,12 +193,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
             self._inherited.append(reader)
             reader = None
         if reader is None:
-            opener = None if isinstance(self.store, LocalStore) else self.store.open
-            path = self.store.root / rel if isinstance(self.store, LocalStore) else rel
-            in_worker = torch.utils.data.get_worker_info() is not None
-            reader = VideoReader(path, tolerance_s=self.tolerance_s, opener=opener, threads=1 if in_worker else None)
+            # Single-threaded: a container kept open here outlives the call, and a DataLoader may fork
+            # while its decoder threads are mid-frame; a lock one of them held (FFmpeg's log mutex, say)
+            # would then be held forever in the child, whose decoder hangs on it.
+            reader = self._open_reader(rel, threads=1)
             self._readers[rel] = reader
         return reader
+
+    def _open_reader(self, rel: str, threads: int | None) -> VideoReader:
+        opener = None if isinstance(self.store, LocalStore) else self.store.open
+        path = self.store.root / rel if isinstance(self.store, LocalStore) else rel
+        return VideoReader(path, tolerance_s=self.tolerance_s, opener=opener, threads=threads)
 
     def _decode(self, key: str, episode: int, timestamps: Sequence[float]) -> np.ndarray:
         ep = self.meta.episodes[episode]
@@ -212,8 +217,16 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise DatasetError(f"episode_frames: {video_key!r} is not a video feature ({self.meta.video_keys})")
         if not 0 <= episode_index < self.meta.total_episodes:
             raise DatasetError(f"episode_frames: episode {episode_index} out of range")
-        length = self.meta.episodes[episode_index]["length"]
-        return self._decode(video_key, episode_index, [i / self.fps for i in range(length)])
+        ep = self.meta.episodes[episode_index]
+        start = ep[f"videos/{video_key}/from_timestamp"]
+        # A whole episode decodes fastest with frame threads; this container is closed (its threads
+        # joined) before returning, so none is left running for a later fork.
+        in_worker = torch.utils.data.get_worker_info() is not None
+        reader = self._open_reader(self.meta.episode_video_rel(ep, video_key), threads=1 if in_worker else None)
+        try:
+            return reader.frames_at([start + i / self.fps for i in range(ep["length"])])
+        finally:
+            reader.close()
 
     # ------------------------------------------------------------------ samples
     def _to_tensor(self, key: str, values: np.ndarray) -> torch.Tensor | Any:

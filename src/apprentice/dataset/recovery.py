@@ -46,7 +46,7 @@ def repair(root: str | Path) -> list[str]:
         tmp.unlink()
         actions.append(f"removed partial write {tmp.relative_to(root)}")
     store = LocalStore(root)
-    episodes = read_episodes(store)
+    episodes = read_episodes(store, int(info.get("chunks_size", 1000)))
     if len(episodes) < info["total_episodes"]:
         # Our writer commits rows before info.json, so fewer rows than info.json means lost metadata,
         # not a crash; trimming data to the rows would destroy recorded episodes.

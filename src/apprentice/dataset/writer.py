@@ -68,6 +68,7 @@ class DatasetWriter:
         if any(ft["dtype"] == "image" for ft in self.features.values()):
             raise DatasetError(f"{root}: the writer stores cameras as 'video' features; 'image' is read-only here")
         self.vcodec, self._video_opts = vcodec, {"gop": gop, "crf": crf, "preset": preset}
+        self._fresh_video_file: set[str] = set()  # cameras whose next episode must start a new video file
         self.schema = arrow_schema(info["features"])
         self.tasks: list[str] = []
         self.episodes_in_meta_file: list[dict[str, Any]] = []
@@ -122,6 +123,7 @@ class DatasetWriter:
             vcodec = "h264" if codecs == {"h264"} else "libsvtav1"
         writer = cls(root, meta.info, vcodec=vcodec, **video_options)
         writer._load_state()
+        writer._fresh_video_file = set(meta.video_keys)
         return writer
 
     def _load_state(self) -> None:
@@ -317,11 +319,17 @@ class DatasetWriter:
                                "every add_frame must carry every camera")
         chunk, file, frames = self.video_files[key]
         path = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-        if frames and path.stat().st_size + encoder.path.stat().st_size >= self.info["video_files_size_in_mb"] * MB:
+        limit = self.info["video_files_size_in_mb"] * MB
+        too_big = frames and path.stat().st_size + encoder.path.stat().st_size >= limit
+        # Packets are copied behind the file's one codec header. A reopened dataset's last file may have
+        # been encoded with other settings (libx264's headers depend on the CRF; other packets decode to
+        # wrong pixels, without an error), so the first episode after open() starts a new file.
+        if too_big or (frames and key in self._fresh_video_file):
             chunk, file = next_chunk_file(chunk, file, self.info["chunks_size"])
             frames = 0
             path = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
         append_video(path, frames, self.fps, encoder.path)
+        self._fresh_video_file.discard(key)
         encoder.path.unlink(missing_ok=True)
         self.video_files[key] = (chunk, file, frames + length)
         return {f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
