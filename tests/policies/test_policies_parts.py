@@ -85,3 +85,25 @@ def test_temporal_ensembler_weights_older_chunks():
     assert first.item() == 0.0 and second.item() == pytest.approx((1.0 + 10.0) / 2)
     third = ens.update(torch.tensor([[[100.0], [200.0], [300.0]]]))
     assert third.item() == pytest.approx((2.0 + 20.0 + 100.0) / 3)
+
+
+def test_ddim_sample_prediction_takes_its_noise_from_the_unclipped_estimate():
+    """diffusers' DDIMScheduler.step: pred_epsilon from the raw x0 prediction, then x0 is clipped."""
+    sched = NoiseScheduler("DDIM", 100, "squaredcos_cap_v2", 1e-4, 0.02, "sample", True, 1.0)
+    sched.set_timesteps(10)
+    sample, x0_raw, t = torch.full((1, 2, 1), 0.3), torch.full((1, 2, 1), 3.0), 50  # x0 outside [-1, 1]
+    acp_t, acp_prev = sched.alphas_cumprod[t].item(), sched.alphas_cumprod[t - 10].item()
+    eps = (sample - acp_t**0.5 * x0_raw) / (1 - acp_t) ** 0.5
+    expected = acp_prev**0.5 * x0_raw.clamp(-1, 1) + (1 - acp_prev) ** 0.5 * eps
+    torch.testing.assert_close(sched.step(x0_raw, t, sample), expected)
+
+
+def test_constant_lr_schedule_has_no_warmup():
+    """diffusers' get_scheduler("constant") ignores num_warmup_steps; only "cosine" warms up."""
+    from apprentice.policies.diffusion import POLICY
+
+    for name, first in (("constant", 1.0), ("cosine", 0.0)):
+        cfg = POLICY.config_class(scheduler_name=name, scheduler_warmup_steps=10)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler = POLICY.make_scheduler(type("P", (), {"config": cfg})(), opt, num_steps=100)
+        assert scheduler.lr_lambdas[0](0) == first  # lr factor at step 0

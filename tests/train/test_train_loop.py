@@ -120,3 +120,13 @@ def test_progress_without_a_terminal_logs_loss_rate_and_eta(caplog: pytest.LogCa
     line = caplog.records[-1].getMessage()
     assert progress.bar is None
     assert re.search(r"step 150/300 loss=0\.5000 lr=1\.00e-04 .* steps/s elapsed \d\d:\d\d ETA \d\d:\d\d", line), line
+
+
+def test_resume_by_output_dir_alone_restores_the_runs_settings(act_run, tiny_dataset, tmp_path):
+    """`--output_dir=X --resume=true` (no --config_path): batch, seed, policy fields come from the checkpoint."""
+    out = tmp_path / "run"
+    assert main(_flags(tiny_dataset, out, steps=2, **{"policy.lr": "1e-3"})) == 0
+    assert main([f"--output_dir={out}", "--resume=true", "--steps=4"]) == 0
+    assert [r["loss"] for r in read_metrics(out)] == [r["loss"] for r in read_metrics(act_run)]
+    saved = json.loads((out / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text())
+    assert saved["batch_size"] == 4 and saved["seed"] == 5 and saved["steps"] == 4

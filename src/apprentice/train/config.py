@@ -104,6 +104,16 @@ class TrainConfig:
         """Build from `--a.b=value` / `--a.b value` flags; unknown flags raise TrainError listing valid ones."""
         flags = _split_flags(args)
         base: dict[str, Any] = {}
+        if "config_path" not in flags and str(flags.get("resume", "")).lower() in ("true", "1", "yes"):
+            # `--output_dir=X --resume=true`: the run's own settings (batch, seed, schedule, policy fields)
+            # come from its last checkpoint, as with --config_path; flags typed now still override them.
+            last = Path(flags.get("output_dir", ".")) / "checkpoints" / "last"
+            saved = last / "pretrained_model" / "train_config.json"
+            if saved.is_file():
+                try:
+                    base = json.loads(saved.read_text())
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise TrainError(f"{saved}: cannot read JSON ({exc}); resume with --config_path") from exc
         if "config_path" in flags:
             path = Path(flags["config_path"])
             try:

@@ -70,10 +70,10 @@ class DiffusionPolicy(Policy):
 
         # diffusers' "cosine" schedule with warmup (what LeRobot uses): linear warmup, then half a cosine.
         def factor(step: int) -> float:
+            if not cosine:
+                return 1.0  # diffusers' "constant" ignores num_warmup_steps
             if step < warmup:
                 return step / max(1, warmup)
-            if not cosine:
-                return 1.0
             progress = (step - warmup) / max(1, num_steps - warmup)
             return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 2.0 * 0.5 * progress)))
 

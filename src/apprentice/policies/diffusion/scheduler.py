@@ -79,14 +79,11 @@ class NoiseScheduler:
             x0 = (sample - beta_t**0.5 * model_output) / acp_t**0.5
         else:
             x0 = model_output
+        # DDIM's noise estimate comes from the unclipped x0 (diffusers computes it before clipping).
+        eps = model_output if self.prediction_type == "epsilon" else (sample - acp_t**0.5 * x0) / beta_t**0.5
         if self.clip_sample:
             x0 = x0.clamp(-self.clip_sample_range, self.clip_sample_range)
         if self.kind == "DDIM":
-            eps = (
-                model_output
-                if self.prediction_type == "epsilon"
-                else (sample - acp_t**0.5 * x0) / beta_t**0.5
-            )
             return acp_prev**0.5 * x0 + (1 - acp_prev) ** 0.5 * eps
         alpha_t = acp_t / acp_prev
         cur_beta = 1 - alpha_t
