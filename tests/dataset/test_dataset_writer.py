@@ -219,6 +219,7 @@ def test_reader_decodes_lerobot_image_features(tmp_path: Path) -> None:
     assert item["observation.images.wrist"].shape == (2, 3, 12, 16)
     expected = torch.from_numpy(images[2:4]).permute(0, 3, 1, 2).float() / 255
     assert torch.equal(item["observation.images.wrist"], expected)
+    np.testing.assert_array_equal(ds.episode_frames(0, "observation.images.wrist"), images)  # training's path
 
 
 def test_reused_caller_buffers_do_not_leak_into_saved_frames(tmp_path: Path) -> None:

@@ -51,3 +51,50 @@ def test_sample_order_is_resumable_and_sharded():
 def test_batch_larger_than_dataset_is_an_error():
     with pytest.raises(TrainError, match="--batch_size=64"):
         SampleOrder(10, batch_size=64, seed=0)
+
+
+def test_cameras_stored_as_images_train_too(tiny_dataset, tmp_path):
+    """LeRobot datasets may store a camera as an `image` column (PNG per row) instead of a video."""
+    import io
+    import json
+    import shutil
+
+    import av
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from train_helpers import policy_flags
+
+    from apprentice.train.cli import main
+
+    key, root = "observation.images.top", tmp_path / "images"
+    source = LeRobotDataset(tiny_dataset)
+    frames = np.concatenate([source.episode_frames(e, key) for e in source.episodes])
+    shutil.copytree(tiny_dataset, root)
+    shutil.rmtree(root / "videos")
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"][key]["dtype"] = "image"
+    info["features"][key].pop("info", None)
+    (root / "meta/info.json").write_text(json.dumps(info))
+
+    def png(image: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="image2pipe") as container:
+            stream = container.add_stream("png")
+            stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "rgb24"
+            for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *stream.encode()]:
+                container.mux(packet)
+        return buffer.getvalue()
+
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for path in sorted((root / "data").rglob("*.parquet")):
+        table = pq.read_table(path)
+        cells = [{"bytes": png(frames[i]), "path": None} for i in table.column("index").to_numpy()]
+        pq.write_table(table.append_column(key, pa.array(cells, type=struct)), path)
+
+    cache = FrameCache(LeRobotDataset(root), [], [key], {}, 0, "cpu")
+    assert torch.equal(cache.frames[key], torch.from_numpy(frames).permute(0, 3, 1, 2))
+    out = tmp_path / "run"
+    flags = [*policy_flags("act"), f"--dataset.root={root}", f"--output_dir={out}", "--batch_size=4", "--steps=1"]
+    assert main([*flags, "--policy.device=cpu"]) == 0
+    assert (out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()

@@ -212,12 +212,20 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return reader.frames_at([start + float(t) for t in timestamps])
 
     def episode_frames(self, episode_index: int, video_key: str) -> np.ndarray:
-        """Every frame of one episode of one camera, (T, H, W, 3) uint8, decoded in a single forward pass."""
-        if video_key not in self.meta.video_keys:
-            raise DatasetError(f"episode_frames: {video_key!r} is not a video feature ({self.meta.video_keys})")
+        """Every frame of one episode of one camera, (T, H, W, 3) uint8: a video decoded in a single
+        forward pass, or an `image` feature's PNG/JPEG cells decoded row by row."""
+        cameras = [*self.meta.video_keys, *self._images]
+        if video_key not in cameras:
+            raise DatasetError(f"episode_frames: {video_key!r} is not a camera feature ({cameras})")
         if not 0 <= episode_index < self.meta.total_episodes:
             raise DatasetError(f"episode_frames: episode {episode_index} out of range")
         ep = self.meta.episodes[episode_index]
+        if video_key in self._images:
+            if episode_index not in self._row_start:
+                raise DatasetError(f"episode_frames: episode {episode_index} is not among the loaded episodes")
+            first = self._row_start[episode_index]
+            cells = self._images[video_key][first : first + ep["length"]]
+            return np.stack([decode_image(cell, video_key) for cell in cells])
         start = ep[f"videos/{video_key}/from_timestamp"]
         # A whole episode decodes fastest with frame threads; this container is closed (its threads
         # joined) before returning, so none is left running for a later fork.
