@@ -7,7 +7,7 @@ import torch
 
 from apprentice.dataset import LeRobotDataset
 from apprentice.train import TrainError
-from apprentice.train.data import FrameCache, SampleOrder, to_device
+from apprentice.train.data import FrameCache, SampleOrder, StreamingBatches, to_device
 
 KEYS = ["observation.state", "action"]
 IMG = "observation.images.top"
@@ -98,3 +98,13 @@ def test_cameras_stored_as_images_train_too(tiny_dataset, tmp_path):
     flags = [*policy_flags("act"), f"--dataset.root={root}", f"--output_dir={out}", "--batch_size=4", "--steps=1"]
     assert main([*flags, "--policy.device=cpu"]) == 0
     assert (out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
+
+
+def test_streaming_samples_the_same_frames_as_the_cache(tiny_dataset):
+    """--dataset.streaming=true leaves out each episode's last drop_n_last_frames, as the cache path does."""
+    ds = LeRobotDataset(tiny_dataset)
+    cache = FrameCache(ds, ["action"], [], {}, drop_n_last_frames=3)
+    streaming = StreamingBatches(ds, batch_size=4, num_workers=0, seed=0, drop_n_last_frames=3)
+    assert len(streaming.sampler) == len(cache.sample_rows) == ds.num_frames - 3 * ds.num_episodes
+    assert sorted(streaming.sampler.dataset.indices) == sorted(cache.sample_rows.tolist())
+    assert len(StreamingBatches(ds, batch_size=4, num_workers=0, seed=0).sampler) == ds.num_frames

@@ -219,8 +219,22 @@ class StreamingBatches:
     """`--dataset.streaming=true`: samples decoded one by one by DataLoader workers (low memory, slower)."""
 
     def __init__(
-        self, dataset: Any, batch_size: int, num_workers: int, seed: int, rank: int = 0, world_size: int = 1
+        self,
+        dataset: Any,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_n_last_frames: int = 0,
     ) -> None:
+        if drop_n_last_frames:
+            # The same frames as the cache path and LeRobot's EpisodeAwareSampler: never the last
+            # `drop_n_last_frames` of an episode (Diffusion: their action windows would be mostly padding).
+            lengths = [int(dataset.meta.episodes[e]["length"]) for e in dataset.episodes]
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            rows = [np.arange(s, s + max(1, n - drop_n_last_frames)) for s, n in zip(starts, lengths)]
+            dataset = torch.utils.data.Subset(dataset, np.concatenate(rows).tolist())
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.sampler = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True

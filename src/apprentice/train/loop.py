@@ -188,7 +188,13 @@ def train(cfg: TrainConfig) -> Path:
     seed = cfg.seed or 0
     if cfg.dataset.streaming:
         source: Any = StreamingBatches(
-            _with_deltas(ds, config, cfg), cfg.batch_size, cfg.num_workers, seed, rank, world
+            _with_deltas(ds, config, cfg),
+            cfg.batch_size,
+            cfg.num_workers,
+            seed,
+            rank,
+            world,
+            drop_n_last_frames=getattr(config, "drop_n_last_frames", 0),
         )
         source.skip_to(start_step * accum)
     else:
