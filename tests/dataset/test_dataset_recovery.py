@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from dataset_helpers import frame_value, write_episodes
 
-from apprentice.dataset import DatasetWriter, LeRobotDataset
+from apprentice.dataset import DatasetError, DatasetWriter, LeRobotDataset
 from apprentice.dataset.recovery import repair
 from apprentice.dataset.verify import verify
 
@@ -114,3 +114,37 @@ def test_open_recovers_without_explicit_repair(tmp_path: Path) -> None:
         assert w.num_episodes == 2
         write_episodes(w, [5], first_episode=2)
     assert verify(root)["episodes"] == 3
+
+
+def test_rows_of_an_uncommitted_episode_fail_verify_until_repaired(tmp_path: Path) -> None:
+    """A numeric-only dataset killed between writing the data rows and committing meta/episodes: lerobot
+    would load those rows, so verify must name them (and push refuses), and repair removes them."""
+    root = tmp_path / "ds"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from apprentice.dataset import DatasetWriter
+        from apprentice.dataset import writer as W
+        features = {{"observation.state": {{"dtype": "float32", "shape": [6], "names": None}},
+                     "action": {{"dtype": "float32", "shape": [6], "names": None}}}}
+        w = DatasetWriter.create({str(root)!r}, features=features, fps=30)
+        def record(length):
+            for i in range(length):
+                w.add_frame({{"observation.state": np.full(6, i, np.float32), "action": np.full(6, i, np.float32)}})
+            w.save_episode(task="a")
+        record(10)
+        record(12)
+        W.DatasetWriter._commit_row = lambda self, row: os.kill(os.getpid(), signal.SIGKILL)
+        record(7)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    with pytest.raises(DatasetError, match=r"7 rows of episode\(s\) \[2\] that meta/episodes does not list"):
+        verify(root)
+    assert LeRobotDataset(root).num_episodes == 2  # our reader only reads committed episodes meanwhile
+    from apprentice.dataset.hub import push
+
+    with pytest.raises(DatasetError, match="does not list"):
+        push(root, "someone/dataset")  # refused before any request: nothing to reach here
+    repair(root)
+    assert verify(root)["frames"] == 22

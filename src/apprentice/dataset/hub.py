@@ -69,6 +69,9 @@ def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str |
     if (root / STAGING_DIR).exists() or any(root.rglob(".tmp-*")):
         raise DatasetError(f"{root}: a writer is running or crashed here; finish it or run "
                            "`apprentice dataset repair` before pushing")
+    from apprentice.dataset.verify import verify
+
+    verify(root)  # what is uploaded must load in lerobot: every invariant, before any request is made
     api = HfApi(endpoint=_endpoint(), token=token)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.relative_to(root).as_posix().startswith("."))
     operations = [CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))

@@ -85,6 +85,14 @@ def _check_data_file(root: Path, meta: DatasetMeta, rel: str) -> None:
     for k, ft in numeric.items():
         if ft["dtype"] != "string":
             column_to_numpy(table.column(k), ft["shape"], f"{path} column {k!r}")
+    committed = {ep["episode_index"] for ep in meta.episodes if meta.episode_data_rel(ep) == rel}
+    stray = sorted(set(np.unique(cols["episode_index"]).tolist()) - committed)
+    if stray:
+        # lerobot loads every row of a data file: rows of an episode that never reached meta/episodes
+        # (a writer killed between the two) would shift its totals and point at a missing episode.
+        raise DatasetError(f"{path}: holds {int(np.isin(cols['episode_index'], stray).sum())} rows of episode(s) "
+                           f"{stray} that meta/episodes does not list (an interrupted save); "
+                           "run `apprentice dataset repair`")
     for ep in meta.episodes:
         if meta.episode_data_rel(ep) != rel:
             continue
