@@ -61,6 +61,14 @@ def _edit_column(path: Path, name: str, edit: Callable[[np.ndarray], np.ndarray]
                    path)
 
 
+def _drop_column(path: Path, name: str) -> None:
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns([name]), path)
+
+
+EPISODES = "meta/episodes/chunk-000/file-000.parquet"
+
+
 def _shift_frame(values: np.ndarray) -> np.ndarray:
     values[3] += 0.5
     return values
@@ -88,6 +96,11 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
                          "not valid JSON"),
     "missing episodes meta": (lambda r: (r / "meta/episodes/chunk-000/file-000.parquet").unlink(),
                               "meta/episodes", "restore"),
+    "features not objects": (lambda r: _set_info(r, lambda i: i.update(features="x")), "meta/info.json",
+                             "'features'"),
+    "stats not objects": (lambda r: (r / "meta/stats.json").write_text("[]"), "meta/stats.json",
+                          "each feature"),
+    "episodes lack a column": (lambda r: _drop_column(r / EPISODES, "length"), "meta/episodes", "'length'"),
 }
 
 

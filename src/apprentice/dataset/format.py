@@ -47,6 +47,8 @@ VISUAL_DTYPES = {"image", "video"}
 
 def validate_features(features: Mapping[str, Mapping[str, Any]], where: str = "features") -> None:
     """Raise DatasetError on a feature this format cannot store (unknown dtype, bad shape, reserved name)."""
+    if not isinstance(features, Mapping) or not all(isinstance(ft, Mapping) for ft in features.values()):
+        raise DatasetError(f"{where}: 'features' must map each feature name to an object with dtype and shape")
     for key, ft in features.items():
         dtype = ft.get("dtype")
         shape = ft.get("shape")

@@ -110,7 +110,13 @@ def read_episodes(store: Store, chunks_size: int = 1000) -> list[dict[str, Any]]
     while store.exists(rel := EPISODES_PATH.format(chunk_index=chunk, file_index=file)):
         rows += read_store_parquet(store, rel).to_pylist()
         chunk, file = next_chunk_file(chunk, file, chunks_size)
+    required = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+                "dataset_to_index")
     for expected, row in enumerate(rows):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise DatasetError(f"{store.describe('meta/episodes')}: episode rows lack column(s) {missing}; "
+                               "the episode metadata is not LeRobot v3.0")
         if row.get("episode_index") != expected:
             raise DatasetError(f"{store.describe('meta/episodes')}: episode rows are not 0..N-1 in order "
                                f"(row {expected} has episode_index {row.get('episode_index')})")
@@ -145,9 +151,15 @@ class DatasetMeta:
                 try:
                     stats = stats_from_json(json.loads(f.read()))
                 except (json.JSONDecodeError, ValueError) as e:
-                    raise DatasetError(f"{store.describe(STATS_PATH)}: not valid JSON ({e})") from None
+                    raise DatasetError(f"{store.describe(STATS_PATH)}: unreadable ({e})") from None
         tasks = read_tasks(store)
         episodes = read_episodes(store, int(info.get("chunks_size", 1000)))
+        for key in video_keys(info["features"]):
+            columns = [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+            missing = [c for c in columns if episodes and c not in episodes[0]]
+            if missing:
+                raise DatasetError(f"{store.describe('meta/episodes')}: video feature {key!r} has no {missing} "
+                                   "columns; the episode metadata does not match meta/info.json")
         if len(episodes) < info["total_episodes"]:
             raise DatasetError(f"{store.describe('meta/episodes')}: holds {len(episodes)} episode rows but "
                                f"meta/info.json says {info['total_episodes']}; episode metadata is missing — "

@@ -167,6 +167,8 @@ def stats_to_json(stats: Mapping[str, Stats]) -> dict[str, dict[str, Any]]:
 
 
 def stats_from_json(obj: Mapping[str, Mapping[str, Any]]) -> dict[str, Stats]:
+    if not isinstance(obj, Mapping) or not all(isinstance(ft, Mapping) for ft in obj.values()):
+        raise ValueError("stats.json must map each feature to an object of statistics")
     return {key: {k: np.array(v) for k, v in ft.items()} for key, ft in obj.items()}
 
 
