@@ -304,3 +304,15 @@ def test_reopening_with_other_encoder_settings_starts_a_new_video_file(make_data
     for i in range(len(ds)):
         assert_sample_matches(ds, i)
     verify(root)
+
+
+def test_timestamps_off_the_fps_grid_are_refused_at_add_frame(tmp_path: Path) -> None:
+    with DatasetWriter.create(tmp_path / "ds", features=FEATURES, fps=30) as w:
+        w.add_frame({**frame_value(0, 0), "timestamp": 0.0})
+        w.add_frame({**frame_value(0, 1), "timestamp": 1 / 30 + 5e-5})  # within lerobot's 1e-4 s tolerance
+        with pytest.raises(DatasetError, match=r"frame 2 has timestamp 0\.071000 .* resample onto the 30 fps grid"):
+            w.add_frame({**frame_value(0, 2), "timestamp": 0.071})  # a raw sensor stamp
+        w.add_frame(frame_value(0, 2))  # the refused frame left nothing behind: this is frame 2
+        assert w.save_episode(task="t") == 0
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert len(ds) == 3 and verify(tmp_path / "ds")["frames"] == 3

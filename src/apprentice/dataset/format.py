@@ -40,6 +40,7 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+TIMESTAMP_TOLERANCE_S = 1e-4  # lerobot's tolerance for timestamp == frame_index / fps
 NUMERIC_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                   "float16", "float32", "float64"}
 VISUAL_DTYPES = {"image", "video"}

@@ -7,13 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from apprentice.dataset.format import STATS_PATH, DatasetError, check_data_schema, read_parquet
+from apprentice.dataset.format import (
+    STATS_PATH,
+    TIMESTAMP_TOLERANCE_S,
+    DatasetError,
+    check_data_schema,
+    read_parquet,
+)
 from apprentice.dataset.metadata import DatasetMeta, LocalStore
 from apprentice.dataset.reader import column_to_numpy
 from apprentice.dataset.stats import STAT_KEYS
 from apprentice.dataset.video import probe_video
-
-TIMESTAMP_TOLERANCE_S = 1e-4
 
 
 def verify(root: str | Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from apprentice.dataset.format import (
     INFO_PATH,
     STAGING_DIR,
     STATS_PATH,
+    TIMESTAMP_TOLERANCE_S,
     VIDEO_FILES_SIZE_IN_MB,
     DatasetError,
     arrow_schema,
@@ -179,6 +180,13 @@ class DatasetWriter:
             raise DatasetError(f"add_frame: unknown feature(s) {sorted(unknown)}; the dataset has "
                                f"{sorted(self.features)}")
         frame_index = len(self._frames_tasks)
+        timestamp = float(frame.get("timestamp", frame_index / self.fps))
+        if abs(timestamp - frame_index / self.fps) > TIMESTAMP_TOLERANCE_S:
+            # Video frame i plays at i/fps; a stamp off that grid (e.g. a raw ROS stamp) would make the
+            # dataset fail to load later (lerobot's check too), so it is refused now, before commit.
+            raise DatasetError(f"add_frame: frame {frame_index} has timestamp {timestamp:.6f} but frames sit at "
+                               f"frame_index/fps = {frame_index / self.fps:.6f}; resample onto the {self.fps} fps "
+                               "grid (or omit 'timestamp')")
         for key, ft in self.features.items():
             if key not in frame:
                 raise DatasetError(f"add_frame: feature {key!r} missing from frame {frame_index}")
@@ -187,7 +195,7 @@ class DatasetWriter:
             else:
                 self._buffer[key].append(self._check_value(key, ft, frame[key], frame_index))
         self._frames_tasks.append(frame.get("task"))
-        self._timestamps.append(float(frame["timestamp"]) if "timestamp" in frame else frame_index / self.fps)
+        self._timestamps.append(timestamp)
 
     def _check_value(self, key: str, ft: Mapping[str, Any], value: Any, frame_index: int) -> np.ndarray:
         if ft["dtype"] == "string":
