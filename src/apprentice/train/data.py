@@ -26,6 +26,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 from apprentice.train.config import TrainError
 
 
+def _episode_spans(dataset: Any) -> tuple[list[int], np.ndarray]:
+    """Length and first row of each selected episode, in the dataset's row order."""
+    lengths = [int(dataset.meta.episodes[e]["length"]) for e in dataset.episodes]
+    return lengths, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+
+def sample_rows(dataset: Any, drop_n_last_frames: int = 0) -> np.ndarray:
+    """Rows a training sample may start at: never the last `drop_n_last_frames` of an episode, as LeRobot's
+    EpisodeAwareSampler (Diffusion: their action windows would be mostly padding)."""
+    lengths, starts = _episode_spans(dataset)
+    return np.concatenate([np.arange(s, s + max(1, n - drop_n_last_frames)) for s, n in zip(starts, lengths)])
+
+
 class FrameCache:
     """All frames and numeric features of the selected episodes, as tensors on `device`."""
 
@@ -43,13 +56,11 @@ class FrameCache:
         self.delta = {
             k: torch.tensor(v, dtype=torch.long, device=self.device) for k, v in delta_indices.items()
         }
-        lengths = [int(dataset.meta.episodes[e]["length"]) for e in dataset.episodes]
+        lengths, starts = _episode_spans(dataset)
         n = sum(lengths)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.ep_start = torch.from_numpy(np.repeat(starts, lengths)).to(self.device)
         self.ep_end = torch.from_numpy(np.repeat(starts + np.asarray(lengths), lengths)).to(self.device)
-        rows = [np.arange(s, s + max(1, length - drop_n_last_frames)) for s, length in zip(starts, lengths)]
-        self.sample_rows = torch.from_numpy(np.concatenate(rows)).to(self.device)
+        self.sample_rows = torch.from_numpy(sample_rows(dataset, drop_n_last_frames)).to(self.device)
         self.columns: dict[str, Tensor] = {}
         for key in numeric_keys:
             col = np.asarray(dataset.column(key), dtype=np.float32)
@@ -228,13 +239,8 @@ class StreamingBatches:
         world_size: int = 1,
         drop_n_last_frames: int = 0,
     ) -> None:
-        if drop_n_last_frames:
-            # The same frames as the cache path and LeRobot's EpisodeAwareSampler: never the last
-            # `drop_n_last_frames` of an episode (Diffusion: their action windows would be mostly padding).
-            lengths = [int(dataset.meta.episodes[e]["length"]) for e in dataset.episodes]
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            rows = [np.arange(s, s + max(1, n - drop_n_last_frames)) for s, n in zip(starts, lengths)]
-            dataset = torch.utils.data.Subset(dataset, np.concatenate(rows).tolist())
+        if drop_n_last_frames:  # the same frames as the cache path
+            dataset = torch.utils.data.Subset(dataset, sample_rows(dataset, drop_n_last_frames).tolist())
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.sampler = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
