@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -13,14 +15,30 @@ from rclpy.node import Node
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
     """Create the node, spin until shutdown, destroy it; return the process exit code.
 
-    rclpy's default SIGINT handler shuts the context down, which ends spin() with
-    ExternalShutdownException; SIGTERM (what `ros2 launch` sends second) is mapped to the same path.
+    rclpy.init installs rclpy's SIGINT/SIGTERM handler, which shuts the context down and wakes the
+    executor (spin() then ends with ExternalShutdownException), and chains to the Python handler that
+    was there before. Ours only notes that a stop was asked for: Python's default SIGINT handler would
+    also raise KeyboardInterrupt at whatever bytecode runs next — inside rclpy's pybind calls that
+    surfaces as a RuntimeError ("Unable to convert call argument") or an invalid-context error instead
+    of a clean exit. A second SIGINT does raise KeyboardInterrupt, for a callback that hangs.
+    Once a stop was asked for, an error out of spin() is that race and counts as a clean exit; an
+    error while no stop was asked for is a real failure and propagates.
     """
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop_requested.is_set():
+            raise KeyboardInterrupt
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     rclpy.init(args=list(args) if args is not None else None)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     try:
         node = make_node()
+        if stop_requested.is_set():  # signalled before rclpy's handler was in place
+            return 0
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
         if executor is None:
             rclpy.spin(node)
@@ -29,6 +47,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if not stop_requested.is_set() and rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)
