@@ -7,9 +7,17 @@ runs the real trainer (`apprentice.train.train`) in two data modes on the same d
              fits), bf16 autocast on CUDA, fused optimizer, channels_last, background prefetch.
   streaming  the per-sample path LeRobot's trainer uses: a DataLoader whose workers seek and decode
              the mp4 for every sample, fp32, no channels_last (`--dataset.streaming=true`).
+  lerobot    real lerobot's trainer (`lerobot.scripts.lerobot_train`, 0.4.x) run by another
+             interpreter (--lerobot-python) on the same dataset, policy defaults, batch, steps, seed
+             and workers, with no pretrained backbone on either side (no downloads here). Its
+             samples/s comes from the wall time between its log lines after the first.
 
-Prints one JSON object. Example:
+Speedups are reported against `lerobot` when it ran, else against `streaming`.
+
+Prints one JSON object. Examples:
   python benchmarks/train_throughput.py --device cuda --batch-sizes 8,64 --steps 30
+  python benchmarks/train_throughput.py --device cpu --policies act --batch-sizes 8 --modes cache,lerobot \
+      --steps 40 --lerobot-python /path/to/lerobot-venv/bin/python
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ import argparse
 import gc
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +98,45 @@ def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: s
     return result
 
 
+# lerobot 0.4.x's training log line, e.g.
+# INFO 2026-12-01 16:15:42 ot_train.py:435 step:5 smpl:40 ep:0 epch:0.04 loss:60.891 grdn:840.817 lr:1.0e-05 ...
+_LEROBOT_LOG = re.compile(
+    r"INFO (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \S+ step:(\S+) smpl:\S+ .*?loss:([\d.]+) .*?updt_s:([\d.]+) data_s:([\d.]+)"
+)
+
+
+def _big_number(text: str) -> int:
+    """lerobot's format_big_number: 1K, 2.5M, ... back to an int."""
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9}
+    return round(float(text[:-1]) * scale[text[-1]]) if text[-1] in scale else int(text)
+
+
+def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, device: str, steps: int,
+                log_every: int, workers: int) -> dict:
+    flags = [f"--dataset.repo_id=local/{root.name}", f"--dataset.root={root}", f"--policy.type={policy}",
+             f"--policy.device={device}", "--policy.push_to_hub=false", "--policy.pretrained_backbone_weights=null",
+             "--save_checkpoint=false", "--wandb.enable=false", f"--batch_size={batch}", f"--steps={steps}",
+             f"--log_freq={log_every}", f"--num_workers={workers}", "--seed=0", f"--output_dir={out}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([python, "-m", "lerobot.scripts.lerobot_train", *flags], env=env, capture_output=True,
+                          text=True, errors="replace")
+    wall = time.perf_counter() - t0
+    log = proc.stdout + proc.stderr
+    rows = [(datetime.fromisoformat(m[0]), _big_number(m[1]), float(m[2]), float(m[3]) + float(m[4]))
+            for m in _LEROBOT_LOG.findall(log)]
+    if proc.returncode != 0 or len(rows) < 2:
+        raise RuntimeError(f"lerobot_train exit {proc.returncode}, {len(rows)} log lines: {log[-600:]}")
+    (t_first, step_first, _, _), (t_last, step_last, loss, _) = rows[0], rows[-1]
+    backend = subprocess.run([python, "-c", "import importlib.util as u; print(bool(u.find_spec('torchcodec')))"],
+                             capture_output=True, text=True).stdout.strip()
+    return {"samples_per_s": round((step_last - step_first) * batch / (t_last - t_first).total_seconds(), 2),
+            # lerobot's own per-step timers (update + data), which leave out the loop's other work
+            "samples_per_s_timers": round(statistics.median(batch / r[3] for r in rows[1:]), 2),
+            "final_loss": round(loss, 4), "wall_s": round(wall, 1), "steps": steps,
+            "video_backend": "torchcodec" if backend == "True" else "pyav"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -102,6 +152,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="streaming mode's DataLoader workers (LeRobot: 4)")
     parser.add_argument("--dataset-root", default=None, help="dataset location; generated there when missing")
     parser.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (LeRobot's default, AV1) or h264")
+    parser.add_argument("--lerobot-python", default=None,
+                        help="interpreter with lerobot 0.4.x installed, for the `lerobot` mode")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
@@ -109,24 +161,37 @@ def main() -> int:
     root = Path(args.dataset_root) if args.dataset_root else work / "dataset"
     results: dict = {"device": args.device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
                      "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-                     "dataset": {"episodes": args.episodes, "frames": args.episodes * args.length,
-                                 "image": [args.height, args.width]}, "runs": {}}
+                     "dataset": {"root": str(root)}, "runs": {}}
     if not root.exists():
         results["dataset"]["write_s"] = round(make_dataset(root, args.episodes, args.length, args.height,
                                                            args.width, args.vcodec), 1)
-    results["dataset"]["vcodec"] = args.vcodec
+    info = json.loads((root / "meta" / "info.json").read_text())
+    image = next((f["shape"][:2] for f in info["features"].values() if f["dtype"] == "video"), None)
+    results["dataset"].update(episodes=info["total_episodes"], frames=info["total_frames"], image=image,
+                              vcodec=next((f.get("info", {}).get("video.codec") for f in info["features"].values()
+                                           if f["dtype"] == "video"), None))
     for policy in args.policies.split(","):
         for batch in map(int, args.batch_sizes.split(",")):
             row = {}
             for mode in args.modes.split(","):
                 try:
-                    row[mode] = run_one(root, work / f"{policy}-{batch}-{mode}", policy, batch, mode, args.device,
-                                        args.steps, args.log_every, args.workers)
+                    if mode == "lerobot":
+                        if not args.lerobot_python:
+                            raise ValueError("mode lerobot needs --lerobot-python")
+                        row[mode] = run_lerobot(args.lerobot_python, root, work / f"{policy}-{batch}-lerobot", policy,
+                                                batch, args.device, args.steps, args.log_every, args.workers)
+                    else:
+                        row[mode] = run_one(root, work / f"{policy}-{batch}-{mode}", policy, batch, mode,
+                                            args.device, args.steps, args.log_every, args.workers)
                 except Exception as exc:  # report the failure in the JSON and measure the rest
                     row[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-                print(f"# {policy} b{batch} {mode}: {row[mode]}", file=sys.stderr, flush=True)
-            base = row.get("streaming", {}).get("samples_per_s")
-            for mode in ("cache", "compiled"):
+                finally:
+                    print(f"# {policy} b{batch} {mode}: {row.get(mode)}", file=sys.stderr, flush=True)
+            base = row.get("lerobot", {}).get("samples_per_s") or row.get("streaming", {}).get("samples_per_s")
+            row["speedup_baseline"] = "lerobot" if row.get("lerobot", {}).get("samples_per_s") else "streaming"
+            for mode in ("cache", "compiled", "streaming"):
+                if mode == row["speedup_baseline"]:
+                    continue
                 if base and "samples_per_s" in row.get(mode, {}):
                     row[f"speedup_{mode}"] = round(row[mode]["samples_per_s"] / base, 2)
             results["runs"][f"{policy}_b{batch}"] = row
