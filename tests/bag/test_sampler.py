@@ -27,6 +27,17 @@ def test_never_uses_a_future_message() -> None:
     assert s.sample(133 * MS) == {"a": 2}
 
 
+def test_sampled_stamps_name_the_values_used_not_the_newest_pushed() -> None:
+    s = LatestSampler([Spec("a"), Spec("b", required=False)])
+    s.push("a", 100 * MS, 1)
+    s.push("b", 90 * MS, 7)
+    s.push("a", 140 * MS, 2)  # arrived before the tick was processed, but stamped after it
+    assert s.sample(120 * MS) == {"a": 1, "b": 7}
+    assert s.sampled_stamps == {"a": 100 * MS, "b": 90 * MS}
+    assert s.sample(300 * MS) is None  # a is stale by then
+    assert s.sampled_stamps == {"a": 100 * MS, "b": 90 * MS}  # a failed sample leaves the last one
+
+
 def test_stale_and_missing_required_drop_the_tick() -> None:
     s = LatestSampler([Spec("a"), Spec("b", max_age_s=0.01)])
     s.push("a", 0, 1)

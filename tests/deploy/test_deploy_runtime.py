@@ -68,6 +68,17 @@ def test_step_commands_the_policy_action_in_joint_order(policy, contract) -> Non
         push_all(rt, (990 + 33 * i) * MS)
         assert rt.step((1000 + 33 * i) * MS).command is not None
     assert rt.scheduler.stats.inferences == 2
+
+
+def test_latency_counts_from_the_sampled_inputs_even_when_newer_ones_arrived(policy, contract) -> None:
+    rt = PolicyRuntime(policy, contract, RuntimeConfig(), clock=FakeClock())
+    rt.enable(True)
+    push_all(rt, 980 * MS)
+    push_all(rt, 1010 * MS)  # stamped after the tick: not used for it, so not its latency origin
+    outcome = rt.step(1000 * MS)
+    assert outcome.reason == "ok" and outcome.obs_stamp_ns == 980 * MS
+    rt.record_publish(outcome, 1002 * MS)
+    assert rt.diagnostics()["obs_to_command_p50_ms"] == pytest.approx(22.0)
     rt.close()
 
 

@@ -36,6 +36,7 @@ class LatestSampler:
         self._stamps: dict[str, list[int]] = {}
         self._values: dict[str, list[Any]] = {}
         self.duplicates: dict[str, int] = {}
+        self.sampled_stamps: dict[str, int] = {}  # stamp of each value the last successful sample() used
 
     @property
     def keys(self) -> list[str]:
@@ -83,10 +84,12 @@ class LatestSampler:
         if self.stale_keys(tick_ns):
             return None
         out: dict[str, Any] = {}
+        stamps: dict[str, int] = {}
         for key in self._max_age_ns:
             i = self._latest(key, tick_ns)
             if i < 0:
                 continue
-            out[key] = self._values[key][i]
+            out[key], stamps[key] = self._values[key][i], self._stamps[key][i]
             del self._stamps[key][:i], self._values[key][:i]
+        self.sampled_stamps = stamps
         return out

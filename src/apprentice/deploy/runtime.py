@@ -84,7 +84,6 @@ class PolicyRuntime:
         # Only the latest values matter online: a short history bounds memory while the node waits
         # disabled or holding (1024 camera frames of 640x480 would be ~900 MB per camera).
         self.sampler = LatestSampler(self.observation_specs, max_history=64)
-        self._stamps: dict[str, int] = {}
         self._state_index = self._state_to_action_index()
         self.safety = SafetyFilter(safety or SafetyLimits(names=self.action_names))
         self.scheduler = self._make_scheduler()
@@ -151,7 +150,6 @@ class PolicyRuntime:
     def push(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
         """A decoded message for feature ``key`` (from the contract's topic) stamped ``stamp_ns``."""
         self.sampler.push(key, stamp_ns, value)
-        self._stamps[key] = max(stamp_ns, self._stamps.get(key, stamp_ns))
 
     def build_observation(self, sample: dict[str, np.ndarray]) -> dict[str, Any]:
         """The policy's raw batched observation: state (1, D) float32, images (1, 3, H, W) in [0, 1]."""
@@ -224,7 +222,7 @@ class PolicyRuntime:
             if self.scheduler is None:
                 self.reset()  # mode=policy: the policy's own queue must not replay the held ticks' actions
             return TickOutcome(None, f"stale: {', '.join(stale) or 'no observation yet'}")
-        obs_stamp = min(min(self._stamps.get(k, tick_ns), tick_ns) for k in sample)
+        obs_stamp = min(self.sampler.sampled_stamps.values())  # the oldest input this action depends on
         measured = self._measured(sample)
         if measured is not None and not np.all(np.isfinite(measured)):
             # e.g. a ros2_control state interface not yet written: nothing to infer from or clamp to
