@@ -185,3 +185,37 @@ def test_usb_latency_timer_above_one_ms_gets_a_fix_it_message(tmp_path: Path) ->
     (tmp_path / "ttyUSB0" / "latency_timer").write_text("1\n")
     assert latency_timer_warning("/dev/ttyUSB0", sysfs=tmp_path) is None
     assert latency_timer_warning("/dev/ttyACM0", sysfs=tmp_path) is None  # CDC-ACM boards have none
+
+
+def test_sync_read_many_reads_position_and_velocity_in_one_instruction(
+    rig: tuple[VirtualServoBus, MotorsBus],
+) -> None:
+    from apprentice.motors.sim_bus import SYNC_READ
+
+    virtual, bus = rig
+    bus.configure()
+    bus.enable_torque()
+    start = bus.sync_read("Present_Position", normalize=False)
+    goals = {m: p + (600 if i % 2 else -600) for i, (m, p) in enumerate(start.items())}
+    bus.sync_write("Goal_Position", goals, normalize=False)
+    time.sleep(0.01)
+    before = virtual.instructions[SYNC_READ]
+    both = bus.sync_read_many(["Present_Position", "Present_Velocity"], normalize=False)
+    assert virtual.instructions[SYNC_READ] == before + 1
+    for i, m in enumerate(start):
+        up = i % 2 == 1
+        position, velocity = both["Present_Position"][m], both["Present_Velocity"][m]
+        assert (start[m] < position <= goals[m]) if up else (goals[m] <= position < start[m]), (m, position)
+        assert (velocity > 0) if up else (velocity < 0), (m, velocity)  # sign decoded per vendor
+    assert wait_until(lambda: all(v == 0 for v in bus.sync_read("Present_Velocity", normalize=False).values()))
+    at_rest = bus.sync_read_many(["Present_Velocity", "Present_Position"], normalize=False)
+    assert at_rest["Present_Position"] == bus.sync_read("Present_Position", normalize=False)
+    assert set(at_rest["Present_Velocity"].values()) == {0}
+
+
+def test_sync_read_many_refuses_a_span_wider_than_a_tick_should_carry(rig: tuple[VirtualServoBus, MotorsBus]) -> None:
+    _, bus = rig
+    with pytest.raises(BusError, match="span"):
+        bus.sync_read_many(["ID", "Present_Position"])
+    with pytest.raises(BusError, match="no registers"):
+        bus.sync_read_many([])

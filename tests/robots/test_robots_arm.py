@@ -111,10 +111,12 @@ def test_koch_leader_stays_limp_except_its_gripper_trigger() -> None:
         assert all(m.get("Torque_Enable") == 0 for m in virtual.motors)
 
 
+@pytest.mark.parametrize("combined", [False, True], ids=["two_reads", "one_read"])
 @pytest.mark.parametrize("robot_type", ["so101_follower", "koch_follower"])
-def test_velocities_are_radians_per_second_in_the_direction_of_motion(robot_type: str) -> None:
+def test_velocities_are_radians_per_second_in_the_direction_of_motion(robot_type: str, combined: bool) -> None:
     """Present_Velocity in each vendor's unit (Feetech steps/s, Dynamixel 0.229 rpm) comes out in rad/s,
-    agreeing with how fast the measured positions change."""
+    agreeing with how fast the measured positions change — read on their own or in the one SYNC_READ
+    that also carries the positions (what the driver does per tick)."""
     from apprentice.robots.virtual_arm import make_virtual_arm
 
     definition = load_robot(robot_type)
@@ -127,9 +129,16 @@ def test_velocities_are_radians_per_second_in_the_direction_of_motion(robot_type
             goal = start + np.array([0.6, -0.6, 0.6, -0.6, 0.6, 0.3])
             arm.send_positions(goal)
             time.sleep(0.1)
-            t1, p1, v1 = time.monotonic(), arm.read_positions(), arm.read_velocities()
+            def read() -> tuple[float, np.ndarray, np.ndarray]:
+                if combined:
+                    return (time.monotonic(), *arm.read_positions_and_velocities())
+                return time.monotonic(), arm.read_positions(), arm.read_velocities()
+
+            t1, p1, v1 = read()
             time.sleep(0.06)
-            t2, p2, v2 = time.monotonic(), arm.read_positions(), arm.read_velocities()
+            t2, p2, v2 = read()
+            if combined:
+                np.testing.assert_array_equal(arm.present, p2)  # the safety clamp sees these positions
             assert np.all(np.sign(v1) == np.sign(goal - start)), v1
             finite_difference = (p2 - p1) / (t2 - t1)
             # First-order motion slows down between the two reads: the difference lies between v2 and v1.

@@ -14,6 +14,7 @@ import os
 import select
 import threading
 import tty
+from collections import Counter
 from types import TracebackType
 
 from apprentice.motors.errors import BusError
@@ -70,6 +71,7 @@ class VirtualServoBus:
             self.motors.append(motor)
         self.rx_packets = 0
         self.rx_bad_checksum = 0
+        self.instructions: Counter[int] = Counter()  # instruction packets served, by instruction code
         self._host_baud = 0
         self._master = self._slave = -1
         self._wake_r = self._wake_w = -1
@@ -189,6 +191,7 @@ class VirtualServoBus:
         return None
 
     def _dispatch(self, target: int, inst: int, params: bytes) -> None:
+        self.instructions[inst] += 1
         dxl = self.protocol == "dynamixel"
         word = 2 if dxl else 1  # address/length fields are 16-bit in Protocol 2.0, 8-bit in SCS
         if inst in (SYNC_READ, SYNC_WRITE) and target == BROADCAST:

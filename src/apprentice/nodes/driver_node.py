@@ -127,7 +127,7 @@ class DriverNode(Node):
         self.declare_parameter("torque_off_on_error", True)
         self.declare_parameter("disable_torque_on_shutdown", True)
         self.declare_parameter("num_retry", 3)
-        # A second SYNC_READ per tick (Present_Velocity) fills JointState.velocity in rad/s.
+        # Fills JointState.velocity in rad/s; the same SYNC_READ carries it (one wider block per tick).
         self.declare_parameter("publish_velocity", True)
         self.arm, self.virtual = open_arm(self)
         try:
@@ -232,8 +232,10 @@ class DriverNode(Node):
             return  # a failed bus is retried twice a second, not hammered at rate_hz
         stamp = self.get_clock().now().to_msg()  # read time: taken just before the SYNC_READ goes out
         try:
-            positions = self.arm.read_positions()
-            velocities = self.arm.read_velocities() if self.publish_velocity else None
+            if self.publish_velocity:
+                positions, velocities = self.arm.read_positions_and_velocities()
+            else:
+                positions, velocities = self.arm.read_positions(), None
         except BusError as exc:
             self._report(str(exc))
             return

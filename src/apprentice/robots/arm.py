@@ -107,6 +107,24 @@ class Arm:
     def read_positions(self) -> np.ndarray:
         """Present joint positions in radians (one SYNC_READ), in definition order."""
         raw = self._guarded(lambda: self.bus.sync_read("Present_Position", self.joint_names, normalize=False))
+        return self._positions_from(raw)
+
+    def read_velocities(self) -> np.ndarray:
+        """Present joint velocities in rad/s (one SYNC_READ of Present_Velocity), in definition order."""
+        raw = self._guarded(lambda: self.bus.sync_read("Present_Velocity", self.joint_names, normalize=False))
+        return np.array([self.bus.velocity_to_rad_s(n, raw[n]) for n in self.joint_names])
+
+    def read_positions_and_velocities(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both in ONE SYNC_READ of the block holding Present_Position and Present_Velocity."""
+        raw = self._guarded(
+            lambda: self.bus.sync_read_many(
+                ["Present_Position", "Present_Velocity"], self.joint_names, normalize=False
+            )
+        )
+        velocities = [self.bus.velocity_to_rad_s(n, raw["Present_Velocity"][n]) for n in self.joint_names]
+        return self._positions_from(raw["Present_Position"]), np.array(velocities)
+
+    def _positions_from(self, raw: dict[str, int | float]) -> np.ndarray:
         alarms = {m: e for m, e in self.bus.health.hardware_errors.items() if m in raw}
         if alarms:
             self._fatal(
@@ -119,11 +137,6 @@ class Arm:
             )
         self.present = np.array([self._to_rad(n, raw[n]) for n in self.joint_names])
         return self.present.copy()
-
-    def read_velocities(self) -> np.ndarray:
-        """Present joint velocities in rad/s (one SYNC_READ of Present_Velocity), in definition order."""
-        raw = self._guarded(lambda: self.bus.sync_read("Present_Velocity", self.joint_names, normalize=False))
-        return np.array([self.bus.velocity_to_rad_s(n, raw[n]) for n in self.joint_names])
 
     def send_positions(self, goal: np.ndarray) -> np.ndarray:
         """Command joint positions (radians) through the safety clamps; return what was actually sent."""
