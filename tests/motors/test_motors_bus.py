@@ -193,12 +193,14 @@ def test_sync_read_many_reads_position_and_velocity_in_one_instruction(
     from apprentice.motors.sim_bus import SYNC_READ
 
     virtual, bus = rig
+    for motor in virtual.motors:
+        motor.tau_s = 1.0  # still moving when read, even on a stalled machine
     bus.configure()
     bus.enable_torque()
     start = bus.sync_read("Present_Position", normalize=False)
     goals = {m: p + (600 if i % 2 else -600) for i, (m, p) in enumerate(start.items())}
     bus.sync_write("Goal_Position", goals, normalize=False)
-    time.sleep(0.01)
+    time.sleep(0.05)
     before = virtual.instructions[SYNC_READ]
     both = bus.sync_read_many(["Present_Position", "Present_Velocity"], normalize=False)
     assert virtual.instructions[SYNC_READ] == before + 1
@@ -207,6 +209,8 @@ def test_sync_read_many_reads_position_and_velocity_in_one_instruction(
         position, velocity = both["Present_Position"][m], both["Present_Velocity"][m]
         assert (start[m] < position <= goals[m]) if up else (goals[m] <= position < start[m]), (m, position)
         assert (velocity > 0) if up else (velocity < 0), (m, velocity)  # sign decoded per vendor
+    for motor in virtual.motors:
+        motor.tau_s = 0.01
     assert wait_until(lambda: all(v == 0 for v in bus.sync_read("Present_Velocity", normalize=False).values()))
     at_rest = bus.sync_read_many(["Present_Velocity", "Present_Position"], normalize=False)
     assert at_rest["Present_Position"] == bus.sync_read("Present_Position", normalize=False)
