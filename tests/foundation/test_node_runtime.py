@@ -49,6 +49,9 @@ _NODE = textwrap.dedent(
                 raise RuntimeError("a real failure inside a callback")
 
         def close(self):
+            if MODE == "slow_close":
+                print("closing", flush=True)
+                time.sleep(1.5)
             print("closed", flush=True)
 
     sys.exit(run_node(Busy))
@@ -125,3 +128,17 @@ def test_a_second_sigint_interrupts_a_callback_that_hangs(ros_env: dict[str, str
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "closed" in out, out
+
+
+def test_sigints_during_close_do_not_cut_it_short(ros_env: dict[str, str]) -> None:
+    # close() is where a driver turns torque off: an impatient Ctrl-C must not skip it.
+    proc = _start("slow_close", ros_env)
+    _wait_for_line(proc, "spinning")
+    proc.send_signal(signal.SIGINT)
+    _wait_for_line(proc, "closing")
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "closed" in out and "KeyboardInterrupt" not in out, out

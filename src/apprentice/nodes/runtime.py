@@ -20,14 +20,15 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     was there before. Ours only notes that a stop was asked for: Python's default SIGINT handler would
     also raise KeyboardInterrupt at whatever bytecode runs next — inside rclpy's pybind calls that
     surfaces as a RuntimeError ("Unable to convert call argument") or an invalid-context error instead
-    of a clean exit. A second SIGINT does raise KeyboardInterrupt, for a callback that hangs.
+    of a clean exit. A second SIGINT does raise KeyboardInterrupt, for a callback that hangs — but not
+    once the node's close() runs: a driver's torque-off on shutdown must not be cut short.
     Once a stop was asked for, an error out of spin() is that race and counts as a clean exit; an
     error while no stop was asked for is a real failure and propagates.
     """
-    stop_requested = threading.Event()
+    stop_requested, closing = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and stop_requested.is_set():
+        if signum == signal.SIGINT and stop_requested.is_set() and not closing.is_set():
             raise KeyboardInterrupt
         stop_requested.set()
 
@@ -51,6 +52,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         if not stop_requested.is_set() and rclpy.ok():
             raise
     finally:
+        closing.set()
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
