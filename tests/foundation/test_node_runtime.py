@@ -81,6 +81,14 @@ def _wait_for_line(proc: subprocess.Popen, line: str, timeout: float = 20.0) -> 
     raise AssertionError(f"node never printed {line!r} (exit {proc.poll()})")
 
 
+def _exits_cleanly(proc: subprocess.Popen) -> str:
+    """Exit code 0, and the node's close() ran; returns the output."""
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "closed" in out, out
+    return out
+
+
 def test_sigint_at_any_moment_of_a_busy_spin_exits_zero_and_closes(ros_env: dict[str, str]) -> None:
     # 1 kHz timer plus a subscription to its own topic: the executor is always mid-step, which is where
     # a signal used to surface as rclpy's "context is not valid" error instead of a clean exit.
@@ -89,25 +97,19 @@ def test_sigint_at_any_moment_of_a_busy_spin_exits_zero_and_closes(ros_env: dict
         _wait_for_line(proc, "spinning")
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 0, out
-        assert "closed" in out and "Traceback" not in out, out
+        out = _exits_cleanly(proc)
+        assert "Traceback" not in out, out
 
 
 def test_sigterm_is_the_same_clean_exit(ros_env: dict[str, str]) -> None:
     proc = _start("run", ros_env)
     _wait_for_line(proc, "spinning")
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
-    assert "closed" in out, out
+    _exits_cleanly(proc)
 
 
 def test_error_after_the_context_is_shut_down_counts_as_shutdown(ros_env: dict[str, str]) -> None:
-    proc = _start("shutdown_then_raise", ros_env)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
-    assert "closed" in out, out
+    _exits_cleanly(_start("shutdown_then_raise", ros_env))
 
 
 def test_error_while_ros_is_up_propagates_and_still_closes(ros_env: dict[str, str]) -> None:
@@ -125,9 +127,7 @@ def test_a_second_sigint_interrupts_a_callback_that_hangs(ros_env: dict[str, str
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=1.0)  # the first one asks politely; the callback never returns
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
-    assert "closed" in out, out
+    _exits_cleanly(proc)
 
 
 def test_sigints_during_close_do_not_cut_it_short(ros_env: dict[str, str]) -> None:
@@ -139,6 +139,5 @@ def test_sigints_during_close_do_not_cut_it_short(ros_env: dict[str, str]) -> No
     for _ in range(3):
         proc.send_signal(signal.SIGINT)
         time.sleep(0.1)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
-    assert "closed" in out and "KeyboardInterrupt" not in out, out
+    out = _exits_cleanly(proc)
+    assert "KeyboardInterrupt" not in out, out
