@@ -23,8 +23,8 @@ from apprentice.motors.port import default_timeout_ms
 from apprentice.motors.tables import ModelSpec, model_spec
 
 NORMALIZED_REGISTERS = ("Goal_Position", "Present_Position")
-# One SYNC_READ may span several registers; past this the reply takes longer than two separate reads
-# of the registers that matter would.
+# One SYNC_READ may span several registers, but every byte of the span is in every motor's reply: past
+# this, bytes nobody asked for cost more bus time than a second transaction would.
 MAX_SYNC_READ_SPAN = 32
 
 
