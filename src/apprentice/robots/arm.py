@@ -112,7 +112,7 @@ class Arm:
     def read_velocities(self) -> np.ndarray:
         """Present joint velocities in rad/s (one SYNC_READ of Present_Velocity), in definition order."""
         raw = self._guarded(lambda: self.bus.sync_read("Present_Velocity", self.joint_names, normalize=False))
-        return np.array([self.bus.velocity_to_rad_s(n, raw[n]) for n in self.joint_names])
+        return self._velocities_from(raw)
 
     def read_positions_and_velocities(self) -> tuple[np.ndarray, np.ndarray]:
         """Both in ONE SYNC_READ of the block holding Present_Position and Present_Velocity."""
@@ -121,8 +121,10 @@ class Arm:
                 ["Present_Position", "Present_Velocity"], self.joint_names, normalize=False
             )
         )
-        velocities = [self.bus.velocity_to_rad_s(n, raw["Present_Velocity"][n]) for n in self.joint_names]
-        return self._positions_from(raw["Present_Position"]), np.array(velocities)
+        return self._positions_from(raw["Present_Position"]), self._velocities_from(raw["Present_Velocity"])
+
+    def _velocities_from(self, raw: dict[str, int | float]) -> np.ndarray:
+        return np.array([self.bus.velocity_to_rad_s(n, int(raw[n])) for n in self.joint_names])
 
     def _positions_from(self, raw: dict[str, int | float]) -> np.ndarray:
         alarms = {m: e for m, e in self.bus.health.hardware_errors.items() if m in raw}
