@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -122,16 +123,19 @@ class EpisodeEncoder:
         self.path.unlink(missing_ok=True)
 
 
-def append_video(dst: Path, keep_frames: int, fps: int, episode: Path | None) -> None:
-    """Rewrite `dst` as its first `keep_frames` frames followed by `episode`'s frames, atomically.
+def append_video(dst: Path, keep_frames: int, fps: int, episodes: Path | Sequence[Path] | None) -> None:
+    """Rewrite `dst` as its first `keep_frames` frames followed by the frames of `episodes` (one file or
+    several, in order), atomically.
 
-    Packets are copied, never re-encoded. `keep_frames` is the committed frame count of `dst`, so a
-    tail left by a crash between writing the video and committing the metadata is dropped here.
-    With `episode=None` this only truncates (used by repair).
+    Packets are copied, never re-encoded, behind the codec header of the first source: callers check
+    `video_signature` first. `keep_frames` is the committed frame count of `dst`, so a tail left by a
+    crash between writing the video and committing the metadata is dropped here. With `episodes=None`
+    this only truncates (used by repair).
     """
     tmp = tmp_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    sources = ([(dst, keep_frames)] if keep_frames > 0 else []) + ([(episode, None)] if episode else [])
+    new = [episodes] if isinstance(episodes, Path) else list(episodes or [])
+    sources = ([(dst, keep_frames)] if keep_frames > 0 else []) + [(path, None) for path in new]
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
             out_stream = None
@@ -161,6 +165,21 @@ def append_video(dst: Path, keep_frames: int, fps: int, episode: Path | None) ->
         tmp.unlink(missing_ok=True)
         raise DatasetError(f"{dst}: could not append episode video ({e}); the dataset is unchanged") from None
     replace_atomically(tmp, dst)
+
+
+def video_signature(path: Path) -> tuple[Any, ...]:
+    """What must be equal for packets of two mp4s to share one file: codec, size, pixel format and the
+    codec header (extradata: H.264 SPS/PPS depend on e.g. the CRF; other packets decode to wrong pixels)."""
+    try:
+        with av.open(str(path)) as container:
+            ctx = container.streams.video[0].codec_context
+            return ctx.name, ctx.width, ctx.height, ctx.format.name if ctx.format else None, bytes(ctx.extradata or b"")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: video file missing") from None
+    except IndexError:
+        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt") from None
+    except (av.FFmpegError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
 
 
 def probe_video(path: Path) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +51,36 @@ from apprentice.dataset.stats import (
     stats_to_columns,
     stats_to_json,
 )
-from apprentice.dataset.video import EpisodeEncoder, append_video, codec_names
+from apprentice.dataset.video import EpisodeEncoder, append_video, codec_names, video_signature
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 MAX_STATS_FRAMES = 1024  # downsampled frames kept per camera for image stats before thinning by 2
+
+
+@dataclass
+class EncodedEpisode:
+    """An episode ready to append as is: every non-video feature as a column of `len(frame_tasks)` rows,
+    each camera as an mp4 holding exactly those frames at pts i/fps, and (optionally) its stats."""
+
+    columns: Mapping[str, np.ndarray]
+    timestamps: np.ndarray
+    frame_tasks: Sequence[str]
+    videos: Mapping[str, Path] = dataclass_field(default_factory=dict)
+    stats: Mapping[str, Stats] = dataclass_field(default_factory=dict)
+
+
+@dataclass
+class _Episode:
+    """An episode being saved: its place in the dataset, complete columns, stats and staged videos."""
+
+    index: int
+    start: int
+    length: int
+    tasks: list[str]
+    columns: dict[str, np.ndarray]
+    stats: dict[str, Stats] = dataclass_field(default_factory=dict)
+    videos: dict[str, Path] = dataclass_field(default_factory=dict)
 
 
 class DatasetWriter:
@@ -241,61 +268,137 @@ class DatasetWriter:
         if None in frame_tasks:
             raise DatasetError(f"{self.root}: frame {frame_tasks.index(None)} has no task; pass task= to "
                                "save_episode or 'task' in add_frame")
-        episode_index = self.num_episodes
-        start = int(self.info["total_frames"])
-        new_tasks = [t for t in dict.fromkeys(frame_tasks) if t not in self.tasks]
-        task_index = np.array([(self.tasks + new_tasks).index(t) for t in frame_tasks], dtype=np.int64)
-
         columns: dict[str, np.ndarray] = {k: np.stack(v) for k, v in self._buffer.items()}
         columns["timestamp"] = np.array(self._timestamps)
+        episode = self._complete(columns, frame_tasks, self.num_episodes, int(self.info["total_frames"]))
+        episode.stats = self._episode_stats(episode.columns, length)
+        for key in self.video_keys:
+            encoder = self._encoders.pop(key, None)
+            encoded = encoder.finish() if encoder else 0
+            if encoded != length:
+                self.clear_episode_buffer()
+                raise DatasetError(f"{self.root}: camera {key!r} got {encoded} frames for a {length}-frame "
+                                   "episode; every add_frame must carry every camera")
+            episode.videos[key] = encoder.path
+        self._save([episode], commit=lambda rows: self._commit_row(rows[0]))
+        self.clear_episode_buffer()
+        return episode.index
+
+    def add_tasks(self, tasks: Sequence[str]) -> None:
+        """Register tasks ahead of the episodes that use them, in this order (a converted dataset keeps its
+        task_index values this way)."""
+        new = [t for t in dict.fromkeys(tasks) if t not in self.tasks]
+        if new:
+            write_tasks(self.root, self.tasks + new)
+            self.tasks += new
+            self.info["total_tasks"] = len(self.tasks)
+            write_json_atomic(self.root / INFO_PATH, self.info)
+
+    def save_encoded_episodes(self, episodes: Sequence[EncodedEpisode]) -> list[int]:
+        """Append episodes whose frames are already columns and whose cameras are already encoded (a
+        converter's input). Video packets are copied, never re-encoded; all of them land with one rewrite
+        per touched data/video file and one commit. Returns their indices."""
+        if self._closed or self._frames_tasks:
+            raise DatasetError(f"{self.root}: save_encoded_episodes needs an open writer with no episode "
+                               "being recorded")
+        pending: list[_Episode] = []
+        start, index = int(self.info["total_frames"]), self.num_episodes
+        known = list(self.tasks)
+        for ep in episodes:
+            missing = [k for k in self.features if k not in self.video_keys and k not in ep.columns]
+            missing += [k for k in self.video_keys if k not in ep.videos]
+            if missing:
+                raise DatasetError(f"{self.root}: encoded episode {index} lacks feature(s) {missing}")
+            length = len(ep.frame_tasks)
+            bad = [k for k, v in ep.columns.items() if len(v) != length]
+            if bad or len(ep.timestamps) != length:
+                raise DatasetError(f"{self.root}: encoded episode {index} has {length} frames but columns "
+                                   f"{bad or ['timestamp']} hold a different number")
+            off = np.abs(np.asarray(ep.timestamps, np.float64) - np.arange(length) / self.fps)
+            if length and off.max() > TIMESTAMP_TOLERANCE_S:
+                raise DatasetError(f"{self.root}: encoded episode {index} frame {int(off.argmax())} has timestamp "
+                                   f"{float(ep.timestamps[int(off.argmax())]):.6f}, not frame_index/fps; "
+                                   f"resample onto the {self.fps} fps grid")
+            columns = {k: np.asarray(v) for k, v in ep.columns.items() if k in self.features}
+            columns["timestamp"] = np.asarray(ep.timestamps)
+            episode = self._complete(columns, list(ep.frame_tasks), index, start, known)
+            known += [t for t in episode.tasks if t not in known]
+            episode.videos = dict(ep.videos)
+            # Given stats win (computed from the original frames); what they lack (e.g. the quantiles v2.1
+            # never stored) is computed here from the columns.
+            computed = self._episode_stats(episode.columns, length, with_video=False)
+            episode.stats = {k: {**computed.get(k, {}), **{s: np.asarray(v) for s, v in ep.stats.get(k, {}).items()}}
+                             for k in self.info["features"] if k in computed or k in ep.stats}
+            pending.append(episode)
+            start, index = start + length, index + 1
+        if pending:
+            self._save(pending, commit=self._commit_rows)
+        return [e.index for e in pending]
+
+    def _complete(self, columns: dict[str, np.ndarray], frame_tasks: list[str], episode_index: int, start: int,
+                  known_tasks: list[str] | None = None) -> _Episode:
+        """Add the default columns (frame_index, episode_index, index, task_index) to an episode's columns."""
+        known = list(self.tasks if known_tasks is None else known_tasks)
+        length = len(frame_tasks)
+        known += [t for t in dict.fromkeys(frame_tasks) if t not in known]
         columns["frame_index"] = np.arange(length, dtype=np.int64)
         columns["episode_index"] = np.full(length, episode_index, dtype=np.int64)
         columns["index"] = np.arange(start, start + length, dtype=np.int64)
-        columns["task_index"] = task_index
-        ep_stats = self._episode_stats(columns, length)
+        columns["task_index"] = np.array([known.index(t) for t in frame_tasks], dtype=np.int64)
+        return _Episode(episode_index, start, length, list(dict.fromkeys(frame_tasks)), columns)
 
-        row: dict[str, Any] = {"episode_index": episode_index, "tasks": list(dict.fromkeys(frame_tasks)),
-                               "length": length}
+    def _save(self, episodes: list[_Episode], commit: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Write data, videos, tasks, then commit the episode rows; info.json and stats.json follow."""
+        tasks = list(self.tasks)
+        for ep in episodes:
+            tasks += [t for t in ep.tasks if t not in tasks]
         try:
-            row.update(self._write_data(columns, length))
-            row["dataset_from_index"], row["dataset_to_index"] = start, start + length
-            for key in self.video_keys:
-                row.update(self._write_video(key, length))
-            row.update(stats_to_columns(ep_stats))
-            if new_tasks:
-                write_tasks(self.root, self.tasks + new_tasks)
-            self._commit_row(row)
+            placements = self._write_data([self._table(ep.columns, ep.length) for ep in episodes])
+            videos = {key: self._write_videos(key, [(ep.videos[key], ep.length) for ep in episodes])
+                      for key in self.video_keys}
+            rows = []
+            for i, ep in enumerate(episodes):
+                row: dict[str, Any] = {"episode_index": ep.index, "tasks": ep.tasks, "length": ep.length,
+                                       **placements[i], "dataset_from_index": ep.start,
+                                       "dataset_to_index": ep.start + ep.length}
+                for key in self.video_keys:
+                    row.update(videos[key][i])
+                row.update(stats_to_columns(ep.stats))
+                rows.append(row)
+            if len(tasks) > len(self.tasks):
+                write_tasks(self.root, tasks)
+            commit(rows)
         except BaseException:
             # Nothing was committed: drop what this save wrote and the frames, so the next episode
             # starts from the dataset's committed state (as after a crash).
             self.clear_episode_buffer()
             self._load_state()
             raise
-        self.tasks += new_tasks
-
-        self.stats = aggregate_stats([self.stats, ep_stats]) if self.stats else ep_stats
-        self.info.update(total_episodes=episode_index + 1, total_frames=start + length,
-                         total_tasks=len(self.tasks), splits={"train": f"0:{episode_index + 1}"})
+        self.tasks = tasks
+        new_stats = [ep.stats for ep in episodes]
+        self.stats = aggregate_stats([self.stats, *new_stats] if self.stats else new_stats)
+        last = episodes[-1]
+        self.info.update(total_episodes=last.index + 1, total_frames=last.start + last.length,
+                         total_tasks=len(self.tasks), splits={"train": f"0:{last.index + 1}"})
         write_json_atomic(self.root / STATS_PATH, stats_to_json(self.stats))
         write_json_atomic(self.root / INFO_PATH, self.info)
-        self._encoders = {}
-        self.clear_episode_buffer()
-        return episode_index
 
-    def _episode_stats(self, columns: Mapping[str, np.ndarray], length: int) -> dict[str, Stats]:
+    def _episode_stats(self, columns: Mapping[str, np.ndarray], length: int,
+                       with_video: bool = True) -> dict[str, Stats]:
         stats: dict[str, Stats] = {}
         for key, ft in self.info["features"].items():
             if ft["dtype"] == "string":
                 continue
             if key in self.video_keys:
-                kept = self._stats_frames[key]
-                wanted = [min(i // self._stats_stride, len(kept) - 1) for i in sample_indices(length)]
-                stats[key] = image_stats(np.stack([kept[i] for i in wanted]))
+                if with_video:
+                    kept = self._stats_frames[key]
+                    wanted = [min(i // self._stats_stride, len(kept) - 1) for i in sample_indices(length)]
+                    stats[key] = image_stats(np.stack([kept[i] for i in wanted]))
             else:
                 stats[key] = numeric_stats(columns[key])
         return {k: {s: v[s] for s in STAT_KEYS} for k, v in stats.items()}
 
-    def _write_data(self, columns: Mapping[str, np.ndarray], length: int) -> dict[str, int]:
+    def _table(self, columns: Mapping[str, np.ndarray], length: int) -> pa.Table:
         arrays = []
         for field in self.schema:
             values = columns[field.name]
@@ -304,56 +407,88 @@ class DatasetWriter:
                 arrays.append(pa.FixedSizeListArray.from_arrays(flat, field.type.list_size))
             else:
                 arrays.append(pa.array(values.reshape(length), type=field.type))
-        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _write_data(self, tables: list[pa.Table]) -> list[dict[str, int]]:
+        """Append one table per episode to the current data file, rolling over by size; each touched file
+        is rewritten once."""
+        limit = self.info["data_files_size_in_mb"] * MB
         chunk, file = self.data_file
         path = self.root / self.info["data_path"].format(chunk_index=chunk, file_index=file)
-        previous: list[pa.Table] = []
-        if path.exists():
-            if path.stat().st_size + table.nbytes >= self.info["data_files_size_in_mb"] * MB:
+        size = path.stat().st_size if path.exists() else 0
+        kept: list[pa.Table] = []  # the file's existing row groups, read only if we append to it
+        group: list[pa.Table] = []
+        placements = []
+        for table in tables:
+            if size and size + table.nbytes >= limit:
+                if group:
+                    write_parquet_atomic(path, [*kept, *group])
                 chunk, file = next_chunk_file(chunk, file, self.info["chunks_size"])
                 path = self.root / self.info["data_path"].format(chunk_index=chunk, file_index=file)
-            else:
+                size, kept, group = 0, [], []
+            elif size and not group and not kept:
                 parquet = pq.ParquetFile(path)
-                previous = [parquet.read_row_group(i) for i in range(parquet.num_row_groups)]
-        write_parquet_atomic(path, [*previous, table])
+                kept = [parquet.read_row_group(i) for i in range(parquet.num_row_groups)]
+            group.append(table)
+            size += table.nbytes
+            placements.append({"data/chunk_index": chunk, "data/file_index": file})
+        if group:
+            write_parquet_atomic(path, [*kept, *group])
         self.data_file = (chunk, file)
-        return {"data/chunk_index": chunk, "data/file_index": file}
+        return placements
 
-    def _write_video(self, key: str, length: int) -> dict[str, Any]:
-        encoder = self._encoders.pop(key, None)
-        encoded = encoder.finish() if encoder else 0
-        if encoded != length:
-            raise DatasetError(f"{self.root}: camera {key!r} got {encoded} frames for a {length}-frame episode; "
-                               "every add_frame must carry every camera")
+    def _write_videos(self, key: str, sources: list[tuple[Path, int]]) -> list[dict[str, Any]]:
+        """Append each (episode mp4, frame count) to the camera's current file, rolling over by size and
+        whenever the codec header differs; staged episode files are removed once copied."""
+        limit = self.info["video_files_size_in_mb"] * MB
         chunk, file, frames = self.video_files[key]
         path = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-        limit = self.info["video_files_size_in_mb"] * MB
-        too_big = frames and path.stat().st_size + encoder.path.stat().st_size >= limit
-        # Packets are copied behind the file's one codec header. A reopened dataset's last file may have
-        # been encoded with other settings (libx264's headers depend on the CRF; other packets decode to
-        # wrong pixels, without an error), so the first episode after open() starts a new file.
-        if too_big or (frames and key in self._fresh_video_file):
-            chunk, file = next_chunk_file(chunk, file, self.info["chunks_size"])
-            frames = 0
-            path = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-        append_video(path, frames, self.fps, encoder.path)
-        self._fresh_video_file.discard(key)
-        encoder.path.unlink(missing_ok=True)
-        self.video_files[key] = (chunk, file, frames + length)
-        return {f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
-                f"videos/{key}/from_timestamp": frames / self.fps,
-                f"videos/{key}/to_timestamp": (frames + length) / self.fps}
+        size = path.stat().st_size if frames else 0
+        signature = video_signature(path) if frames else None
+        keep, group, placements = frames, [], []
+        for src, length in sources:
+            src_signature = video_signature(src)
+            # Packets are copied behind the file's one codec header. A reopened dataset's last file may have
+            # been encoded with other settings (libx264's headers depend on the CRF; other packets decode to
+            # wrong pixels, without an error), so the first episode after open() starts a new file.
+            if frames and (size + src.stat().st_size >= limit or key in self._fresh_video_file
+                           or src_signature != signature):
+                if group:
+                    append_video(path, keep, self.fps, group)
+                chunk, file = next_chunk_file(chunk, file, self.info["chunks_size"])
+                path = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+                frames = size = keep = 0
+                group = []
+            self._fresh_video_file.discard(key)
+            signature = signature if frames else src_signature
+            placements.append({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
+                               f"videos/{key}/from_timestamp": frames / self.fps,
+                               f"videos/{key}/to_timestamp": (frames + length) / self.fps})
+            group.append(src)
+            size += src.stat().st_size
+            frames += length
+        if group:
+            append_video(path, keep, self.fps, group)
+        for src, _ in sources:
+            if STAGING_DIR in src.parts:
+                src.unlink(missing_ok=True)
+        self.video_files[key] = (chunk, file, frames)
+        return placements
 
     def _commit_row(self, row: dict[str, Any]) -> None:
-        """The commit point: the episode exists once its row is in meta/episodes."""
+        """The commit point of a recorded episode: it exists once its row is in meta/episodes."""
+        self._commit_rows([row])
+
+    def _commit_rows(self, rows: list[dict[str, Any]]) -> None:
         chunk, file = self.meta_file
         path = self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
         if path.exists() and path.stat().st_size >= self.info["data_files_size_in_mb"] * MB:
             chunk, file = next_chunk_file(chunk, file, self.info["chunks_size"])
             path = self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
             self.episodes_in_meta_file = []
-        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = chunk, file
-        rows = [*self.episodes_in_meta_file, row]
+        for row in rows:
+            row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = chunk, file
+        rows = [*self.episodes_in_meta_file, *rows]
         write_parquet_atomic(path, [pa.Table.from_pylist(rows)])
         self.meta_file = (chunk, file)
         self.episodes_in_meta_file = rows
