@@ -16,7 +16,7 @@ from apprentice.dataset.format import (
 )
 from apprentice.dataset.metadata import DatasetMeta, LocalStore
 from apprentice.dataset.reader import column_to_numpy
-from apprentice.dataset.stats import STAT_KEYS
+from apprentice.dataset.stats import QUANTILE_KEYS, STAT_KEYS
 from apprentice.dataset.video import probe_video
 
 
@@ -126,7 +126,10 @@ def _check_stats(root: Path, meta: DatasetMeta) -> None:
         stats = meta.stats.get(key)
         if stats is None:
             raise DatasetError(f"{root / STATS_PATH}: no stats for feature {key!r}; run `apprentice dataset repair`")
-        missing = [s for s in STAT_KEYS if s not in stats]
+        # Quantiles are all or none: datasets lerobot converted from v2.1 carry none (lerobot loads them;
+        # only QUANTILES normalisation needs them).
+        required = STAT_KEYS if any(q in stats for q in QUANTILE_KEYS) else ("min", "max", "mean", "std", "count")
+        missing = [s for s in required if s not in stats]
         if missing:
             raise DatasetError(f"{root / STATS_PATH}: feature {key!r} lacks {missing}")
         if ft["dtype"] in ("video", "image") and np.shape(stats["mean"]) != (3, 1, 1):
