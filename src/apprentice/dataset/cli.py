@@ -1,4 +1,4 @@
-"""`apprentice dataset info|verify|repair|push|pull|visualize` — inspect, check, fix and share datasets.
+"""`apprentice dataset info|verify|repair|push|pull|convert-v21|visualize` — inspect, check, fix and share datasets.
 
 Every failure on bad input is one line on stderr naming the file and the problem (exit code 1).
 """
@@ -38,6 +38,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="owner/name")
     p.add_argument("--root", type=Path, default=None, help="where to put it (default: the HF cache)")
     p.add_argument("--revision", default=None, help="branch, tag or commit (default: v3.0)")
+
+    p = sub.add_parser("convert-v21", help="convert a LeRobot v2.1 dataset (local or --repo-id) into a new v3.0 root")
+    p.add_argument("src", type=Path, nargs="?", help="v2.1 root (with --repo-id: where to download it)")
+    p.add_argument("--out", type=Path, required=True, help="new v3.0 root (must not exist)")
+    p.add_argument("--repo-id", default=None, help="pull this Hub dataset's v2.1 revision first")
+    p.add_argument("--revision", default=None, help="with --repo-id: branch, tag or commit (default: v2.1)")
+    p.add_argument("--data-file-size-in-mb", type=float, default=100)
+    p.add_argument("--video-file-size-in-mb", type=float, default=200)
 
     p = sub.add_parser("visualize", help="write an HTML page (video + state/action plots) of one episode")
     p.add_argument("root", type=Path)
@@ -80,6 +88,23 @@ def _visualize(root: Path, episode: int, output: Path | None) -> int:
     return 0
 
 
+def _convert_v21(args: argparse.Namespace) -> int:
+    from apprentice.dataset.convert_v21 import convert_v21, convert_v21_from_hub
+
+    sizes = {"data_files_size_in_mb": args.data_file_size_in_mb, "video_files_size_in_mb": args.video_file_size_in_mb}
+    if args.repo_id:
+        summary = convert_v21_from_hub(args.repo_id, args.out, download_dir=args.src, revision=args.revision, **sizes)
+    elif args.src is None:
+        raise DatasetError("convert-v21: pass the v2.1 root (SRC) or --repo-id")
+    else:
+        summary = convert_v21(args.src, args.out, **sizes)
+    for note in summary["reencoded"]:
+        print(f"note: {note}")
+    print(f"OK {summary['root']}: v3.0, {summary['episodes']} episodes, {summary['frames']} frames, "
+          f"{summary['tasks']} tasks")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -110,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(pull(args.repo_id, root=args.root, revision=args.revision))
             return 0
+        if args.action == "convert-v21":
+            return _convert_v21(args)
         return _visualize(args.root, args.episode, args.output)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -144,6 +144,19 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
                            "re-download it or run `apprentice dataset repair`") from None
 
 
+def version_error(where: str, version: Any, source: str) -> DatasetError:
+    """The error for a dataset of another codebase version, saying how to get a v3.0 one from it."""
+    if version == "v2.1":
+        fix = (f"it is LeRobot v2.1 (one file per episode); convert it with `apprentice dataset convert-v21 "
+               f"{source} --out NEW_ROOT` (`--repo-id` for a Hub dataset) and load NEW_ROOT")
+    elif isinstance(version, str) and version.startswith(("v1.", "v2.0")):
+        fix = ("convert it to v2.1 first with lerobot 0.3's convert_dataset_v20_to_v21, then `apprentice dataset "
+               "convert-v21`")
+    else:
+        fix = "is it a LeRobot dataset? Write it again with DatasetWriter, or update apprentice for newer versions"
+    return DatasetError(f"{where}: codebase_version is {version!r}, this reader needs {CODEBASE_VERSION!r}; {fix}")
+
+
 def load_info(root: Path) -> dict[str, Any]:
     """info.json, checked: version, required keys and valid features."""
     path = root / INFO_PATH
@@ -152,8 +165,7 @@ def load_info(root: Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: expected a JSON object")
     version = info.get("codebase_version")
     if version != CODEBASE_VERSION:
-        raise DatasetError(f"{path}: codebase_version is {version!r}, this reader needs {CODEBASE_VERSION!r}; "
-                           "convert older datasets with lerobot's convert_dataset_v21_to_v30")
+        raise version_error(str(path), version, str(root))
     for key in ("fps", "features", "total_episodes", "total_frames", "data_path"):
         if key not in info:
             raise DatasetError(f"{path}: missing key {key!r}")

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import torch
 
-from apprentice.dataset.format import CODEBASE_VERSION, STAGING_DIR, DatasetError, load_info
+from apprentice.dataset.format import CODEBASE_VERSION, INFO_PATH, STAGING_DIR, DatasetError, load_info, read_json
 from apprentice.dataset.reader import LeRobotDataset
 
 CARD = """---
@@ -98,21 +98,30 @@ def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str |
 
 
 def pull(repo_id: str, *, root: str | Path | None = None, revision: str | None = None,
-         token: str | None = None) -> Path:
-    """Download a dataset repo at `revision` (default: the "v3.0" tag) into `root`; returns the root."""
+         token: str | None = None, codebase_version: str = CODEBASE_VERSION) -> Path:
+    """Download a dataset repo at `revision` (default: the tag named `codebase_version`, "v3.0") into
+    `root`; checks that what arrived is that version. Returns the root."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
 
     target = Path(root) if root is not None else default_root(repo_id)
     try:
-        snapshot_download(repo_id, repo_type="dataset", revision=revision or CODEBASE_VERSION, local_dir=target,
+        snapshot_download(repo_id, repo_type="dataset", revision=revision or codebase_version, local_dir=target,
                           endpoint=_endpoint(), token=token)
     except RevisionNotFoundError:
-        raise DatasetError(f"hf://datasets/{repo_id}: no revision {revision or CODEBASE_VERSION!r}; the dataset "
-                           "is not tagged for LeRobot v3.0 (convert it with lerobot, or pass --revision)") from None
+        hint = ("if it is still v2.1, convert it: `apprentice dataset convert-v21 --repo-id "
+                f"{repo_id} --out DIR`" if codebase_version == CODEBASE_VERSION else "pass --revision")
+        raise DatasetError(f"hf://datasets/{repo_id}: no revision {revision or codebase_version!r}; the dataset is "
+                           f"not tagged for LeRobot {codebase_version} ({hint})") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise _hub_error(repo_id, "pull", e) from None
-    load_info(target)
+    if codebase_version == CODEBASE_VERSION:
+        load_info(target)
+    else:
+        found = read_json(target / INFO_PATH).get("codebase_version")
+        if found != codebase_version:
+            raise DatasetError(f"hf://datasets/{repo_id}@{revision or codebase_version}: meta/info.json says "
+                               f"codebase_version {found!r}, expected {codebase_version!r}")
     return target
 
 

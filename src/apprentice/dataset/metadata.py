@@ -26,6 +26,7 @@ from apprentice.dataset.format import (
     next_chunk_file,
     read_parquet,
     validate_features,
+    version_error,
     video_keys,
     write_parquet_atomic,
 )
@@ -142,8 +143,7 @@ class DatasetMeta:
             with store.open(INFO_PATH) as f:
                 info = json.loads(f.read())
             if info.get("codebase_version") != CODEBASE_VERSION:
-                raise DatasetError(f"{store.describe(INFO_PATH)}: codebase_version is "
-                                   f"{info.get('codebase_version')!r}, this reader needs {CODEBASE_VERSION!r}")
+                raise version_error(store.describe(INFO_PATH), info.get("codebase_version"), store.describe(""))
             validate_features(info["features"], where=store.describe(INFO_PATH))
         stats: dict[str, Stats] = {}
         if store.exists(STATS_PATH):
