@@ -124,10 +124,10 @@ def encode(path: Path, frames: list[np.ndarray], vcodec: str = "libsvtav1", opti
         out.mux(stream.encode(None))
 
 
-def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = None) -> Path:
+def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = None, cameras: bool = True) -> Path:
     """Write the fixture dataset at `root`. `video_overrides[episode]` passes encode() options for that
-    episode's top camera (another codec, another time base)."""
-    feats = features()
+    episode's top camera (another codec, another time base); `cameras=False` leaves the cameras out."""
+    feats = {k: ft for k, ft in features().items() if cameras or ft["dtype"] != "video"}
     schema = _hf_schema(feats)
     (root / "meta").mkdir(parents=True)
     start = 0
@@ -145,7 +145,7 @@ def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = No
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
         ep_stats = {k: _stats(v) for k, v in columns.items()}
-        for key in CAMERAS:
+        for key in CAMERAS if cameras else []:
             frames = [image(key, e, i) for i in range(length)]
             override = (video_overrides or {}).get(e, {}) if key == "observation.images.top" else {}
             encode(root / f"videos/chunk-000/{key}/episode_{e:06d}.mp4", frames, **override)
@@ -158,11 +158,11 @@ def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = No
                        ("tasks", [{"task_index": i, "task": t} for i, t in enumerate(TASKS)])):
         (root / f"meta/{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     info = {"codebase_version": "v2.1", "robot_type": "so101_follower", "total_episodes": len(EPISODES),
-            "total_frames": start, "total_tasks": len(TASKS), "total_videos": len(EPISODES) * len(CAMERAS),
+            "total_frames": start, "total_tasks": len(TASKS), "total_videos": len(EPISODES) * len(CAMERAS) * cameras,
             "total_chunks": 1, "chunks_size": 1000, "fps": FPS, "splits": {"train": f"0:{len(EPISODES)}"},
             "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
-            "features": feats}
+            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+            if cameras else None, "features": feats}
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     return root
 

@@ -15,7 +15,7 @@ import pytest
 from dataset_fake_hub import FakeHub
 from dataset_v21 import CAMERAS, EPISODES, TASKS, read_v21_episode, write_v21
 
-from apprentice.dataset import DatasetError, LeRobotDataset
+from apprentice.dataset import DatasetError, DatasetWriter, LeRobotDataset
 from apprentice.dataset.cli import main
 from apprentice.dataset.convert_v21 import convert_v21, convert_v21_from_hub
 from apprentice.dataset.verify import verify
@@ -134,6 +134,25 @@ def test_small_file_limits_roll_over_into_several_files(v21_copy: Path, tmp_path
             assert ep[f"videos/{TOP}/from_timestamp"] == 0
 
 
+def test_a_dataset_without_cameras_and_appending_after_the_conversion(tmp_path: Path) -> None:
+    src = write_v21(tmp_path / "src", cameras=False)
+    out = tmp_path / "v30"
+    convert_v21(src, out)
+    ds = LeRobotDataset(out)
+    assert ds.meta.info["video_path"] is None and ds.camera_keys == []
+    np.testing.assert_array_equal(ds.column("action")[:12], np.stack(pq.read_table(
+        src / "data/chunk-000/episode_000000.parquet").column("action").to_numpy(False)))
+    # The converted dataset is an ordinary v3.0 dataset: the writer continues it.
+    with DatasetWriter.open(out) as w:
+        for i in range(5):
+            w.add_frame({"action": np.zeros(6, np.float32), "observation.state": np.ones(6, np.float32),
+                         "next.done": np.array([i == 4])})
+        assert w.save_episode(task=TASKS[1]) == 4
+    verify(out)
+    ds = LeRobotDataset(out)
+    assert len(ds) == 48 and ds[47]["task"] == TASKS[1] and int(ds[47]["task_index"]) == 1
+
+
 def test_an_episode_with_another_codec_header_goes_into_its_own_file(tmp_path: Path) -> None:
     """Packets are only appended behind an identical codec header; an H.264 episode among AV1 ones (or
     the same codec with other headers) starts a new file, still copied, never re-encoded."""
@@ -177,6 +196,8 @@ def _rewrite_jsonl(path: Path, keep: int) -> None:
      r"episode_000003\.mp4: holds 7 frames but episode 3 has 9; the episode is half-written"),
     (lambda r: _rewrite_jsonl(r / "meta/episodes.jsonl", 3),
      r"episodes\.jsonl: holds 3 episodes but meta/info\.json says 4; episode 3 is half-written"),
+    (lambda r: shutil.copy(r / "data/chunk-000/episode_000003.parquet", r / "data/chunk-000/episode_000004.parquet"),
+     r"episode_000004\.parquet: episode 4 has files but no row in meta/episodes\.jsonl .*half-written"),
     (lambda r: (r / "meta/tasks.jsonl").write_text('{"task_index": 0, "task": "a"}\n{"task_index": 1, "ta'),
      r"tasks\.jsonl:2: not valid JSON"),
 ])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -144,7 +145,19 @@ def load_v21(root: str | Path) -> V21Dataset:
                            "is half-written")
     stats = [{k: {s: np.asarray(v) for s, v in ft.items()} for k, ft in row.get("stats", {}).items()}
              for row in stats_rows]
+    _refuse_uncommitted(root, len(episodes))
     return V21Dataset(root, info, episodes, stats, tasks)
+
+
+def _refuse_uncommitted(root: Path, num_episodes: int) -> None:
+    """lerobot 0.3 writes an episode's parquet and mp4s before its jsonl rows: files of an episode past the
+    last row are what an interrupted recording left, and converting around them would hide that."""
+    for path in sorted([*root.glob("data/*/episode_*.parquet"), *root.glob("videos/*/*/episode_*.mp4")]):
+        match = re.fullmatch(r"episode_(\d+)", path.stem)
+        if match and int(match.group(1)) >= num_episodes:
+            raise DatasetError(f"{path}: episode {int(match.group(1))} has files but no row in meta/episodes.jsonl "
+                               "(its recording was interrupted: half-written); delete that episode's data and "
+                               f"video files to convert the {num_episodes} complete episodes")
 
 
 def v30_info_fields(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
