@@ -1,5 +1,6 @@
 """convert-v21 against real lerobot: write a LeRobot v2.1 dataset from its published layout (the test
-fixture: 4 episodes, 2 AV1 cameras, 3 tasks), convert it with `apprentice dataset convert-v21`, load the
+fixture: 4 episodes, 2 AV1 cameras, 3 tasks; variants with tiny file limits, an H.264 episode, an `image`
+feature), convert it with `apprentice dataset convert-v21`, load the
 result with lerobot 0.4.4's own LeRobotDataset in another interpreter and compare every sample with the
 v2.1 source (parquet rows, frames decoded from the per-episode mp4s). Then convert the same source with
 lerobot's own convert_dataset_v21_to_v30 (offline, --push-to-hub false) and compare the two v3.0 results
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dataset"))  # the v2.1 fixture writer
-from dataset_v21 import CAMERAS, EPISODES, TASKS, read_v21_episode, write_v21
+from dataset_v21 import EPISODES, TASKS, read_v21_episode, write_v21
 
 from apprentice.dataset.convert_v21 import convert_v21
 
@@ -74,7 +75,7 @@ def compare_with_source(src: Path, theirs: dict) -> dict[str, float | int]:
                         "task_index", "next.done"):
                 want = np.asarray(table.column(key)[i].as_py(), dtype=np.float64)
                 numeric = max(numeric, float(np.abs(sample[key].double().numpy() - want).max()))
-            for key in CAMERAS:
+            for key in frames:
                 want = frames[key][i].transpose(2, 0, 1) / 255.0
                 image = max(image, float(np.abs(sample[key].double().numpy() - want).max()))
             task_mismatch += sample["task"] != TASKS[int(table.column("task_index")[i].as_py())]
@@ -131,6 +132,11 @@ def main() -> None:
         convert_v21(mixed, tmp_path / "ours_mixed")
         result["ours_mixed_codecs_vs_v21_source"] = compare_with_source(
             mixed, lerobot_load(args.lerobot_python, tmp_path / "ours_mixed", tmp_path / "mixed.pt"))
+        # An `image` feature (PNG cells in the parquet) beside the two video cameras.
+        with_images = write_v21(tmp_path / "v21_images", image_feature=True)
+        convert_v21(with_images, tmp_path / "ours_images")
+        result["ours_image_feature_vs_v21_source"] = compare_with_source(
+            with_images, lerobot_load(args.lerobot_python, tmp_path / "ours_images", tmp_path / "images.pt"))
         if not args.skip_lerobot_converter:
             theirs_root = lerobot_convert(args.lerobot_python, src, tmp_path / "lerobot")
             theirs = lerobot_load(args.lerobot_python, theirs_root, tmp_path / "theirs.pt")

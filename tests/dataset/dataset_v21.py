@@ -12,6 +12,7 @@ Nothing of apprentice.dataset is used here, so the fixture cannot inherit a bug 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ CAMERAS = {"observation.images.top": (32, 48), "observation.images.wrist": (24, 
 TASKS = ["pick the red cube", "place it in the bowl", "push the cube left"]
 # (length, task index of each frame): episode 2 switches task halfway, as a v2.1 episode may.
 EPISODES = [(12, [0] * 12), (7, [1] * 7), (15, [0] * 8 + [2] * 7), (9, [2] * 9)]
+IMAGE_KEY, IMAGE_SHAPE = "observation.images.front", (20, 28)
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 
 
@@ -56,6 +58,12 @@ def image(key: str, episode: int, i: int) -> np.ndarray:
     return frame
 
 
+def image_frame(episode: int, i: int) -> np.ndarray:
+    h, w = IMAGE_SHAPE
+    rng = np.random.default_rng(1000 * episode + i)  # noise: PNG keeps it exactly, a lossy codec would not
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
 def episode_columns(episode: int, start: int) -> dict[str, np.ndarray]:
     length, task_index = EPISODES[episode]
     state = (np.arange(6, dtype=np.float32)[None] + np.arange(length, dtype=np.float32)[:, None] * 0.25
@@ -78,6 +86,10 @@ def _hf_schema(feats: dict[str, Any]) -> pa.Schema:
     fields, hf = [], {}
     for key, ft in feats.items():
         if ft["dtype"] == "video":
+            continue
+        if ft["dtype"] == "image":
+            fields.append(pa.field(key, pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
+            hf[key] = {"_type": "Image"}
             continue
         value = pa.from_numpy_dtype(np.dtype(ft["dtype"]))
         if ft["shape"] == [1]:
@@ -124,27 +136,47 @@ def encode(path: Path, frames: list[np.ndarray], vcodec: str = "libsvtav1", opti
         out.mux(stream.encode(None))
 
 
-def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = None, cameras: bool = True) -> Path:
+def png(frame: np.ndarray) -> bytes:
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+    return bytes(codec.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))[0])
+
+
+def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = None, cameras: bool = True,
+              image_feature: bool = False) -> Path:
     """Write the fixture dataset at `root`. `video_overrides[episode]` passes encode() options for that
-    episode's top camera (another codec, another time base); `cameras=False` leaves the cameras out."""
+    episode's top camera (another codec, another time base); `cameras=False` leaves the cameras out;
+    `image_feature` adds IMAGE_KEY, an `image` feature (PNG bytes in the parquet, as lerobot 0.3 embeds them)."""
     feats = {k: ft for k, ft in features().items() if cameras or ft["dtype"] != "video"}
+    if image_feature:
+        h, w = IMAGE_SHAPE
+        feats = {IMAGE_KEY: {"dtype": "image", "shape": [h, w, 3], "names": ["height", "width", "channels"]},
+                 **feats}
     schema = _hf_schema(feats)
     (root / "meta").mkdir(parents=True)
     start = 0
     episodes, stats = [], []
     for e, (length, task_index) in enumerate(EPISODES):
         columns = episode_columns(e, start)
+        if image_feature:
+            image_frames = np.stack([image_frame(e, i) for i in range(length)])
+            columns[IMAGE_KEY] = np.array([{"bytes": png(f), "path": f"frame_{i:06d}.png"}
+                                           for i, f in enumerate(image_frames)], dtype=object)
         arrays = []
         for f in schema:
             values = columns[f.name]
-            if pa.types.is_fixed_size_list(f.type):
+            if pa.types.is_struct(f.type):
+                arrays.append(pa.array(list(values), type=f.type))
+            elif pa.types.is_fixed_size_list(f.type):
                 arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), f.type.list_size))
             else:
                 arrays.append(pa.array(values, type=f.type))
         path = root / f"data/chunk-000/episode_{e:06d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
-        ep_stats = {k: _stats(v) for k, v in columns.items()}
+        ep_stats = {k: _stats(v) for k, v in columns.items() if k != IMAGE_KEY}
+        if image_feature:
+            ep_stats[IMAGE_KEY] = image_stats(image_frames)
         for key in CAMERAS if cameras else []:
             frames = [image(key, e, i) for i in range(length)]
             override = (video_overrides or {}).get(e, {}) if key == "observation.images.top" else {}
@@ -167,11 +199,20 @@ def write_v21(root: Path, video_overrides: dict[int, dict[str, Any]] | None = No
     return root
 
 
+def _decode_png(data: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(data)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
 def read_v21_episode(root: Path, episode: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
-    """The source as a v2.1 reader sees it: the episode's parquet rows and every decoded frame per camera."""
+    """The source as a v2.1 reader sees it: the episode's parquet rows and every decoded frame per camera
+    (videos from the episode mp4s, an `image` feature from its PNG cells)."""
     table = pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
     frames = {}
-    for key in CAMERAS:
+    if IMAGE_KEY in table.column_names:
+        cells = table.column(IMAGE_KEY).to_pylist()
+        frames[IMAGE_KEY] = np.stack([_decode_png(c["bytes"]) for c in cells])
+    for key in CAMERAS if (root / "videos").exists() else []:
         with av.open(str(root / f"videos/chunk-000/{key}/episode_{episode:06d}.mp4")) as c:
             frames[key] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     return table, frames

@@ -219,7 +219,9 @@ def _episode(source: V21Dataset, e: int, writer: DatasetWriter, notes: list[str]
     if missing:
         raise DatasetError(f"{path}: column(s) {missing} declared in meta/info.json are missing")
     columns = {k: column_to_numpy(table.column(k), features[k]["shape"], where) for k in features
-               if features[k]["dtype"] != "video"}
+               if features[k]["dtype"] not in ("video", "image")}
+    for key in writer.image_keys:  # {bytes, path} cells as they are: PNG bytes are copied, never decoded
+        columns[key] = np.array(table.column(key).combine_chunks().to_pylist(), dtype=object)
     if not np.array_equal(columns["episode_index"], np.full(length, e)) or not np.array_equal(
             columns["frame_index"], np.arange(length)):
         raise DatasetError(f"{path}: episode_index/frame_index are not {e} / 0..{length - 1}; the file belongs to "
@@ -251,10 +253,6 @@ def convert_v21(src: str | Path, out: str | Path, *, data_files_size_in_mb: floa
     source = load_v21(src)
     if out.exists():
         raise DatasetError(f"{out}: already exists; pass a new --out (the source is never modified)")
-    image_keys = [k for k, ft in source.info["features"].items() if ft["dtype"] == "image"]
-    if image_keys:
-        raise DatasetError(f"{src / INFO_PATH}: image features {image_keys} (PNG bytes in the parquet) are not "
-                           "supported by convert-v21 yet; convert with lerobot's convert_dataset_v21_to_v30")
     work = out.with_name(f".{out.name}.converting")
     shutil.rmtree(work, ignore_errors=True)  # what an interrupted conversion left; never a dataset
     features = {k: ft for k, ft in source.info["features"].items() if k not in DEFAULT_FEATURES}

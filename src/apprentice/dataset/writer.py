@@ -93,8 +93,9 @@ class DatasetWriter:
         self.fps = int(info["fps"])
         self.features = {k: v for k, v in info["features"].items() if k not in DEFAULT_FEATURES}
         self.video_keys = [k for k, ft in self.features.items() if ft["dtype"] == "video"]
-        if any(ft["dtype"] == "image" for ft in self.features.values()):
-            raise DatasetError(f"{root}: the writer stores cameras as 'video' features; 'image' is read-only here")
+        # lerobot's `image` features (PNG bytes in the parquet) pass through save_encoded_episodes only;
+        # add_frame records cameras as video.
+        self.image_keys = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
         self.vcodec, self._video_opts = vcodec, {"gop": gop, "crf": crf, "preset": preset}
         self._fresh_video_file: set[str] = set()  # cameras whose next episode must start a new video file
         self.schema = arrow_schema(info["features"])
@@ -202,6 +203,9 @@ class DatasetWriter:
         """Add one time step: every feature of the dataset, plus optional "task" and "timestamp"."""
         if self._closed:
             raise DatasetError(f"{self.root}: writer is finalized; open it again with DatasetWriter.open")
+        if self.image_keys:
+            raise DatasetError(f"{self.root}: 'image' features {self.image_keys} are not recorded frame by frame; "
+                               "the writer records cameras as 'video' features")
         unknown = set(frame) - set(self.features) - {"task", "timestamp"}
         if unknown:
             raise DatasetError(f"add_frame: unknown feature(s) {sorted(unknown)}; the dataset has "
@@ -389,6 +393,8 @@ class DatasetWriter:
         for key, ft in self.info["features"].items():
             if ft["dtype"] == "string":
                 continue
+            if key in self.image_keys:
+                continue  # only encoded episodes carry images, with their stats
             if key in self.video_keys:
                 if with_video:
                     kept = self._stats_frames[key]
