@@ -258,15 +258,16 @@ def convert_v21(src: str | Path, out: str | Path, *, data_files_size_in_mb: floa
     features = {k: ft for k, ft in source.info["features"].items() if k not in DEFAULT_FEATURES}
     codecs = {(ft.get("info") or {}).get("video.codec") for ft in features.values() if ft["dtype"] == "video"}
     vcodec = "h264" if codecs == {"h264"} else "libsvtav1"  # only for episodes that must be re-encoded
-    writer = DatasetWriter.create(work, features=features, fps=int(source.info["fps"]),
-                                  robot_type=source.info.get("robot_type"), vcodec=vcodec,
-                                  chunks_size=int(source.info.get("chunks_size", 1000)),
-                                  data_files_size_in_mb=data_files_size_in_mb,
-                                  video_files_size_in_mb=video_files_size_in_mb)
-    for key, fields in v30_info_fields(source.info).items():
-        writer.info["features"][key].update(fields)
     notes: list[str] = []
+    writer: DatasetWriter | None = None
     try:
+        writer = DatasetWriter.create(work, features=features, fps=int(source.info["fps"]),
+                                      robot_type=source.info.get("robot_type"), vcodec=vcodec,
+                                      chunks_size=int(source.info.get("chunks_size", 1000)),
+                                      data_files_size_in_mb=data_files_size_in_mb,
+                                      video_files_size_in_mb=video_files_size_in_mb)
+        for key, fields in v30_info_fields(source.info).items():
+            writer.info["features"][key].update(fields)
         writer.add_tasks(source.tasks)
         # Episodes go to the writer in batches of about one data file / video file, so each output file
         # is rewritten a few times at most while memory stays bounded.
@@ -285,7 +286,8 @@ def convert_v21(src: str | Path, out: str | Path, *, data_files_size_in_mb: floa
         writer.finalize()
         summary = verify(work)
     except BaseException:
-        writer.finalize()
+        if writer is not None:
+            writer.finalize()
         shutil.rmtree(work, ignore_errors=True)
         raise
     work.rename(out)
