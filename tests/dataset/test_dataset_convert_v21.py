@@ -169,11 +169,17 @@ def test_image_features_are_carried_over_cell_for_cell(tmp_path: Path) -> None:
         w.add_frame({})
 
 
-def test_an_episode_with_another_codec_header_goes_into_its_own_file(tmp_path: Path) -> None:
-    """Packets are only appended behind an identical codec header; an H.264 episode among AV1 ones (or
-    the same codec with other headers) starts a new file, still copied, never re-encoded."""
-    h264 = {"vcodec": "libx264", "options": {"g": "2", "crf": "23", "bf": "0"}}
-    src = write_v21(tmp_path / "src", video_overrides={2: h264})
+def _h264(crf: str) -> dict:
+    return {"vcodec": "libx264", "options": {"g": "2", "crf": crf, "bf": "0"}}
+
+
+@pytest.mark.parametrize("overrides", [{2: _h264("23")}, {0: _h264("23"), 1: _h264("23"), 2: _h264("30"),
+                                                           3: _h264("23")}],
+                         ids=["h264_among_av1", "h264_with_another_crf"])
+def test_an_episode_with_another_codec_header_goes_into_its_own_file(tmp_path: Path, overrides: dict) -> None:
+    """Packets are only appended behind an identical codec header; an H.264 episode among AV1 ones, or
+    one encoded with another CRF (libx264's SPS/PPS depend on it), starts a new file, still copied."""
+    src = write_v21(tmp_path / "src", video_overrides=overrides)
     out = tmp_path / "v30"
     summary = convert_v21(src, out)
     assert summary["reencoded"] == []
