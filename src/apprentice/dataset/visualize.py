@@ -69,8 +69,9 @@ def _svg_plot(index: int, key: str, values: np.ndarray, names: list[str], fps: i
     legend = " ".join(f'<span style="color:{COLORS[d % len(COLORS)]}">&#9632; {html.escape(name)} '
                       f'<b class="val" id="val-{index}-{d}"></b></span>' for d, name in enumerate(names))
     duration = (n - 1) / fps
-    ticks = "".join(f'<text x="{_x(round(f * (n - 1)), n):.1f}" y="{PLOT_H + MARGIN_BOTTOM - 3}" font-size="10" '
-                    f'text-anchor="middle">{f * duration:.2f} s</text>' for f in (0.0, 0.5, 1.0))
+    ticks = "".join(f'<text x="{MARGIN_LEFT + f * PLOT_W:.1f}" y="{PLOT_H + MARGIN_BOTTOM - 3}" font-size="10" '
+                    f'text-anchor="{anchor}">{f * duration:.2f} s</text>'
+                    for f, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")))
     width, height = MARGIN_LEFT + PLOT_W + 8, PLOT_H + MARGIN_BOTTOM
     return (f'<section class="feature"><h3>{html.escape(key)}</h3><div class="legend">{legend}</div>'
             f'<svg class="plot" data-key="{html.escape(key)}" width="{width}" height="{height}" '
