@@ -34,11 +34,21 @@ ARGUMENTS = {
     "namespace": ("", "ROS namespace for every node"),
     "config": ("", "parameter file for the driver and cameras; default: <share>/config/teleop.yaml"),
     "policy_config": ("", "parameter file for the policy node; default: <share>/config/infer.yaml"),
+    "live_view": ("false", "also start the viewer node: a live Foxglove view on ws://127.0.0.1:<live_view_port>"),
+    "live_view_port": ("8765", "port of the live view's WebSocket server (127.0.0.1 only)"),
 }
 
 
 def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("apprentice"), *parts)
+
+
+def viewer(arg: dict) -> list:
+    """The viewer node when live_view:=true: observations, the policy's commands, live in Foxglove."""
+    if arg["live_view"].lower() != "true":
+        return []
+    params = {"contract": arg["contract"], "port": int(arg["live_view_port"])}
+    return [Node(package="apprentice", executable="viewer_node", name="viewer", output="screen", parameters=[params])]
 
 
 def nodes(context) -> list:
@@ -91,7 +101,7 @@ def nodes(context) -> list:
                 parameters=[{**camera_defaults, "name": name, "source": source or "synthetic"}],
             )
         )
-    return [GroupAction([PushRosNamespace(arg["namespace"]), driver, *cameras, policy_node])]
+    return [GroupAction([PushRosNamespace(arg["namespace"]), driver, *cameras, policy_node, *viewer(arg)])]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -45,11 +45,21 @@ ARGUMENTS = {
     "task": ("", "task string; default: the contract's"),
     "resume": ("false", "append to an existing dataset"),
     "record_config": ("", "recorder parameter file; default: <share>/config/record.yaml"),
+    "live_view": ("false", "also start the viewer node: a live Foxglove view on ws://127.0.0.1:<live_view_port>"),
+    "live_view_port": ("8765", "port of the live view's WebSocket server (127.0.0.1 only)"),
 }
 
 
 def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("apprentice"), *parts)
+
+
+def viewer(arg: dict, contract: str) -> list:
+    """The viewer node when live_view:=true: the contract's topics, live in Foxglove."""
+    if arg["live_view"].lower() != "true":
+        return []
+    params = {"contract": contract, "port": int(arg["live_view_port"])}
+    return [Node(package="apprentice", executable="viewer_node", name="viewer", output="screen", parameters=[params])]
 
 
 def recorder(context) -> list:
@@ -76,7 +86,7 @@ def recorder(context) -> list:
         output="screen",
         parameters=[arg["record_config"] or share("config", "record.yaml"), params],
     )
-    return [GroupAction([PushRosNamespace(arg["namespace"]), node])]
+    return [GroupAction([PushRosNamespace(arg["namespace"]), node, *viewer(arg, contract)])]
 
 
 def generate_launch_description() -> LaunchDescription:

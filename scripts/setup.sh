@@ -19,15 +19,16 @@ for distro in kilted jazzy humble; do
   if [ -f "/opt/ros/$distro/setup.bash" ]; then APT_ROS=$distro; break; fi
 done
 
-# System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection.
-APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux)
+# System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection;
+# Chromium + ChromeDriver for the browser tests of `apprentice dataset visualize` (they skip without them).
+APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux chromium chromium-driver)
 if [ "${APPRENTICE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     step "apt-get install ${missing[*]}"
     { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
-      || echo "warning: could not install ${missing[*]} (sim rendering may be unavailable)"
+      || echo "warning: could not install ${missing[*]} (sim rendering or the browser tests may be unavailable)"
   else
     step "system packages present: ${APT_PKGS[*]}"
   fi

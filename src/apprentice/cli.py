@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("apprentice.sim.cli", "simulated tasks: `sim record` scripted demonstrations"),
     "eval": ("apprentice.sim.eval_cli", "evaluate a policy in simulation (success rate, rewards, videos)"),
     "infer": ("apprentice.nodes.policy_node", "run a trained policy on a ROS 2 robot"),
+    "view": ("apprentice.nodes.viewer_node", "live Foxglove view (ws://127.0.0.1:8765) of a contract's topics"),
     "demo": ("apprentice.demo", "the whole loop on the simulated robot: teleop → record → train → deploy"),
 }
 

@@ -47,10 +47,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-file-size-in-mb", type=float, default=100)
     p.add_argument("--video-file-size-in-mb", type=float, default=200)
 
-    p = sub.add_parser("visualize", help="write an HTML page (video + state/action plots) of one episode")
+    p = sub.add_parser("visualize", help="episode pages (video + state/action plots with a cursor): one HTML "
+                       "file, a folder with an index, or served on 127.0.0.1")
     p.add_argument("root", type=Path)
-    p.add_argument("--episode", type=int, default=0)
-    p.add_argument("--output", type=Path, default=None, help="output .html (default: episode_<N>.html)")
+    p.add_argument("--episode", type=int, default=0, help="the episode to write (or, with --serve, to print)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--output", type=Path, default=None, help="output .html (default: episode_<N>.html)")
+    where.add_argument("--output-dir", type=Path, default=None,
+                       help="write index.html + episode_<N>.html for --episodes (default: all) into this folder")
+    where.add_argument("--serve", action="store_true", help="serve every episode's page on 127.0.0.1:--port")
+    p.add_argument("--episodes", type=int, nargs="+", default=None, help="with --output-dir: these episodes only")
+    p.add_argument("--port", type=int, default=9090, help="with --serve (default 9090; 0 picks a free port)")
     return parser
 
 
@@ -80,11 +87,21 @@ def _info(root: Path, as_json: bool) -> int:
     return 0
 
 
-def _visualize(root: Path, episode: int, output: Path | None) -> int:
-    from apprentice.dataset.visualize import write_episode_html
+def _visualize(args: argparse.Namespace) -> int:
+    from apprentice.dataset.visualize import write_episode_html, write_site
 
-    out = write_episode_html(root, episode, output or Path(f"episode_{episode}.html"))
-    print(out)
+    if args.episodes is not None and args.output_dir is None:
+        raise DatasetError("--episodes: only with --output-dir (with --serve every episode is served; a single "
+                           "page takes --episode N)")
+    if args.serve:
+        from apprentice.dataset.visualize_serve import serve
+
+        serve(args.root, args.port, args.episode)
+        return 0
+    if args.output_dir is not None:
+        print(write_site(args.root, args.output_dir, args.episodes))
+        return 0
+    print(write_episode_html(args.root, args.episode, args.output or Path(f"episode_{args.episode}.html")))
     return 0
 
 
@@ -137,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.action == "convert-v21":
             return _convert_v21(args)
-        return _visualize(args.root, args.episode, args.output)
+        return _visualize(args)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -15,7 +15,6 @@ eval_info.json; with `follow_recorder` it drives while the recorder records (har
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import re
@@ -36,19 +35,13 @@ from apprentice.contract import COMMAND_TYPES, IMAGE_TYPES, TRAJECTORY, Contract
 from apprentice.deploy import DeployError, EvalBook
 from apprentice.deploy.params import PolicyNodeParams
 from apprentice.deploy.runtime import PolicyRuntime
-from apprentice.nodes.runtime import run_node
+from apprentice.nodes.runtime import message_class, run_node
 from apprentice.policies import PolicyError
 
 try:
     from apprentice.msg import EpisodeStatus
 except ImportError:  # pip install without the colcon build: recorder following is unavailable
     EpisodeStatus = None
-
-
-def message_class(msg_type: str) -> type:
-    """'sensor_msgs/msg/JointState' -> the rclpy message class."""
-    package, _, name = msg_type.split("/")
-    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 class PolicyNode(Node):

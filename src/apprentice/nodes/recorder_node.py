@@ -12,7 +12,6 @@ In a terminal: → save episode / end reset, ← re-record, Esc stop; a progress
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -33,16 +32,10 @@ from apprentice.bag.recording import DONE, ERROR, RESETTING, WARMUP, RecordConfi
 from apprentice.contract import IMAGE_TYPES, ContractError, load_contract
 from apprentice.dataset import DatasetError
 from apprentice.msg import EpisodeStatus
-from apprentice.nodes.runtime import run_node
+from apprentice.nodes.runtime import message_class, run_node
 from apprentice.srv import StartEpisode
 
 RESET_TIMEOUT_S = 10.0
-
-
-def message_class(msg_type: str) -> Any:
-    """'sensor_msgs/msg/Image' -> the generated Python class."""
-    pkg, kind, name = msg_type.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
 class RecorderNode(Node):

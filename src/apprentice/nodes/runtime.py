@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -60,3 +62,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def message_class(msg_type: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the generated Python class (the nodes subscribe by contract type names)."""
+    pkg, kind, name = msg_type.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
