@@ -4,8 +4,8 @@ The bulk counterpart of DatasetWriter, used by the edit operations (edit.py): an
 parquet rows plus, per camera, a slice of an existing mp4 (copied packet for packet) or frames to encode.
 The builder renumbers episode_index/index/task_index, computes the numeric stats from the rows, rolls
 data and video files over at the size limits, and writes meta/ at `finish`. It is not crash-safe per
-episode like the writer: a root being built is never a dataset until `finish` returns, and edit.py
-builds it beside the destination and renames it into place.
+episode like the writer: a root being built is never a dataset until `finish` returns, and edits
+build it beside the destination and rename it into place (output.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from apprentice.dataset.reader import column_to_numpy
 from apprentice.dataset.stats import Stats, aggregate_stats, numeric_stats, stats_to_columns, stats_to_json
 from apprentice.dataset.video import (
     EpisodeEncoder,
-    SegmentInfo,
     VideoReader,
     VideoSegment,
     concat_segments,
@@ -186,10 +185,10 @@ class DatasetBuilder:
     def _add_video(self, key: str, source: VideoSegment | Iterable[np.ndarray], length: int,
                    episode_index: int) -> dict[str, Any]:
         segment = source if isinstance(source, VideoSegment) else self._encode(key, source, episode_index)
-        info: SegmentInfo | None = segment_info(segment, self.fps) if segment.frames == length else None
-        if info is None:
+        if segment.frames != length:
             raise DatasetError(f"{segment.path}: camera {key!r} has {segment.frames} frames for episode "
                                f"{episode_index} of {length} frames")
+        info = segment_info(segment, self.fps)
         if not info.keyframe_start:
             # The slice starts between keyframes (a file encoded as one stream): packets cannot be cut
             # there, so only this episode is decoded and encoded again.

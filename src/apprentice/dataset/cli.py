@@ -61,7 +61,7 @@ def _add_edit_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("src", type=Path, nargs="+", help="dataset roots, merged in this order")
         else:
             p.add_argument("src", type=Path)
-        p.add_argument("--out", type=Path, default=None,
+        p.add_argument("--out", type=Path, default=None, required=not in_place,
                        help="new root to write (must not exist or be empty)" if sources != "split"
                        else "directory to create; each split becomes OUT/NAME")
         if in_place:
@@ -101,8 +101,6 @@ def _edit(args: argparse.Namespace) -> int:
         episodes = [e for spec in args.episodes for e in edit.parse_episode_list(spec)]
         dst = edit.delete_episodes(args.src, episodes, out=out, in_place=in_place)
     elif args.edit == "split":
-        if out is None:
-            raise DatasetError("split: say where to write with --out DIR (each split becomes DIR/NAME)")
         for name, root in edit.split_dataset(args.src, edit.parse_splits(args.splits), out=out).items():
             print(f"{name}: {root}")
         return 0

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from apprentice.dataset.builder import DatasetBuilder
-from apprentice.dataset.format import DEFAULT_FEATURES, DatasetError, video_feature_info
+from apprentice.dataset.format import DEFAULT_FEATURES, DatasetError, read_parquet, video_feature_info
 from apprentice.dataset.metadata import DatasetMeta, LocalStore
 from apprentice.dataset.output import EditOutput
 from apprentice.dataset.reader import decode_image
@@ -45,8 +45,6 @@ class Source:
         """The episode's data rows in frame order."""
         rel = self.meta.episode_data_rel(self.meta.episodes[episode])
         if self._cached is None or self._cached[0] != rel:
-            from apprentice.dataset.format import read_parquet
-
             self._cached = (rel, read_parquet(self.root / rel))
         table = self._cached[1]
         rows = table.filter(pc.equal(table.column("episode_index"), episode))
