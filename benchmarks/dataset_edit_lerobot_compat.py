@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--lerobot-python", required=True, help="an interpreter that can import lerobot")
     parser.add_argument("--video-backend", default="torchcodec",
                         help="lerobot's decoder: torchcodec, or pyav (needs a torchvision with io.VideoReader)")
+    parser.add_argument("--lerobot-ref", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared"
+                        / "data" / "lerobot_ref", help="a dataset lerobot wrote, edited too when present")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -110,22 +112,26 @@ def main() -> None:
             "image-dataset (builder)": lambda: image_dataset(src, t / "images"),
             "convert-to-video": lambda: edit.convert_image_to_video(t / "images", out=t / "video"),
         }
+        if args.lerobot_ref.is_dir():
+            ref = args.lerobot_ref
+            ops["lerobot_ref delete-episodes"] = lambda: edit.delete_episodes(ref, [0], out=t / "ref_deleted")
+            ops["lerobot_ref merge"] = lambda: edit.merge_datasets([ref, ref], out=t / "ref_merged")
         roots, seconds = {}, {}
         for name, op in ops.items():
             start = time.perf_counter()
             roots[name] = str(op())
             seconds[name] = round(time.perf_counter() - start, 3)
         dump = t / "lerobot.pt"
-        names = {name.split(" ")[0]: root for name, root in roots.items()}
+        names = {f"op{i}": root for i, root in enumerate(roots.values())}  # repo ids without spaces
         proc = subprocess.run([args.lerobot_python, "-c", LEROBOT_SIDE, json.dumps(names), str(dump),
                                json.dumps(DELTAS), args.video_backend], capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"lerobot failed to load an edited dataset:\n{proc.stderr[-3000:]}")
         theirs = torch.load(dump, weights_only=False)
         results = {name: {"lerobot_loaded": True, **compare(LeRobotDataset(roots[name], delta_timestamps=DELTAS),
-                                                            theirs[name.split(" ")[0]]),
+                                                            theirs[f"op{i}"]),
                           "edit_s": seconds[name]}
-                   for name in ops}
+                   for i, name in enumerate(ops)}
     print(json.dumps(results))
 
 

@@ -300,3 +300,26 @@ def test_lerobot_reference_dataset_edits(tmp_path):
                               ref.episode_frames(e, "observation.images.top"))
     deleted = _loaded(edit.delete_episodes(REF_ROOT, [0], out=tmp_path / "del"))
     assert np.array_equal(deleted.column("action"), ref.column("action")[45:])
+
+
+def test_edits_across_rolled_over_files(make_dataset, tmp_path):
+    src = make_dataset([9, 7, 8, 6, 9], data_files_size_in_mb=0.001, video_files_size_in_mb=0.001)
+    source = LeRobotDataset(src)
+    assert len({source.meta.episode_video_rel(ep, "observation.images.top") for ep in source.meta.episodes}) > 1
+    ds = _loaded(edit.delete_episodes(src, [1], out=tmp_path / "out"))
+    assert len(list((tmp_path / "out" / "data").rglob("*.parquet"))) > 1
+    assert len(list((tmp_path / "out" / "videos").rglob("*.mp4"))) > 1
+    for e, src_e in enumerate([0, 2, 3, 4]):
+        _assert_episode_is(ds, e, source, src_e)
+
+
+def test_merge_keeps_one_codec_header_per_file(make_dataset, tmp_path):
+    # libx264 writes its settings into the stream header: packets of another CRF need a file of their own.
+    a = make_dataset([5, 4], name="a", vcodec="h264", crf=30)
+    b = make_dataset([6], name="b", vcodec="h264", crf=18)
+    ds = _loaded(edit.merge_datasets([a, b], out=tmp_path / "ab"))
+    files = [ds.meta.episode_video_rel(ep, "observation.images.top") for ep in ds.meta.episodes]
+    assert files[0] == files[1] != files[2]
+    assert ds.meta.episodes[2]["videos/observation.images.top/from_timestamp"] == 0.0
+    _assert_episode_is(ds, 1, LeRobotDataset(a), 1)
+    _assert_episode_is(ds, 2, LeRobotDataset(b), 0)

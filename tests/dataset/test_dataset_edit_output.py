@@ -98,3 +98,14 @@ def test_edit_killed_midway_leaves_the_source_intact(make_dataset, tmp_path, in_
     # The next edit of the same destination clears what the killed one left.
     edit.delete_episodes(src, [0], **({"in_place": True} if in_place else {"out": tmp_path / "out"}))
     assert not list(tmp_path.glob(".*.edit-*"))
+
+
+def test_in_place_without_renameat2_uses_two_renames(make_dataset, monkeypatch):
+    from apprentice.dataset import output
+
+    src = make_dataset([3, 4])
+    monkeypatch.setattr(output, "_exchange", lambda a, b: False)
+    edit.modify_tasks(src, new_task="same", in_place=True)
+    verify(src)
+    assert LeRobotDataset(src).meta.tasks == ["same"]
+    assert sorted(p.name for p in src.parent.iterdir()) == ["ds"]

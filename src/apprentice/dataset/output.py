@@ -5,6 +5,8 @@ to it and is renamed to DST when complete. `--in-place`: the build happens besid
 two directories are exchanged with one renameat2(RENAME_EXCHANGE) — readers see the old dataset or the
 new one, never a mix — after which the old one is deleted. Killed at any point before the rename, an
 edit leaves only a hidden `.NAME.edit-<pid>` directory, which the next edit of that destination removes.
+Where renameat2 is missing, the swap is two renames; a crash between them leaves the original complete
+at `.NAME.edit-old-<pid>` (never removed automatically: rename it back).
 """
 
 from __future__ import annotations
@@ -50,11 +52,9 @@ def _remove_stale(dst: Path) -> None:
     """Delete what killed edits of `dst` left (their process is gone)."""
     for stale in dst.parent.glob(f".{dst.name}.edit-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
-            continue
-        if stale.name.startswith(f".{dst.name}.edit-old-") and not dst.exists():
-            os.rename(stale, dst)  # the fallback swap was cut between its renames: put the original back
-        else:
+        if stale.name.startswith(f".{dst.name}.edit-old-"):
+            continue  # an original the two-rename fallback was moving: never deleted here
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
 
 
