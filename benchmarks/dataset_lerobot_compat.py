@@ -30,8 +30,8 @@ LEROBOT_SIDE = """
 import json, sys, warnings, torch
 warnings.filterwarnings("ignore")
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-root, out, deltas = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-ds = LeRobotDataset("local/compat", root=root, video_backend="pyav", delta_timestamps=deltas)
+root, out, deltas, backend = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+ds = LeRobotDataset("local/compat", root=root, video_backend=backend, delta_timestamps=deltas)
 samples = [ds[i] for i in range(len(ds))]
 torch.save({"len": len(ds), "episodes": ds.num_episodes,
             "samples": [{k: v for k, v in s.items()} for s in samples],
@@ -54,38 +54,47 @@ def write(root: Path) -> None:
             w.save_episode(task=["pick the cube", "place the cube"][e % 2])
 
 
+def compare(ours: LeRobotDataset, theirs: dict) -> dict:
+    """Largest differences between our reader's samples/stats and those lerobot returned."""
+    max_num, max_img, strings = 0.0, 0.0, 0
+    for i, want in enumerate(theirs["samples"]):
+        got = ours[i]
+        for key, value in want.items():
+            if isinstance(value, str):
+                strings += got[key] != value
+                continue
+            if not isinstance(value, torch.Tensor):
+                continue
+            diff = float((got[key].double() - value.double()).abs().max()) if value.numel() else 0.0
+            if key.startswith("observation.images"):
+                max_img = max(max_img, diff)
+            else:
+                max_num = max(max_num, diff)
+    stats = max(float(np.abs(ours.meta.stats[k][s] - theirs["stats"][k][s].numpy()).max())
+                for k in theirs["stats"] for s in theirs["stats"][k])
+    return {"samples": theirs["len"], "episodes": theirs["episodes"], "max_abs_diff_numeric": max_num,
+            "max_abs_diff_image": max_img, "string_mismatches": strings, "max_abs_diff_stats": stats}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lerobot-python", required=True, help="an interpreter that can import lerobot")
+    parser.add_argument("--video-backend", default="torchcodec",
+                        help="lerobot's decoder: torchcodec, or pyav (needs a torchvision with io.VideoReader)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root, dump = Path(tmp) / "ds", Path(tmp) / "lerobot.pt"
         write(root)
-        proc = subprocess.run([args.lerobot_python, "-c", LEROBOT_SIDE, str(root), str(dump), json.dumps(DELTAS)],
+        proc = subprocess.run([args.lerobot_python, "-c", LEROBOT_SIDE, str(root), str(dump), json.dumps(DELTAS),
+                               args.video_backend],
                               capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"lerobot failed to load our dataset:\n{proc.stderr[-3000:]}")
         theirs = torch.load(dump, weights_only=False)
         ours = LeRobotDataset(root, delta_timestamps=DELTAS)
         files = {p.parent.parent.name + "/" + p.name for p in root.rglob("file-*")}
-        max_num, max_img, mismatched = 0.0, 0.0, []
-        for i, want in enumerate(theirs["samples"]):
-            got = ours[i]
-            for key, value in want.items():
-                if isinstance(value, str):
-                    if got[key] != value:
-                        mismatched.append((i, key))
-                    continue
-                diff = float((got[key].double() - value.double()).abs().max()) if value.numel() else 0.0
-                if key.startswith("observation.images"):
-                    max_img = max(max_img, diff)
-                else:
-                    max_num = max(max_num, diff)
-        stat_diff = max(float(np.abs(ours.meta.stats[k][s] - theirs["stats"][k][s].numpy()).max())
-                        for k in theirs["stats"] for s in theirs["stats"][k])
-    print(json.dumps({"lerobot_loaded": True, "samples": theirs["len"], "episodes": theirs["episodes"],
-                      "files": len(files), "max_abs_diff_numeric": max_num, "max_abs_diff_image": max_img,
-                      "string_mismatches": len(mismatched), "max_abs_diff_stats": stat_diff}))
+        result = compare(ours, theirs)
+    print(json.dumps({"lerobot_loaded": True, "files": len(files), **result}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""`apprentice dataset info|verify|repair|push|pull|convert-v21|visualize` — inspect, check, fix and share datasets.
+"""`apprentice dataset info|verify|repair|push|pull|convert-v21|visualize|<edit>` — inspect, check, fix, edit and share
+datasets.
+
+Edits (lerobot-edit-dataset's operations): delete-episodes, split, merge, remove-feature, modify-tasks,
+recompute-stats, reencode-videos, convert-to-video; each writes to a new --out root or, with --in-place,
+replaces the source by an atomic swap.
 
 Every failure on bad input is one line on stderr naming the file and the problem (exit code 1).
 """
@@ -58,7 +63,82 @@ def _build_parser() -> argparse.ArgumentParser:
     where.add_argument("--serve", action="store_true", help="serve every episode's page on 127.0.0.1:--port")
     p.add_argument("--episodes", type=int, nargs="+", default=None, help="with --output-dir: these episodes only")
     p.add_argument("--port", type=int, default=9090, help="with --serve (default 9090; 0 picks a free port)")
+    _add_edit_parsers(sub)
     return parser
+
+
+def _add_edit_parsers(sub: argparse._SubParsersAction) -> None:
+    def edit(name: str, help: str, *, sources: str = "one", in_place: bool = True) -> argparse.ArgumentParser:
+        # lerobot's operation names (delete_episodes, …) are accepted too.
+        aliases = [name.replace("-", "_")] if "-" in name else []
+        p = sub.add_parser(name, aliases=aliases, help=help)
+        p.set_defaults(edit=name)
+        if sources == "many":
+            p.add_argument("src", type=Path, nargs="+", help="dataset roots, merged in this order")
+        else:
+            p.add_argument("src", type=Path)
+        p.add_argument("--out", type=Path, default=None, required=not in_place,
+                       help="new root to write (must not exist or be empty)" if sources != "split"
+                       else "directory to create; each split becomes OUT/NAME")
+        if in_place:
+            p.add_argument("--in-place", action="store_true", help="replace SRC (built beside it, then swapped)")
+        return p
+
+    p = edit("delete-episodes", "drop episodes; the rest are renumbered 0..N-1")
+    p.add_argument("--episodes", nargs="+", required=True, metavar="N|N-M", help="e.g. 0 3 5 or 10-19")
+    p = edit("split", "split into several datasets by fractions or episode lists", sources="split",
+             in_place=False)
+    p.add_argument("--splits", nargs="+", required=True, metavar="NAME=SPEC",
+                   help="train=0.8 val=0.2 (fractions, in order) or train=0-39 val=40-49 (episode lists)")
+    edit("merge", "concatenate datasets with the same fps, robot_type and features", sources="many",
+         in_place=False)
+    p = edit("remove-feature", "drop features (a camera's videos go with it)")
+    p.add_argument("--features", nargs="+", required=True)
+    p = edit("modify-tasks", "rename tasks: episode-task > replace > new-task > original")
+    p.add_argument("--new-task", default=None, help="task for every frame not covered by the others")
+    p.add_argument("--replace", nargs=2, action="append", default=[], metavar=("OLD", "NEW"))
+    p.add_argument("--episode-task", nargs=2, action="append", default=[], metavar=("N", "TASK"))
+    p = edit("recompute-stats", "recompute stats from the data (numeric features; cameras with --images)")
+    p.add_argument("--images", action="store_true", help="also decode frames for camera stats")
+    for name, help in (("reencode-videos", "decode and encode every camera with new settings"),
+                       ("convert-to-video", "store image columns as video (concatenated mp4 per camera)")):
+        p = edit(name, help)
+        p.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (lerobot's default) or h264")
+        p.add_argument("--crf", type=int, default=30)
+        p.add_argument("--gop", type=int, default=2, help="keyframe interval")
+        p.add_argument("--preset", type=int, default=None)
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from apprentice.dataset import edit
+
+    out, in_place = args.out, getattr(args, "in_place", False)
+    if args.edit == "delete-episodes":
+        episodes = [e for spec in args.episodes for e in edit.parse_episode_list(spec)]
+        dst = edit.delete_episodes(args.src, episodes, out=out, in_place=in_place)
+    elif args.edit == "split":
+        for name, root in edit.split_dataset(args.src, edit.parse_splits(args.splits), out=out).items():
+            print(f"{name}: {root}")
+        return 0
+    elif args.edit == "merge":
+        dst = edit.merge_datasets(args.src, out=out)
+    elif args.edit == "remove-feature":
+        dst = edit.remove_feature(args.src, args.features, out=out, in_place=in_place)
+    elif args.edit == "modify-tasks":
+        episode_tasks = {}
+        for n, task in args.episode_task:
+            if not n.isdigit():
+                raise DatasetError(f"--episode-task {n!r} {task!r}: the first value is an episode index")
+            episode_tasks[int(n)] = task
+        dst = edit.modify_tasks(args.src, new_task=args.new_task, replacements=dict(args.replace),
+                                episode_tasks=episode_tasks, out=out, in_place=in_place)
+    elif args.edit == "recompute-stats":
+        dst = edit.recompute_stats(args.src, images=args.images, out=out, in_place=in_place)
+    else:
+        op = edit.reencode_videos if args.edit == "reencode-videos" else edit.convert_image_to_video
+        dst = op(args.src, vcodec=args.vcodec, crf=args.crf, gop=args.gop, preset=args.preset, out=out,
+                 in_place=in_place)
+    return _info(dst, as_json=False)
 
 
 def _info(root: Path, as_json: bool) -> int:
@@ -125,6 +205,8 @@ def _convert_v21(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
+        if getattr(args, "edit", None):
+            return _edit(args)
         if args.action == "info":
             return _info(args.root, args.json)
         if args.action == "verify":

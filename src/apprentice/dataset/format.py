@@ -71,6 +71,13 @@ def video_keys(features: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [k for k, ft in features.items() if ft["dtype"] == "video"]
 
 
+def video_feature_info(shape: list[int], codec: str, fps: int) -> dict[str, Any]:
+    """The `info` block of a video feature in info.json, as lerobot writes it (codec: "av1" or "h264")."""
+    height, width, channels = shape
+    return {"video.height": height, "video.width": width, "video.codec": codec, "video.pix_fmt": "yuv420p",
+            "video.is_depth_map": False, "video.fps": fps, "video.channels": channels, "has_audio": False}
+
+
 def chunk_file(index: int, chunks_size: int) -> tuple[int, int]:
     """Global file number -> (chunk_index, file_index), lerobot's rule: a chunk holds chunks_size files."""
     return index // chunks_size, index % chunks_size

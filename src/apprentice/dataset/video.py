@@ -11,7 +11,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,108 @@ class VideoReader:
 
     def frames_at(self, timestamps: list[float]) -> np.ndarray:
         return np.stack([self.frame_at(t) for t in timestamps])
+
+
+@dataclass(frozen=True)
+class VideoSegment:
+    """Frames [start, end) of one camera's mp4, frame i playing at i/fps (an episode's slice of a file)."""
+
+    path: Path
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    keyframe_start: bool  # packets can be copied only from a keyframe on
+    nbytes: int
+    extradata: bytes  # the codec header; segments share a file only when theirs are equal
+
+
+def _frame_of(packet: av.Packet, time_base: Fraction, fps: int) -> int:
+    return round(packet.pts * time_base * fps)
+
+
+def _segment_packets(container: Any, segment: VideoSegment, fps: int) -> Iterator[tuple[int, av.Packet]]:
+    """(source frame, packet) for the segment's frames, in order, by demuxing from the keyframe before it."""
+    stream = container.streams.video[0]
+    time_base = stream.time_base
+    container.seek(int(Fraction(segment.start, fps) / time_base), stream=stream, backward=True, any_frame=False)
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        frame = _frame_of(packet, time_base, fps)
+        if frame >= segment.end:
+            break  # our codecs (and lerobot's) store packets in presentation order: no B-frames
+        if frame >= segment.start:
+            yield frame, packet
+
+
+def _open_input(path: Path) -> Any:
+    try:
+        container = av.open(str(path))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
+    except (av.FFmpegError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+    if not container.streams.video:
+        container.close()
+        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt")
+    return container
+
+
+def segment_info(segment: VideoSegment, fps: int) -> SegmentInfo:
+    """Whether a segment can be copied packet for packet, its size and codec header (demux only)."""
+    with _open_input(segment.path) as container:
+        packets = list(_segment_packets(container, segment, fps))
+        extradata = bytes(container.streams.video[0].codec_context.extradata or b"")
+    if len(packets) != segment.frames:
+        raise DatasetError(f"{segment.path}: holds {len(packets)} frames in {segment.start}..{segment.end - 1}, "
+                           f"meta/episodes needs {segment.frames}; run `apprentice dataset verify`")
+    return SegmentInfo(keyframe_start=bool(packets[0][1].is_keyframe), nbytes=sum(p.size for _, p in packets),
+                       extradata=extradata)
+
+
+def concat_segments(dst: Path, segments: list[VideoSegment], fps: int) -> None:
+    """Write `dst` as the segments' frames back to back by copying packets (no re-encode), atomically.
+
+    Every segment must start on a keyframe and all must share one codec header (see segment_info);
+    frame k of the output gets pts k in a 1/fps time base, the layout the writer produces.
+    """
+    tmp = tmp_path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with av.open(str(tmp), "w", format="mp4") as out:
+            out_stream = None
+            written = 0
+            for segment in segments:
+                with _open_input(segment.path) as inp:
+                    stream = inp.streams.video[0]
+                    if out_stream is None:
+                        out_stream = out.add_stream_from_template(stream, opaque=True)
+                    first = written
+                    for frame, packet in _segment_packets(inp, segment, fps):
+                        # Whole frames in a 1/fps time base; the muxer rescales to the stream's own.
+                        delay = _frame_of(packet, stream.time_base, fps) - round(
+                            (packet.dts if packet.dts is not None else packet.pts) * stream.time_base * fps)
+                        packet.time_base = Fraction(1, fps)
+                        packet.pts = first + frame - segment.start
+                        packet.dts = packet.pts - delay
+                        packet.duration = 1
+                        packet.stream = out_stream
+                        out.mux(packet)
+                        written += 1
+                    if written - first != segment.frames:
+                        raise DatasetError(f"{segment.path}: frames {segment.start}..{segment.end - 1} are not all "
+                                           "in the file; run `apprentice dataset verify`")
+    except (av.FFmpegError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"{dst}: could not copy video segments ({e})") from None
+    except DatasetError:
+        tmp.unlink(missing_ok=True)
+        raise
+    replace_atomically(tmp, dst)

@@ -36,6 +36,7 @@ from apprentice.dataset.format import (
     make_info,
     next_chunk_file,
     validate_features,
+    video_feature_info,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -128,11 +129,8 @@ class DatasetWriter:
         _, codec = codec_names(vcodec)
         for ft in features.values():
             if ft["dtype"] == "video":
-                height, width, channels = ft["shape"]
                 ft.setdefault("names", ["height", "width", "channels"])
-                ft["info"] = {"video.height": height, "video.width": width, "video.codec": codec,
-                              "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
-                              "video.channels": channels, "has_audio": False}
+                ft["info"] = video_feature_info(ft["shape"], codec, fps)
             ft.setdefault("names", None)
         info = make_info(features, fps, robot_type, chunks_size=chunks_size,
                          data_files_size_in_mb=data_files_size_in_mb,
