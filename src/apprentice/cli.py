@@ -18,12 +18,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("apprentice.dataset.cli", "LeRobotDataset v3.0: info | verify | repair | push | pull | visualize"),
     "calibrate": ("apprentice.robots.calibrate_cli", "calibrate a servo arm (LeRobot-compatible calibration file)"),
     "sim-bus": ("apprentice.motors.sim_bus_cli", "start a virtual Feetech/Dynamixel servo bus on a pseudo-terminal"),
-    "record": ("apprentice.nodes.recorder_node", "record episodes from ROS 2 topics into MCAP + LeRobot dataset"),
+    "record": ("apprentice.nodes.record_cli", "record episodes from ROS 2 topics into MCAP + LeRobot dataset"),
     "convert": ("apprentice.bag.convert_cli", "convert rosbag2 (MCAP/sqlite3) bags into a LeRobot v3.0 dataset"),
     "train": ("apprentice.train.cli", "train a policy (lerobot-style flags: --policy.type=act ...)"),
     "sim": ("apprentice.sim.cli", "simulated tasks: `sim record` scripted demonstrations"),
     "eval": ("apprentice.sim.eval_cli", "evaluate a policy in simulation (success rate, rewards, videos)"),
-    "infer": ("apprentice.nodes.policy_node", "run a trained policy on a ROS 2 robot"),
+    "infer": ("apprentice.nodes.infer_cli", "run a trained policy on a ROS 2 robot"),
     "demo": ("apprentice.demo", "the whole loop on the simulated robot: teleop → record → train → deploy"),
 }
 
