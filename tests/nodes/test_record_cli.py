@@ -111,3 +111,33 @@ def test_help_and_a_clear_error_without_the_ros_setup(tmp_path: Path) -> None:
     assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr
     assert ran.stderr.startswith("apprentice record: ") and "scripts/env.sh" in ran.stderr
     assert not (tmp_path / "d").exists()  # nothing was started or written
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_policy_process_dies_with_a_killed_record() -> None:
+    """SIGKILL of `apprentice record` leaves no policy node driving the robot."""
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom apprentice.nodes.record_cli import _start_policy\n"
+         "p = _start_policy([sys.executable, '-c', 'import time; time.sleep(60)'])\nprint(p.pid, flush=True)\n"
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    state = ""
+    while time.monotonic() < deadline:
+        try:
+            lines = Path(f"/proc/{child}/status").read_text().splitlines()
+            state = next((line for line in lines if line.startswith("State")), "")
+        except FileNotFoundError:
+            state = "gone"
+        if state == "gone" or "zombie" in state:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+    assert state == "gone" or "zombie" in state, state
