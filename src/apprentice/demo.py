@@ -385,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.out.exists() and any(cfg.out.iterdir()):
         print(f"apprentice demo: {cfg.out} is not empty; choose another --out", file=sys.stderr)
         return 2
+    from apprentice.nodes.ros_probe import missing_ros  # the demo's nodes need rclpy + apprentice.msg
+
+    if (problem := missing_ros("apprentice demo")) is not None:
+        print(problem, file=sys.stderr)
+        return 1
     # SIGTERM (CI timeouts, `kill`) takes the same clean path as Ctrl-C: every node is stopped. SIGINT
     # is set explicitly: a shell starting the demo in the background leaves it ignored otherwise.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -291,3 +291,24 @@ def test_resume_with_another_contract_is_refused(tmp_path: Path) -> None:
     again = Recorder(RecordConfig(root=tmp_path / "ds", vcodec="h264", resume=True), load_contract(other))
     with pytest.raises(BagError, match=r"other features .*observation.images.top"):
         again.open()
+
+
+def test_session_starts_on_an_action_publisher_when_a_policy_acts(tmp_path: Path) -> None:
+    """wait_for_action=False (`apprentice record -p`): observations flowing + a publisher on the action
+    topic start the session; by default the action's first message is awaited too."""
+    for wait_for_action in (False, True):
+        clock = Clock()
+        (tmp_path / str(wait_for_action)).mkdir()
+        rec = _recorder(tmp_path / str(wait_for_action), clock, wait_for_action=wait_for_action, episode_time_s=0.5)
+        rec.open()
+        for _ in range(3):
+            ns = int(clock.t * 1e9) + 1_000_000_000
+            rec.on_message("joint_states", joint_state(ns, np.zeros(6)), ns)
+            rec.on_message("cameras/top/image_raw", image(ns, frame_image(0)), ns)
+            clock.t += 1 / 30
+            rec.tick()
+        assert rec.state == IDLE  # no action publisher yet: nothing starts blind
+        rec.published.add("leader/joint_states")
+        rec.tick()
+        assert rec.state == (IDLE if wait_for_action else RECORDING)
+        rec.close()

@@ -40,26 +40,25 @@ def test_wrong_number_of_joint_limits_names_the_joints() -> None:
         PolicyNodeParams(joint_lower_limits=[-1.0, -1.0]).safety_limits(NAMES)
 
 
-@pytest.mark.ros
-def test_infer_flags_become_node_parameters() -> None:
-    pytest.importorskip("rclpy")
-    from apprentice.nodes.policy_node import _ros_args
+def test_infer_flags_become_node_parameters(tmp_path) -> None:
+    from apprentice.nodes.infer_cli import ros_args as _ros_args
 
-    args = _ros_args(["--policy.path=/ckpt", "--task=pick: the red cube", "--enable", "--ros-args", "-p", "fps:=15.0"])
+    (tmp_path / "config.json").write_text("{}")  # --policy.path must name a pretrained_model/ directory
+
+    flags = [f"--policy.path={tmp_path}", "--task=pick: the red cube", "--enable", "--ros-args", "-p", "fps:=15.0"]
+    args = _ros_args(flags)
     assert args[0] == "--ros-args"
     pairs = dict(args[i + 1].split(":=", 1) for i in range(1, len(args) - 1) if args[i] == "-p")
-    assert pairs["policy_path"] == '"/ckpt"' and pairs["enabled"] == "true"
+    assert pairs["policy_path"] == f'"{tmp_path}"' and pairs["enabled"] == "true"
     assert pairs["task"] == '"pick: the red cube"'  # JSON-quoted: a colon must not make it a YAML map
     assert pairs["fps"] == "15.0"  # passed-through ROS arguments come last and win
     assert "command_topic" not in pairs  # empty strings keep the node's default
     assert set(pairs) - {"fps"} <= set(PolicyNodeParams.defaults())
 
 
-@pytest.mark.ros
 def test_params_file_settings_are_not_overridden_by_flag_defaults(tmp_path) -> None:
     """`apprentice infer --params-file config/infer.yaml`: only flags typed on the command line override it."""
-    pytest.importorskip("rclpy")
-    from apprentice.nodes.policy_node import _ros_args
+    from apprentice.nodes.infer_cli import ros_args as _ros_args
 
     args = _ros_args(["--params-file", "config/infer.yaml", "--mode=async"])
     pairs = dict(args[i + 1].split(":=", 1) for i in range(1, len(args) - 1) if args[i] == "-p")

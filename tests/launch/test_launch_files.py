@@ -60,32 +60,22 @@ def node_names_and_parameters() -> dict[str, set[str]]:
 
 
 def declared_parameters(tree: ast.AST) -> set[str]:
+    """The names in the module's PARAMETERS table (nodes/params.Param), which the node declares as a whole."""
     params: set[str] = set()
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    if "PolicyNodeParams" in imported:  # the policy node declares one parameter per dataclass field
+    if "dataclass_parameters" in imported:  # the policy node: one parameter per PolicyNodeParams field
         from apprentice.deploy.params import PolicyNodeParams
 
         params |= set(PolicyNodeParams.defaults())
-    prefixes = {
-        c.args[1].value
-        for c in calls(tree, "declare_arm_parameters")
-        if len(c.args) > 1 and isinstance(c.args[1], ast.Constant)
-    }
-    if prefixes:  # the arm parameters live in driver_node.declare_arm_parameters
-        driver = ast.parse((NODES_DIR / "driver_node.py").read_text())
-        fn = next(n for n in ast.walk(driver) if isinstance(n, ast.FunctionDef) and n.name == "declare_arm_parameters")
-        for c in calls(fn, "declare_parameter"):
-            arg = c.args[0]
-            if isinstance(arg, ast.BinOp) and isinstance(arg.right, ast.Constant):
-                params |= {p + arg.right.value for p in prefixes}
-    for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
-        for c in calls(fn, "declare_parameter"):
-            arg = c.args[0] if c.args else None
-            if isinstance(arg, ast.Constant):
-                params.add(arg.value)
-            elif isinstance(arg, ast.Name):  # declared in a loop over a dict of defaults
-                for d in [n for n in ast.walk(fn) if isinstance(n, ast.Dict)]:
-                    params |= {k.value for k in d.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    driver = ast.parse((NODES_DIR / "driver_node.py").read_text())
+    arm_fn = next(n for n in ast.walk(driver) if isinstance(n, ast.FunctionDef) and n.name == "arm_parameters")
+    arm_names = {c.args[0].right.value for c in calls(arm_fn, "Param") if isinstance(c.args[0], ast.BinOp)}
+    for c in calls(tree, "arm_parameters"):  # the servo arm's parameters, under a prefix
+        if c.args and isinstance(c.args[0], ast.Constant):
+            params |= {c.args[0].value + name for name in arm_names}
+    for c in calls(tree, "Param"):
+        if c.args and isinstance(c.args[0], ast.Constant):
+            params.add(c.args[0].value)
     return params
 
 

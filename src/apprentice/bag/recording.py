@@ -53,6 +53,10 @@ class RecordConfig:
     resume: bool = False
     vcodec: str = "libsvtav1"
     compression: str = "none"
+    # False when a policy produces the action only while an episode records (`apprentice record -p`):
+    # the session starts once the observations flow and the action topic has a publisher (the policy is
+    # loaded), not waiting for an action message that cannot come before the first episode.
+    wait_for_action: bool = True
     topic_types: dict[str, str] = field(default_factory=dict)  # topic -> type, for extra topics
 
     def __post_init__(self) -> None:
@@ -92,6 +96,7 @@ class Recorder:
         self._session_started = False
         self.holds: set[str] = set()  # warm-up/reset phases do not end while a reason is in here
         self.seen: set[str] = set()  # topics that delivered a message; the timed session waits for all
+        self.published: set[str] = set()  # topics with a publisher (the node says), for wait_for_action=False
         self._writer: Any = None
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[], None]] = []  # called after every state change
@@ -220,7 +225,8 @@ class Recorder:
     def tick(self) -> None:
         """Advance timed phases (call a few times per second)."""
         cfg = self.config
-        if not self._session_started and {s.topic for s in self.contract.specs if s.required} <= self.seen:
+        ready = self.seen if cfg.wait_for_action else self.seen | (self.published & {self.contract.action.topic})
+        if not self._session_started and {s.topic for s in self.contract.specs if s.required} <= ready:
             self.start_session()  # data flows on every input: the first episode does not start blind
         with self._lock:
             elapsed = self._clock() - self._state_since

@@ -34,8 +34,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path)
 
     p = sub.add_parser("push", help="upload to a Hub dataset repo and tag the codebase version (v3.0)")
-    p.add_argument("root", type=Path)
-    p.add_argument("repo_id", help="owner/name")
+    # The seed's push_dataset_to_hub.py spellings too: --raw-dir ROOT --repo-id OWNER/NAME --raw-format lerobot.
+    p.add_argument("root", type=Path, nargs="?", help="dataset directory (or --raw-dir)")
+    p.add_argument("repo_id", nargs="?", help="owner/name (or --repo-id)")
+    p.add_argument("--raw-dir", dest="raw_dir", type=Path, default=None, help="= root")
+    p.add_argument("--repo-id", dest="repo_id_flag", default=None, help="= repo_id")
+    p.add_argument("--raw-format", dest="raw_format", default="lerobot", help="only 'lerobot' (a v3.0 dataset)")
+    p.add_argument("--tags", nargs="+", default=[], help="dataset card tags (a fresh README.md carries them)")
     p.add_argument("--private", action="store_true")
     p.add_argument("--branch", default=None, help="push to this branch instead of main")
 
@@ -54,8 +59,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("visualize", help="episode pages (video + state/action plots with a cursor): one HTML "
                        "file, a folder with an index, or served on 127.0.0.1")
-    p.add_argument("root", type=Path)
-    p.add_argument("--episode", type=int, default=0, help="the episode to write (or, with --serve, to print)")
+    # The seed's visualize_dataset.py spellings too: --repo-id OWNER/NAME [--root DIR] --episode-index N.
+    p.add_argument("root", type=Path, nargs="?", help="dataset directory (or --root, or --repo-id)")
+    p.add_argument("--root", dest="root_flag", type=Path, default=None, help="= root; with --repo-id: <root>/<repo-id>")
+    p.add_argument("--repo-id", dest="repo_id", default=None, help="a pulled dataset: $HF_LEROBOT_HOME/<repo-id>")
+    p.add_argument("--episode", "--episode-index", dest="episode", type=int, default=0,
+                   help="the episode to write (or, with --serve, to print)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--output", type=Path, default=None, help="output .html (default: episode_<N>.html)")
     where.add_argument("--output-dir", type=Path, default=None,
@@ -202,9 +211,44 @@ def _convert_v21(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_of(parser: argparse.ArgumentParser, positional: object, flag: object, names: str) -> object:
+    if positional is not None and flag is not None and positional != flag:
+        parser.error(f"{names}: give it once (the positional or the flag)")
+    return positional if positional is not None else flag
+
+
+def _resolve_seed_spellings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fold the seed's flags into the positionals, so every spelling runs the same command."""
+    if args.action == "push":
+        if args.raw_format != "lerobot":
+            raise DatasetError(
+                f"--raw-format {args.raw_format}: only 'lerobot' (a LeRobot v3.0 dataset directory) is pushed; "
+                "record it with `apprentice record`, convert bags with `apprentice convert`, then push that root"
+            )
+        args.root = _one_of(parser, args.root, args.raw_dir, "root / --raw-dir")
+        args.repo_id = _one_of(parser, args.repo_id, args.repo_id_flag, "repo_id / --repo-id")
+        if args.root is None or args.repo_id is None:
+            parser.error("push needs the dataset root (or --raw-dir) and the repo id (or --repo-id)")
+    elif args.action == "visualize":
+        if args.root_flag is not None and args.repo_id is not None:
+            args.root_flag = args.root_flag / args.repo_id  # the seed's layout: <root>/<repo-id>, as record writes
+        args.root = _one_of(parser, args.root, args.root_flag, "root / --root")
+        if args.root is None and args.repo_id is not None:
+            from apprentice.dataset.hub import default_root
+
+            args.root = default_root(args.repo_id)
+            if not args.root.exists():
+                raise DatasetError(f"--repo-id {args.repo_id}: not in {args.root}; download it first with "
+                                   f"`apprentice dataset pull {args.repo_id}` (or pass --root DIR)")
+        if args.root is None:
+            parser.error("visualize needs the dataset root (or --root, or --repo-id of a pulled dataset)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     try:
+        _resolve_seed_spellings(parser, args)
         if getattr(args, "edit", None):
             return _edit(args)
         if args.action == "info":
@@ -227,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "push":
             from apprentice.dataset.hub import push
 
-            print(push(args.root, args.repo_id, private=args.private, branch=args.branch))
+            print(push(args.root, args.repo_id, private=args.private, branch=args.branch, tags=args.tags))
             return 0
         if args.action == "pull":
             from apprentice.dataset.hub import pull

@@ -24,7 +24,7 @@ license: {license}
 task_categories:
 - robotics
 tags:
-- LeRobot
+{tags}
 configs:
 - config_name: default
   data_files: data/*/*.parquet
@@ -58,8 +58,26 @@ def default_root(repo_id: str) -> Path:
     return Path(home) / repo_id
 
 
+def dataset_card(info: dict[str, Any], tags: Sequence[str] = (), license: str = "apache-2.0") -> str:
+    """The README.md lerobot's push_to_hub writes: YAML front matter (tags: LeRobot + `tags`), then a summary."""
+    all_tags = ["LeRobot", *[t for t in tags if t != "LeRobot"]]
+    return CARD.format(license=license, robot_type=info.get("robot_type"), fps=info["fps"],
+                       total_episodes=info["total_episodes"], total_frames=info["total_frames"],
+                       info=json.dumps(info, indent=2), tags="\n".join(f"- {json.dumps(t)}" for t in all_tags))
+
+
+def write_card(root: str | Path, tags: Sequence[str] = (), license: str = "apache-2.0") -> Path:
+    """Write (atomically) the dataset card into `root`; `push` uploads it as it is."""
+    root = Path(root)
+    path = root / "README.md"
+    tmp = root / ".README.md.partial"
+    tmp.write_text(dataset_card(load_info(root), tags, license))
+    os.replace(tmp, path)
+    return path
+
+
 def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str | None = None,
-         license: str = "apache-2.0", token: str | None = None) -> str:
+         license: str = "apache-2.0", token: str | None = None, tags: Sequence[str] = ()) -> str:
     """Upload `root` to a dataset repo in one commit, then (re)tag that revision "v3.0". Returns the commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
@@ -76,10 +94,9 @@ def push(root: str | Path, repo_id: str, *, private: bool = False, branch: str |
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.relative_to(root).as_posix().startswith("."))
     operations = [CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
                   for p in files]
-    if not (root / "README.md").exists():
-        card = CARD.format(license=license, robot_type=info.get("robot_type"), fps=info["fps"],
-                           total_episodes=info["total_episodes"], total_frames=info["total_frames"],
-                           info=json.dumps(info, indent=2))
+    if tags or not (root / "README.md").exists():  # tags given: a fresh card carries them (and current totals)
+        card = dataset_card(info, tags, license)
+        operations = [op for op in operations if op.path_in_repo != "README.md"]
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)

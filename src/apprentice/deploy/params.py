@@ -7,46 +7,56 @@ parameter files (config/infer.yaml, config/sim_demo.yaml) and `apprentice infer`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from apprentice.deploy import DeployError
 from apprentice.deploy.runtime import RuntimeConfig
 from apprentice.deploy.safety import SafetyLimits
 
 
+def _param(default: object, help: str) -> Any:
+    """A field whose comment is kept as data: the node's --help and ParameterDescriptor show it."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class PolicyNodeParams:
-    policy_path: str = ""  # pretrained_model/ directory (ours or lerobot-train's)
-    contract: str = "sim_reach"  # contract YAML path or a name in config/contracts/
-    device: str = "auto"  # cpu | cuda | cuda:N | auto
-    task: str = ""  # language instruction; "" = the contract's task
-    mode: str = "sync"  # sync | async | ensemble | policy
-    fps: float = 0.0  # control rate; 0 = the contract's fps
-    n_action_steps: int = 0  # 0 = the policy's
-    temporal_ensemble_coeff: float = 0.0  # mode=ensemble; 0 = the policy's (else 0.01)
-    lookahead: int = -1  # mode=async: queued ticks that trigger the next inference; -1 = auto
-    command_topic: str = ""  # "" = the contract's
-    command_type: str = ""  # std_msgs/msg/Float64MultiArray | trajectory_msgs/msg/JointTrajectory
-    trajectory_time_from_start_s: float = 0.0  # JointTrajectory point time; 0 = one tick
-    robot: str = ""  # robot definition for joint limits and max_relative_target
-    max_relative_step: float = 0.0  # radians per tick; 0 = the robot's (or off)
+    policy_path: str = _param("", "pretrained_model/ directory (ours or lerobot-train's)")
+    contract: str = _param("sim_reach", "contract YAML path or a name in config/contracts/")
+    device: str = _param("auto", "cpu | cuda | cuda:N | auto")
+    task: str = _param("", "language instruction; '' = the contract's task")
+    mode: str = _param("sync", "sync | async | ensemble | policy")
+    fps: float = _param(0.0, "control rate; 0 = the contract's fps")
+    n_action_steps: int = _param(0, "actions executed per chunk; 0 = the policy's")
+    temporal_ensemble_coeff: float = _param(0.0, "mode=ensemble; 0 = the policy's (else 0.01)")
+    lookahead: int = _param(-1, "mode=async: queued ticks that trigger the next inference; -1 = auto")
+    command_topic: str = _param("", "'' = the contract's")
+    command_type: str = _param("", "full type name of Float64MultiArray or JointTrajectory; '' = the contract's")
+    trajectory_time_from_start_s: float = _param(0.0, "JointTrajectory point time; 0 = one tick")
+    robot: str = _param("", "robot definition for joint limits and max_relative_target")
+    max_relative_step: float = _param(0.0, "radians per tick; 0 = the robot's (or off)")
     # A ROS double-array parameter needs a typed default, so [0.0] stands for "none".
-    joint_lower_limits: list[float] = field(default_factory=lambda: [0.0])
-    joint_upper_limits: list[float] = field(default_factory=lambda: [0.0])
-    input_timeout_s: float = 0.5  # watchdog: inputs stale this long -> stop until re-enabled
-    action_timeout_s: float = 1.0  # watchdog: no action this long -> stop until re-enabled
-    enabled: bool = False  # command from the start (else call ~/enable)
-    torch_threads: int = 0  # 0 = half the cores, at most 4
-    diagnostics_period_s: float = 1.0
-    eval_episodes: int = 0  # > 0: run this many evaluation episodes, write eval_output, exit
-    eval_episode_time_s: float = 10.0
-    eval_settle_s: float = 0.3  # after each reset, so no input from before it is still fresh
-    eval_end_on_success: bool = False
-    eval_reset_service: str = "sim/reset"  # std_srvs/Trigger
-    eval_success_topic: str = "sim/is_success"  # std_msgs/Bool
-    eval_output: str = "eval_info.json"
-    eval_shutdown_when_done: bool = True
-    follow_recorder: bool = False  # drive only while the recorder records (hardware evaluation)
-    recorder_status_topic: str = "recorder/status"
+    joint_lower_limits: list[float] = field(
+        default_factory=lambda: [0.0], metadata={"help": "absolute lower limit per joint (radians); [0.0] = robot's"}
+    )
+    joint_upper_limits: list[float] = field(
+        default_factory=lambda: [0.0], metadata={"help": "absolute upper limit per joint (radians); [0.0] = robot's"}
+    )
+    input_timeout_s: float = _param(0.5, "watchdog: inputs stale this long -> stop until re-enabled")
+    action_timeout_s: float = _param(1.0, "watchdog: no action this long -> stop until re-enabled")
+    enabled: bool = _param(False, "command from the start (else call ~/enable)")
+    torch_threads: int = _param(0, "CPU threads for torch; 0 = half the cores, at most 4")
+    diagnostics_period_s: float = _param(1.0, "period of the /diagnostics status")
+    eval_episodes: int = _param(0, "> 0: run this many evaluation episodes, write eval_output, exit")
+    eval_episode_time_s: float = _param(10.0, "evaluation: length of each episode")
+    eval_settle_s: float = _param(0.3, "evaluation: wait after each reset, so no input from before it is still fresh")
+    eval_end_on_success: bool = _param(False, "evaluation: end an episode at its first success")
+    eval_reset_service: str = _param("sim/reset", "evaluation: std_srvs/Trigger that starts a new episode")
+    eval_success_topic: str = _param("sim/is_success", "evaluation: std_msgs/Bool success topic")
+    eval_output: str = _param("eval_info.json", "evaluation: where eval_info.json is written")
+    eval_shutdown_when_done: bool = _param(True, "evaluation: exit once the episodes are done")
+    follow_recorder: bool = _param(False, "drive only while the recorder records (hardware evaluation)")
+    recorder_status_topic: str = _param("recorder/status", "with follow_recorder: the recorder's status topic")
 
     @classmethod
     def defaults(cls) -> dict[str, object]:

@@ -22,7 +22,22 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from apprentice.cameras.image import ENCODINGS, array_to_image_fields, rgb_to_compressed
 from apprentice.cameras.sources import CameraError, FramePacer, make_source
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
+
+PARAMETERS = (
+    Param("name", "top", "camera name: topics cameras/<name>/image_raw[/compressed]"),
+    Param("source", "synthetic", "/dev/videoN, a device index, a video file (loops) or 'synthetic'"),
+    Param("width", 640, "frame width in pixels"),
+    Param("height", 480, "frame height in pixels"),
+    Param("fps", 30.0, "capture and publish rate"),
+    Param("encoding", "rgb8", "rgb8 | bgr8 | mono8"),
+    Param("frame_id", "", "header.frame_id; '' = <name>_optical_frame"),
+    Param("publish_compressed", False, "also publish JPEG on cameras/<name>/image_raw/compressed"),
+    Param("jpeg_quality", 90, "JPEG quality of the compressed stream (1-100)"),
+    Param("report_period_s", 5.0, "period of the late/dropped frame report on /diagnostics"),
+    Param("reliability", "reliable", "reliable | best_effort (image QoS)"),
+)
 
 
 def _image_qos(reliability: str) -> QoSProfile:
@@ -42,33 +57,7 @@ def _image_qos(reliability: str) -> QoSProfile:
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        self.declare_parameter("name", "top")
-        self.declare_parameter("source", "synthetic")
-        self.declare_parameter("width", 640)
-        self.declare_parameter("height", 480)
-        self.declare_parameter("fps", 30.0)
-        self.declare_parameter("encoding", "rgb8")
-        self.declare_parameter("frame_id", "")
-        self.declare_parameter("publish_compressed", False)
-        self.declare_parameter("jpeg_quality", 90)
-        self.declare_parameter("report_period_s", 5.0)
-        self.declare_parameter("reliability", "reliable")
-        p = {
-            n: self.get_parameter(n).value
-            for n in (
-                "name",
-                "source",
-                "width",
-                "height",
-                "fps",
-                "encoding",
-                "frame_id",
-                "publish_compressed",
-                "jpeg_quality",
-                "report_period_s",
-                "reliability",
-            )
-        }
+        p = declare_parameters(self, PARAMETERS)
         self.encoding = str(p["encoding"])
         if self.encoding not in ("rgb8", "bgr8", "mono8"):
             raise CameraError(
@@ -170,7 +159,7 @@ class CameraNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_node(CameraNode, argv)
+    return run_node(CameraNode, argv, usage=node_help("camera_node", __doc__, PARAMETERS))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from apprentice.motors import BusError, VirtualServoBus, load_calibration
 from apprentice.motors.port import latency_timer_warning
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.robots import Arm, RobotError, default_calibration_path, load_robot
 from apprentice.robots.trajectory import TrajectoryPlayer
@@ -86,13 +87,29 @@ def publish(node: Node, publisher: Publisher, msg: object) -> None:
             raise
 
 
-def declare_arm_parameters(node: Node, prefix: str, robot_type: str) -> None:
-    node.declare_parameter(prefix + "robot_type", robot_type)
-    node.declare_parameter(prefix + "port", "")
-    node.declare_parameter(prefix + "robot_id", "default")
-    node.declare_parameter(prefix + "calibration_file", "")
-    node.declare_parameter(prefix + "max_relative_target", 0.0)  # radians per command; 0 = no clamp
-    node.declare_parameter(prefix + "virtual_motion", "none")  # with port:=virtual: none | sine
+def arm_parameters(prefix: str, robot_type: str) -> tuple[Param, ...]:
+    """The servo arm's parameters (driver: no prefix; teleop's leader: `leader_`)."""
+    return (
+        Param(prefix + "robot_type", robot_type, "robot definition: a type in config/robots/ or a YAML path"),
+        Param(prefix + "port", "", "serial port (/dev/ttyACM0) or 'virtual' for the in-process virtual bus"),
+        Param(prefix + "robot_id", "default", "calibration id (LeRobot's --robot.id)"),
+        Param(prefix + "calibration_file", "", "calibration JSON; '' = the default path for robot_id, if there"),
+        Param(prefix + "max_relative_target", 0.0, "largest change per command in radians; 0 = no clamp"),
+        Param(prefix + "virtual_motion", "none", "with port:=virtual: none | sine (each joint sways on its own)"),
+    )
+
+
+PARAMETERS = (
+    *arm_parameters("", "so101_follower"),
+    Param("rate_hz", 100.0, "joint_states rate (one SYNC_READ per tick)"),
+    Param("controller", "forward_position_controller", "listen on <controller>/commands"),
+    Param("trajectory_controller", "joint_trajectory_controller", "listen on <trajectory_controller>/joint_trajectory"),
+    Param("torque_off_on_error", True, "release torque when the bus fails"),
+    Param("disable_torque_on_shutdown", True, "release torque when the node stops"),
+    Param("num_retry", 3, "retries of a failed bus transaction"),
+    # Fills JointState.velocity in rad/s; the same SYNC_READ carries it (one wider block per tick).
+    Param("publish_velocity", True, "fill JointState.velocity (rad/s) from the same read"),
+)
 
 
 def diagnostic_status(node: Node, arm: Arm, level: bytes, message: str, rate_hz: float) -> DiagnosticStatus:
@@ -120,15 +137,7 @@ def diagnostic_status(node: Node, arm: Arm, level: bytes, message: str, rate_hz:
 class DriverNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("driver", **kwargs)
-        declare_arm_parameters(self, "", "so101_follower")
-        self.declare_parameter("rate_hz", 100.0)
-        self.declare_parameter("controller", "forward_position_controller")
-        self.declare_parameter("trajectory_controller", "joint_trajectory_controller")
-        self.declare_parameter("torque_off_on_error", True)
-        self.declare_parameter("disable_torque_on_shutdown", True)
-        self.declare_parameter("num_retry", 3)
-        # Fills JointState.velocity in rad/s; the same SYNC_READ carries it (one wider block per tick).
-        self.declare_parameter("publish_velocity", True)
+        declare_parameters(self, PARAMETERS)
         self.arm, self.virtual = open_arm(self)
         try:
             self.arm.connect()
@@ -297,7 +306,7 @@ class DriverNode(Node):
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return run_node(DriverNode, argv)
+        return run_node(DriverNode, argv, usage=node_help("driver_node", __doc__, PARAMETERS))
     except BusError as exc:  # bad port/robot/calibration: one clear line, not a traceback
         print(f"driver: {exc}", file=sys.stderr)
         return 1

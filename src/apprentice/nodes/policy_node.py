@@ -14,8 +14,6 @@ eval_info.json; with `follow_recorder` it drives while the recorder records (har
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import sys
@@ -35,6 +33,7 @@ from apprentice.contract import COMMAND_TYPES, IMAGE_TYPES, TRAJECTORY, Contract
 from apprentice.deploy import DeployError, EvalBook
 from apprentice.deploy.params import PolicyNodeParams
 from apprentice.deploy.runtime import PolicyRuntime
+from apprentice.nodes.params import dataclass_parameters, declare_parameters, node_help
 from apprentice.nodes.runtime import message_class, run_node
 from apprentice.policies import PolicyError
 
@@ -42,6 +41,8 @@ try:
     from apprentice.msg import EpisodeStatus
 except ImportError:  # pip install without the colcon build: recorder following is unavailable
     EpisodeStatus = None
+
+PARAMETERS = dataclass_parameters(PolicyNodeParams)
 
 
 class PolicyNode(Node):
@@ -107,8 +108,7 @@ class PolicyNode(Node):
         )
 
     def _declare_parameters(self) -> PolicyNodeParams:
-        values = {name: self.declare_parameter(name, d).value for name, d in PolicyNodeParams.defaults().items()}
-        return PolicyNodeParams(**values)
+        return PolicyNodeParams(**declare_parameters(self, PARAMETERS))
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _on_message(self, spec: Any, msg: Any) -> None:
@@ -259,72 +259,11 @@ class PolicyNode(Node):
         self.runtime.close()
 
 
-def _ros_args(argv: Sequence[str]) -> list[str]:
-    """`apprentice infer` flags -> `--ros-args -p name:=value ...` (the node's own parameters)."""
-    parser = argparse.ArgumentParser(prog="apprentice infer", description="Run a trained policy on a ROS 2 robot.")
-    parser.add_argument(
-        "--policy.path",
-        "--policy-path",
-        dest="policy_path",
-        help="checkpoint directory (pretrained_model/ with config.json + model.safetensors)",
-    )
-    # Defaults are the node's own (None = not given): only flags the user typed become -p overrides, so
-    # they win over --params-file and nothing else does.
-    parser.add_argument("--contract", help="contract YAML or a name in config/contracts/ (node default: sim_reach)")
-    parser.add_argument("--device", help="cpu | cuda | auto (node default: auto)")
-    parser.add_argument("--task", help="language instruction (default: the contract's task)")
-    parser.add_argument("--mode", choices=["sync", "async", "ensemble", "policy"], help="node default: sync")
-    parser.add_argument("--n-action-steps", type=int)
-    parser.add_argument("--max-relative-step", type=float, help="radians per tick; 0 = off")
-    parser.add_argument("--command-topic")
-    parser.add_argument(
-        "--enable", action="store_true", default=None, help="start commanding at once (else call ~/enable)"
-    )
-    parser.add_argument("--eval-episodes", type=int, help="run N evaluation episodes and exit")
-    parser.add_argument("--eval-episode-time-s", type=float)
-    parser.add_argument("--eval-output")
-    parser.add_argument("--params-file", help="ROS parameters YAML (e.g. config/infer.yaml)")
-    args, rest = parser.parse_known_args(list(argv))
-    if args.policy_path is None and args.params_file is None:
-        parser.error("--policy.path is required (or a --params-file that sets policy_path)")
-    values = {
-        "policy_path": args.policy_path,
-        "contract": args.contract,
-        "device": args.device,
-        "task": args.task,
-        "mode": args.mode,
-        "n_action_steps": args.n_action_steps,
-        "max_relative_step": args.max_relative_step,
-        "command_topic": args.command_topic,
-        "enabled": args.enable,
-        "eval_episodes": args.eval_episodes,
-        "eval_episode_time_s": args.eval_episode_time_s,
-        "eval_output": None if args.eval_output is None else os.path.abspath(args.eval_output),
-    }
-    ros = ["--ros-args"]
-    if args.params_file:
-        ros += ["--params-file", args.params_file]
-    for name, value in values.items():
-        if value is None or value == "":
-            continue  # not given (or empty, which does not parse): the params file's or the node's default
-        # Values are parsed as YAML: JSON-quote strings so a task like "pick: red" stays one string.
-        text = (
-            str(value).lower()
-            if isinstance(value, bool)
-            else json.dumps(value)
-            if isinstance(value, str)
-            else str(value)
-        )
-        ros += ["-p", f"{name}:={text}"]
-    if rest and rest[0] == "--ros-args":
-        rest = rest[1:]
-    return ros + rest
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = None if argv is None else ["apprentice-infer", *_ros_args(argv)]
+    """`ros2 run apprentice policy_node --ros-args ...`; with `argv`, ROS arguments from nodes/infer_cli.py."""
+    args = None if argv is None else ["apprentice-infer", *argv]
     try:
-        return run_node(PolicyNode, args)
+        return run_node(PolicyNode, args, usage=node_help("policy_node", __doc__, PARAMETERS))
     except (DeployError, ContractError, PolicyError) as exc:
         print(f"policy_node: {exc}", file=sys.stderr)
         return 1

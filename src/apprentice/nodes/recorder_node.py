@@ -11,7 +11,6 @@ In a terminal: → save episode / end reset, ← re-record, Esc stop; a progress
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -32,53 +30,37 @@ from apprentice.bag.recording import DONE, ERROR, RESETTING, WARMUP, RecordConfi
 from apprentice.contract import IMAGE_TYPES, ContractError, load_contract
 from apprentice.dataset import DatasetError
 from apprentice.msg import EpisodeStatus
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import message_class, run_node
 from apprentice.srv import StartEpisode
 
 RESET_TIMEOUT_S = 10.0
+_DEFAULTS = RecordConfig(root=Path("."))
+PARAMETERS = (
+    Param("contract", "", "contract YAML path or a name in config/contracts/ (required)"),
+    Param("root", "", "dataset directory (required)"),
+    Param("bags_dir", "", "where episode bags go; '' = <root>_bags"),
+    Param("num_episodes", 0, "episodes to record; 0 = until stopped"),
+    Param("episode_time_s", _DEFAULTS.episode_time_s, "length of each episode; 0 = until stop_episode"),
+    Param("reset_time_s", _DEFAULTS.reset_time_s, "reset period between episodes"),
+    Param("warmup_time_s", _DEFAULTS.warmup_time_s, "warm-up before the first episode"),
+    Param("task", "", "task of the episodes; '' = the contract's"),
+    Param("autostart", False, "run warm-up/record/reset cycles by itself (else only the recorder/* services)"),
+    Param("resume", False, "add episodes to an existing dataset"),
+    Param("vcodec", _DEFAULTS.vcodec, "video codec: libsvtav1 | h264"),
+    Param("compression", _DEFAULTS.compression, "MCAP chunk compression: none | zstd | lz4"),
+    Param("extra_topics", [], "more topics to record into the bags (not the dataset)", array_of=str),
+    Param("keyboard", True, "arrow keys / Esc control episodes when run in a terminal"),
+    Param("exit_when_done", False, "exit once num_episodes are saved and converted"),
+    Param("reset_service", "", "std_srvs/Trigger called as each warm-up/reset begins (e.g. sim/reset)"),
+    Param("wait_for_action", True, "start only once the action topic delivers; false: once it has a publisher"),
+)
 
 
 class RecorderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
-        defaults = RecordConfig(root=Path("."))
-        self.declare_parameter("contract", "")
-        self.declare_parameter("root", "")
-        self.declare_parameter("bags_dir", "")
-        self.declare_parameter("num_episodes", 0)
-        self.declare_parameter("episode_time_s", defaults.episode_time_s)
-        self.declare_parameter("reset_time_s", defaults.reset_time_s)
-        self.declare_parameter("warmup_time_s", defaults.warmup_time_s)
-        self.declare_parameter("task", "")
-        self.declare_parameter("autostart", False)
-        self.declare_parameter("resume", False)
-        self.declare_parameter("vcodec", defaults.vcodec)
-        self.declare_parameter("compression", defaults.compression)
-        self.declare_parameter("extra_topics", [], ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY))
-        self.declare_parameter("keyboard", True)
-        self.declare_parameter("exit_when_done", False)
-        self.declare_parameter("reset_service", "")
-        p = {
-            n: self.get_parameter(n).value
-            for n in (
-                "contract",
-                "root",
-                "bags_dir",
-                "num_episodes",
-                "episode_time_s",
-                "reset_time_s",
-                "warmup_time_s",
-                "task",
-                "autostart",
-                "resume",
-                "vcodec",
-                "compression",
-                "extra_topics",
-                "keyboard",
-                "exit_when_done",
-                "reset_service",
-            )
-        }
+        p = declare_parameters(self, PARAMETERS)
         if not p["contract"] or not p["root"]:
             raise ValueError("recorder: parameters 'contract' (YAML path) and 'root' (dataset dir) are required")
         self.contract = load_contract(p["contract"])
@@ -95,6 +77,7 @@ class RecorderNode(Node):
             resume=bool(p["resume"]),
             vcodec=str(p["vcodec"]),
             compression=str(p["compression"]),
+            wait_for_action=bool(p["wait_for_action"]),
         )
         self.recorder = Recorder(config, self.contract)
         self.extra = [
@@ -151,6 +134,7 @@ class RecorderNode(Node):
             self.recorder.topic_reliability[topic] = "reliable" if reliable else "best_effort"
             callback = partial(self._on_message, topic)
             self.create_subscription(message_class(msg_type), topic, callback, qos, raw=True)
+            self.recorder.published.add(topic)
             del self.waiting[topic]
         missing = [t for t in self.waiting if t in self.contract.topics]
         if missing and not self._warned_waiting:
@@ -235,51 +219,30 @@ class RecorderNode(Node):
         self.get_logger().info(f"closed: {self.recorder.episodes_saved} episodes saved to {self.recorder.config.root}")
 
 
-def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
-    """`apprentice record` flags (lerobot-record names) -> node parameters; other args go to rclpy."""
-    parser = argparse.ArgumentParser(prog="apprentice record", description=__doc__.split("\n")[0])
-    parser.add_argument("--contract", required=True, help="contract YAML (config/contracts/*.yaml)")
-    parser.add_argument("--dataset.root", dest="root", required=True, help="dataset directory")
-    parser.add_argument(
-        "--dataset.num_episodes",
-        dest="num_episodes",
-        type=int,
-        default=0,
-        help="episodes to record (0 = until Esc)",
-    )
-    parser.add_argument("--dataset.episode_time_s", dest="episode_time_s", type=float, default=60.0)
-    parser.add_argument("--dataset.reset_time_s", dest="reset_time_s", type=float, default=60.0)
-    parser.add_argument("--dataset.single_task", dest="task", default="", help="task (default: the contract's)")
-    parser.add_argument("--dataset.vcodec", dest="vcodec", default="libsvtav1", choices=["libsvtav1", "h264"])
-    parser.add_argument("--warmup_time_s", type=float, default=0.0)
-    parser.add_argument("--bags_dir", default="", help="where episode bags go (default: <root>_bags)")
-    parser.add_argument("--topics", nargs="*", default=[], help="extra topics to record into the bags")
-    parser.add_argument("--reset_service", default="", help="std_srvs/Trigger to call when a reset begins")
-    parser.add_argument("--compression", default="none", choices=["none", "zstd", "lz4"], help="MCAP chunks")
-    parser.add_argument("--resume", action="store_true", help="add episodes to an existing dataset")
-    parser.add_argument(
-        "--services_only",
-        action="store_true",
-        help="do not run timed episodes; wait for recorder/* service calls",
-    )
-    args, rest = parser.parse_known_args(argv)
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ("topics", "services_only")}
-    values.update(autostart=not args.services_only, exit_when_done=not args.services_only)
-    params = [Parameter(k, value=v) for k, v in values.items()]
-    if args.topics:
-        params.append(Parameter("extra_topics", Parameter.Type.STRING_ARRAY, list(args.topics)))
-    return params, rest
+def run(parameters: dict[str, Any], ros_args: Sequence[str] = ()) -> int:
+    """Run the recorder with these parameter values (`apprentice record`, see nodes/record_cli.py)."""
+    overrides = [
+        Parameter(k, Parameter.Type.STRING_ARRAY, list(v)) if isinstance(v, list) else Parameter(k, value=v)
+        for k, v in parameters.items()
+    ]
+    try:
+        return run_node(lambda: RecorderNode(parameter_overrides=overrides), list(ros_args))
+    except (BagError, ContractError, DatasetError, ValueError) as exc:
+        print(f"apprentice record: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ros2 run apprentice recorder_node --ros-args -p contract:=... -p root:=...` (launch files too)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in ("--ros-args", "-h", "--help"):
+        from apprentice.nodes.record_cli import main as record_main  # `apprentice record` flags
+
+        return record_main(args)
     try:
-        if "--ros-args" in args and not any(a.startswith("--contract") for a in args):
-            return run_node(RecorderNode, args)  # `ros2 run` / launch: everything comes as parameters
-        params, rest = _cli_overrides(args)
-        return run_node(lambda: RecorderNode(parameter_overrides=params), rest)
+        return run_node(RecorderNode, args, usage=node_help("recorder_node", __doc__, PARAMETERS))
     except (BagError, ContractError, DatasetError, ValueError) as exc:
-        print(f"apprentice record: error: {exc}", file=sys.stderr)
+        print(f"recorder_node: error: {exc}", file=sys.stderr)
         return 1
 
 

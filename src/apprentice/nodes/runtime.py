@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -13,9 +14,16 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from apprentice.nodes.params import wants_help
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
+
+def run_node(
+    make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1, usage: str | None = None
+) -> int:
     """Create the node, spin until shutdown, destroy it; return the process exit code.
+
+    With `usage` (the node's parameter table, nodes/params.node_help), `-h`/`--help` prints it and
+    returns 0 before anything of ROS starts.
 
     rclpy.init installs rclpy's SIGINT/SIGTERM handler, which shuts the context down and wakes the
     executor (spin() then ends with ExternalShutdownException), and chains to the Python handler that
@@ -27,6 +35,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     Once a stop was asked for, an error out of spin() is that race and counts as a clean exit; an
     error while no stop was asked for is a real failure and propagates.
     """
+    if usage is not None and wants_help(sys.argv[1:] if args is None else args):
+        print(usage, end="")
+        return 0
     stop_requested, closing = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -16,16 +16,21 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.sim import SimError, make_env, make_expert
+
+PARAMETERS = (
+    Param("task", "reach", "sim task whose scripted expert plays the leader"),
+    Param("fps", 0.0, "rate of leader/joint_states and commands; 0 = the task's own fps"),
+    Param("publish_commands", True, "also command the follower on forward_position_controller/commands"),
+)
 
 
 class ScriptedTeleopNode(Node):
     def __init__(self) -> None:
         super().__init__("scripted_teleop")
-        self.declare_parameter("task", "reach")
-        self.declare_parameter("fps", 0.0)  # 0: the task's own fps
-        self.declare_parameter("publish_commands", True)
+        declare_parameters(self, PARAMETERS)
         task = str(self.get_parameter("task").value)
         # The env is built only for its model (the expert's IK); it never steps or renders here.
         self.env = make_env(task, render=False)
@@ -89,7 +94,7 @@ class ScriptedTeleopNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_node(ScriptedTeleopNode, argv)
+    return run_node(ScriptedTeleopNode, argv, usage=node_help("scripted_teleop_node", __doc__, PARAMETERS))
 
 
 if __name__ == "__main__":

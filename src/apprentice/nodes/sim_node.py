@@ -22,22 +22,27 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.sim import SimError, make_env
 from apprentice.sim.trajectory import TrajectoryFollower
+
+PARAMETERS = (
+    Param("task", "reach", "sim task: reach | aloha | pusht (or a task id such as AlohaInsertion-v0)"),
+    Param("seed", 0, "seed of the first episode; each sim/reset takes the next"),
+    Param("publish_clock", False, "publish /clock so other nodes can run with use_sim_time:=true"),
+    Param("real_time_factor", 1.0, "simulated seconds per wall-clock second (> 0)"),
+    Param("render", True, "render and publish the camera image"),
+    Param("image_height", 0, "camera image height; 0 = the task's default (reach 96x128, aloha 480x640)"),
+    Param("image_width", 0, "camera image width; 0 = the task's default"),
+    Param("frame_id", "base_link", "header.frame_id of published messages"),
+)
 
 
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        self.declare_parameter("task", "reach")
-        self.declare_parameter("seed", 0)
-        self.declare_parameter("publish_clock", False)
-        self.declare_parameter("real_time_factor", 1.0)
-        self.declare_parameter("render", True)
-        self.declare_parameter("image_height", 0)  # 0: the task's default (reach 96x128, aloha 480x640)
-        self.declare_parameter("image_width", 0)
-        self.declare_parameter("frame_id", "base_link")
+        declare_parameters(self, PARAMETERS)
         task = self.get_parameter("task").value
         self.seed = int(self.get_parameter("seed").value)
         self.publish_clock = bool(self.get_parameter("publish_clock").value)
@@ -187,7 +192,7 @@ class SimNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_node(SimNode, argv)
+    return run_node(SimNode, argv, usage=node_help("sim_node", __doc__, PARAMETERS))
 
 
 if __name__ == "__main__":

@@ -19,22 +19,27 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from apprentice.motors import BusError
-from apprentice.nodes.driver_node import declare_arm_parameters, diagnostic_status, open_arm, publish
+from apprentice.nodes.driver_node import arm_parameters, diagnostic_status, open_arm, publish
+from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.robots.teleop import LeaderArmSource, TeleopSource
 
 SOURCES = ("leader_arm",)  # keyboard / gamepad sources plug in here (same TeleopSource interface)
 
+PARAMETERS = (
+    *arm_parameters("leader_", "so101_leader"),
+    Param("source", "leader_arm", f"teleop source: {' | '.join(SOURCES)}"),
+    Param("fps", 60.0, "leader read and follower command rate"),
+    Param("controller", "forward_position_controller", "command the follower on <controller>/commands"),
+    Param("torque_off_on_error", True, "release the leader's torque when its bus fails"),
+    Param("num_retry", 3, "retries of a failed bus transaction"),
+)
+
 
 class TeleopNode(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("teleop", **kwargs)
-        declare_arm_parameters(self, "leader_", "so101_leader")
-        self.declare_parameter("source", "leader_arm")
-        self.declare_parameter("fps", 60.0)
-        self.declare_parameter("controller", "forward_position_controller")
-        self.declare_parameter("torque_off_on_error", True)
-        self.declare_parameter("num_retry", 3)
+        declare_parameters(self, PARAMETERS)
         source = self.get_parameter("source").value
         if source not in SOURCES:
             raise BusError(f"teleop: source must be one of {SOURCES}, got '{source}'")
@@ -98,7 +103,7 @@ class TeleopNode(Node):
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return run_node(TeleopNode, argv)
+        return run_node(TeleopNode, argv, usage=node_help("teleop_node", __doc__, PARAMETERS))
     except BusError as exc:
         print(f"teleop: {exc}", file=sys.stderr)
         return 1

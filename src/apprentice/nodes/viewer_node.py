@@ -23,22 +23,25 @@ from rclpy.qos import qos_profile_sensor_data
 
 from apprentice.contract import ContractError, load_contract
 from apprentice.live_view import DEFAULT_PORT, LiveView, LiveViewError
+from apprentice.nodes.params import Param, declare_parameters, node_help, wants_help
 from apprentice.nodes.runtime import message_class, run_node
+
+PARAMETERS = (
+    Param("contract", "", "contract name (config/contracts/) or YAML path whose topics are shown (required)"),
+    Param("port", DEFAULT_PORT, "Foxglove WebSocket port on 127.0.0.1 (0: any free port)"),
+    Param("max_image_hz", 10.0, "images per second per camera sent to the viewer (0: all)"),
+    Param("with_command", True, "also show the policy's command topic"),
+)
 
 
 class ViewerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("viewer", **kwargs)
-        self.declare_parameter("contract", "")
-        self.declare_parameter("port", DEFAULT_PORT)
-        self.declare_parameter("max_image_hz", 10.0)
-        self.declare_parameter("with_command", True)
-        contract = str(self.get_parameter("contract").value)
+        p = declare_parameters(self, PARAMETERS)
+        contract = str(p["contract"])
         if not contract:
             raise ValueError("viewer: parameter 'contract' (a contract name or YAML path) is required")
-        port = int(self.get_parameter("port").value)
-        max_image_hz = float(self.get_parameter("max_image_hz").value)
-        with_command = bool(self.get_parameter("with_command").value)
+        port, max_image_hz, with_command = int(p["port"]), float(p["max_image_hz"]), bool(p["with_command"])
         self.view = LiveView(load_contract(contract), port=port, max_image_hz=max_image_hz,
                              with_command=with_command)
         for topic, (msg_type, keys) in self.view.topics.items():
@@ -58,14 +61,18 @@ class ViewerNode(Node):
         self.view.close()
 
 
-def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
-    """`apprentice view` flags -> node parameters; other args go to rclpy."""
-    parser = argparse.ArgumentParser(prog="apprentice view", description=__doc__.split("\n")[0])
+def _view_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apprentice view", description=__doc__.split("\n")[0], add_help=False)
     parser.add_argument("--contract", required=True, help="contract name (config/contracts/) or YAML path")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="WebSocket port on 127.0.0.1 (0: any free)")
     parser.add_argument("--max_image_hz", type=float, default=10.0, help="images per second per camera (0: all)")
     parser.add_argument("--no_command", action="store_true", help="do not show the policy's command topic")
-    args, rest = parser.parse_known_args(argv)
+    return parser
+
+
+def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
+    """`apprentice view` flags -> node parameters; other args go to rclpy."""
+    args, rest = _view_parser().parse_known_args(argv)
     params = [Parameter("contract", value=args.contract), Parameter("port", value=args.port),
               Parameter("max_image_hz", value=args.max_image_hz), Parameter("with_command", value=not args.no_command)]
     return params, rest
@@ -73,9 +80,14 @@ def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(args):  # both spellings: `apprentice view` flags, then the node's parameter table
+        print(_view_parser().format_help())
+        print(node_help("viewer_node", __doc__, PARAMETERS), end="")
+        return 0
     try:
         if "--ros-args" in args and not any(a.startswith("--contract") for a in args):
-            return run_node(ViewerNode, args)  # `ros2 run` / launch: everything comes as parameters
+            # `ros2 run` / launch: everything comes as parameters
+            return run_node(ViewerNode, args, usage=node_help("viewer_node", __doc__, PARAMETERS))
         params, rest = _cli_overrides(args)
         return run_node(lambda: ViewerNode(parameter_overrides=params), rest)
     except (ContractError, LiveViewError, ValueError) as exc:

@@ -3,6 +3,8 @@
     apprentice eval --policy.path=outputs/train/checkpoints/last/pretrained_model --env.type=reach \\
         --eval.n_episodes=50 --eval.batch_size=10 --output_dir=outputs/eval/reach
     apprentice eval --policy.type=expert --env.type=aloha --eval.n_episodes=50     # scripted baseline
+    apprentice eval -p outputs/train/checkpoints/last/pretrained_model --env.type=pusht --eval.n_episodes=50 \
+        --eval.batch_size=10                                                        # the seed's eval.py spelling
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from apprentice.pretrained_path import PretrainedPathError, check_pretrained_dir
 from apprentice.sim import SimError
 from apprentice.sim.cli import add_env_arguments, env_kwargs, resolve_task
 from apprentice.sim.eval import (
@@ -26,7 +29,14 @@ from apprentice.sim.eval import (
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apprentice eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--policy.path", dest="policy_path", default=None, help="a pretrained_model/ directory")
+    parser.add_argument(
+        "-p",
+        "--policy.path",
+        "--pretrained-policy-name-or-path",
+        dest="policy_path",
+        default=None,
+        help="a pretrained_model/ directory (never a .pt pickle)",
+    )
     parser.add_argument(
         "--policy.type",
         dest="policy_type",
@@ -37,7 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--policy.device", dest="device", default="cpu")
     add_env_arguments(parser)
     parser.add_argument("--eval.n_episodes", dest="n_episodes", type=int, default=50)
-    parser.add_argument("--eval.batch_size", dest="batch_size", type=int, default=10)
+    parser.add_argument(
+        "--eval.batch_size",
+        dest="batch_size",
+        type=int,
+        default=10,
+        help="environments stepped together, one batched policy call per step (episodes run in batches of this)",
+    )
     parser.add_argument("--eval.max_episodes_rendered", dest="max_rendered", type=int, default=4)
     parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of episode 0; then seed+1, ...")
     parser.add_argument("--output_dir", default=None, help="where eval_info.json and videos/ go")
@@ -63,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     errors: tuple[type[Exception], ...] = (SimError,)
     if args.policy_path is not None:
+        try:
+            check_pretrained_dir(args.policy_path)
+        except PretrainedPathError as exc:
+            print(f"apprentice eval: error: {exc}", file=sys.stderr)
+            return 1
         # A policy whose inputs the env does not give (trained on another task), or a dataset that is
         # not one, fails with its own package's error: report it like ours, without a traceback.
         from apprentice.dataset import DatasetError
