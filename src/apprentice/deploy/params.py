@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from apprentice.deploy import DeployError
 from apprentice.deploy.runtime import RuntimeConfig
 from apprentice.deploy.safety import SafetyLimits
+from apprentice.deploy.takeover import TakeoverConfig
 
 
 @dataclass
@@ -47,12 +48,20 @@ class PolicyNodeParams:
     eval_shutdown_when_done: bool = True
     follow_recorder: bool = False  # drive only while the recorder records (hardware evaluation)
     recorder_status_topic: str = "recorder/status"
+    # Human takeover (DAgger): leader motion beyond this (rad, any joint) hands the arm to the operator;
+    # 0 = only the ~/takeover service. The leader's targets are read from takeover_leader_topic.
+    takeover_threshold: float = 0.0
+    takeover_leader_topic: str = "leader/joint_states"  # sensor_msgs/JointState, radians, matched by name
+    intervention_topic: str = "intervention"  # std_msgs/Bool every tick: True while a person drives
 
     @classmethod
     def defaults(cls) -> dict[str, object]:
         """{name: default} for declaring the ROS parameters."""
         instance = cls()
         return {f.name: getattr(instance, f.name) for f in fields(cls)}
+
+    def takeover_config(self, leader_max_age_s: float) -> TakeoverConfig:
+        return TakeoverConfig(threshold_rad=self.takeover_threshold, max_age_s=leader_max_age_s)
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(

@@ -25,6 +25,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from apprentice.bag.errors import BagError
@@ -65,6 +66,9 @@ class RecorderNode(Node):
         self.declare_parameter("keyboard", True)
         self.declare_parameter("exit_when_done", False)
         self.declare_parameter("reset_service", "")
+        self.declare_parameter("sentry_window_s", defaults.sentry_window_s)
+        self.declare_parameter("sentry_trigger_topic", "")
+        self.declare_parameter("fault_topic", "policy_node/fault")
         p = {
             n: self.get_parameter(n).value
             for n in (
@@ -84,6 +88,9 @@ class RecorderNode(Node):
                 "keyboard",
                 "exit_when_done",
                 "reset_service",
+                "sentry_window_s",
+                "sentry_trigger_topic",
+                "fault_topic",
             )
         }
         if not p["contract"] or not p["root"]:
@@ -102,6 +109,7 @@ class RecorderNode(Node):
             resume=bool(p["resume"]),
             vcodec=str(p["vcodec"]),
             compression=str(p["compression"]),
+            sentry_window_s=float(p["sentry_window_s"]),
         )
         self.recorder = Recorder(config, self.contract)
         self.extra = [
@@ -131,6 +139,11 @@ class RecorderNode(Node):
         for note in self.recorder.open():
             self.get_logger().warning(note)
         self._subscribe_when_published()
+        if p["sentry_trigger_topic"]:
+            self.create_subscription(Bool, p["sentry_trigger_topic"], self._on_sentry_trigger, 10)
+        if p["fault_topic"]:  # the policy node's latched watchdog fault, shown in the status
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.create_subscription(String, p["fault_topic"], self._on_fault, latched)
         self.create_timer(0.05, self._on_tick)
         self.create_timer(0.5, self._on_status_timer)
         self.tty = sys.stderr.isatty()
@@ -163,6 +176,20 @@ class RecorderNode(Node):
         if missing and not self._warned_waiting:
             self.get_logger().info(f"waiting for publishers on {missing} before the first episode")
             self._warned_waiting = True
+
+    def _on_sentry_trigger(self, msg: Bool) -> None:
+        result = self.recorder.trigger(bool(msg.data))
+        if result is not None:
+            (self.get_logger().info if result[0] else self.get_logger().warning)(f"sentry trigger: {result[1]}")
+
+    def _on_fault(self, msg: String) -> None:
+        if msg.data != self.recorder.fault:
+            self.recorder.fault = msg.data
+            if msg.data:
+                self.get_logger().error(f"policy fault (latched until re-armed): {msg.data}")
+            else:
+                self.get_logger().info("policy re-armed")
+            self._publish_status()
 
     def _on_message(self, topic: str, data: bytes) -> None:
         self.recorder.on_message(topic, data, self.get_clock().now().nanoseconds)
@@ -264,6 +291,13 @@ def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
     parser.add_argument("--reset_service", default="", help="std_srvs/Trigger to call when a reset begins")
     parser.add_argument("--compression", default="none", choices=["none", "zstd", "lz4"], help="MCAP chunks")
     parser.add_argument("--resume", action="store_true", help="add episodes to an existing dataset")
+    parser.add_argument(
+        "--sentry_window_s",
+        type=float,
+        default=0.0,
+        help="sentry mode: keep the last N s, save them only on a trigger (→, recorder/stop_episode, topic)",
+    )
+    parser.add_argument("--sentry_trigger_topic", default="", help="std_msgs/Bool; a rising edge saves (sentry)")
     parser.add_argument(
         "--services_only",
         action="store_true",
