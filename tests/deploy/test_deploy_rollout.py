@@ -162,3 +162,11 @@ def test_watchdog_resume_restarts_timers_but_keeps_the_trip() -> None:
     assert wd.check(250 * MS) is None
     wd.resume(250 * MS)
     assert wd.check(340 * MS) is None and wd.check(360 * MS) is not None  # timers restarted at 250 ms
+
+
+def test_warmup_runs_the_model_once_and_leaves_no_plan(runtime: PolicyRuntime) -> None:
+    assert runtime.warmup() > 0
+    assert runtime.scheduler.stats.inferences == 0  # the scheduler never saw it: nothing is queued
+    runtime.enable(True)
+    push_all(runtime, 990 * MS)
+    assert runtime.step(1000 * MS).reason == "ok" and runtime.scheduler.stats.inferences == 1

@@ -168,6 +168,27 @@ class PolicyRuntime:
         obs["task"] = [self.task]
         return obs
 
+    def warmup(self) -> float:
+        """One inference on a blank observation before the first episode; returns its seconds.
+
+        A model's first call is its slowest (allocations, kernel selection, CUDA context: seconds on a
+        busy machine) and the action watchdog latches on a slow inference — so it is paid here, not by
+        the first episode's watchdog."""
+        blank = {
+            s.key: np.zeros(s.shape, np.uint8 if s.is_image else np.float32) for s in self.observation_specs
+        }
+        started = time.perf_counter()
+        observation = self.build_observation(blank)
+        if self.scheduler is None:
+            import torch
+
+            with torch.inference_mode():
+                self.policy.select_action(observation)
+        else:
+            self._predict_chunk(observation)
+        self.reset()
+        return time.perf_counter() - started
+
     def _predict_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         import torch
 

@@ -86,6 +86,7 @@ class PolicyNode(Node):
         limits = p.safety_limits(list(self.contract.action.names))
         config = p.runtime_config()
         self.runtime = PolicyRuntime(policy, self.contract, config, limits)
+        self.get_logger().info(f"warm-up inference: {self.runtime.warmup() * 1e3:.0f} ms")
         self.params = p
         self.bad_messages: dict[str, int] = {}
 
@@ -201,7 +202,10 @@ class PolicyNode(Node):
             else ""
         )
         if conflict != self.rollout.conflict:
-            (self.get_logger().error if conflict else self.get_logger().info)(conflict or "command topic is ours")
+            if conflict:  # rclpy fixes a logger call site's severity: one call per severity
+                self.get_logger().error(conflict)
+            else:
+                self.get_logger().info(f"{self.command_topic}: this node is its only publisher again")
             self.rollout.conflict = conflict
 
     # -- control loop --------------------------------------------------------------------------------
@@ -337,7 +341,10 @@ class PolicyNode(Node):
             self._check_command_topic()
         line = self.rollout.on_recorder(recording, msg.episode_index)
         if line is not None:
-            (self.get_logger().warning if self.runtime.fault else self.get_logger().info)(line)
+            if self.runtime.fault:  # one call site per severity (rclpy)
+                self.get_logger().warning(line)
+            else:
+                self.get_logger().info(line)
 
     def close(self) -> None:
         self.runtime.close()

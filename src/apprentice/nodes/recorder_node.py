@@ -179,8 +179,10 @@ class RecorderNode(Node):
 
     def _on_sentry_trigger(self, msg: Bool) -> None:
         result = self.recorder.trigger(bool(msg.data))
-        if result is not None:
-            (self.get_logger().info if result[0] else self.get_logger().warning)(f"sentry trigger: {result[1]}")
+        if result is not None and result[0]:  # one call site per severity (rclpy)
+            self.get_logger().info(f"sentry trigger: {result[1]}")
+        elif result is not None:
+            self.get_logger().warning(f"sentry trigger: {result[1]}")
 
     def _on_fault(self, msg: String) -> None:
         if msg.data != self.recorder.fault:
