@@ -189,8 +189,15 @@ def test_takeover_segment_is_recorded_with_its_flag(robot: Robot, tiny_act: Path
         wait_for(lambda: robot.takeover_client.service_is_ready(), 90, logs)
         wait_recorder_subscribed(robot, logs)
         assert robot.commands == [], "the policy must not drive before the recorder records"
+        # A teleop node still forwarding the leader (a second commander): the policy node refuses to drive.
+        forwarding = robot.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
+        wait_for(lambda: robot.count_publishers("forward_position_controller/commands") >= 2, 10, "the publisher")
         started = call(robot.start_client, robot.start_request())
         assert started.success, started.message
+        wait_for(lambda: "1 other publisher(s) on forward_position_controller/commands" in logs(), 30, logs)
+        time.sleep(1.0)
+        assert robot.commands == [], "two commanders would fight over the arm"
+        robot.destroy_publisher(forwarding)
         t0 = time.monotonic()
         wait_for(lambda: len(robot.commands_since(t0)) >= 20, 30, logs)
         assert not any(is_leader(c) for c in robot.commands_since(t0))
