@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each starts a recorder and a policy node: 20-40 s
 
 rclpy = pytest.importorskip("rclpy")
 

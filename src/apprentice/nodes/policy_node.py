@@ -251,7 +251,7 @@ class PolicyNode(Node):
         values.update({f"dropped_messages {topic}": float(n) for topic, n in self.bad_messages.items()})
         status = DiagnosticStatus(name=f"{self.get_name()}: policy inference", hardware_id=self.command_topic)
         reason = self.last_reason
-        status.level = DiagnosticStatus.OK if reason in ("ok", "disabled", "") else DiagnosticStatus.WARN
+        status.level = DiagnosticStatus.OK if reason in ("ok", "disabled", "takeover", "") else DiagnosticStatus.WARN
         if reason.startswith("watchdog"):
             status.level = DiagnosticStatus.ERROR
         status.message = reason or "starting"
