@@ -30,6 +30,7 @@ JOINT_STATE = "sensor_msgs/msg/JointState"
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
 FLOAT32_ARRAY = "std_msgs/msg/Float32MultiArray"
 TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+BOOL = "std_msgs/msg/Bool"  # one flag (e.g. complementary_info.is_intervention): False/True -> 0.0/1.0
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 _TWIST = ["linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z"]
@@ -51,7 +52,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     FLOAT32_ARRAY: ("data",),
 }
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-SUPPORTED_TYPES = (*_FIELDS, *IMAGE_TYPES, *_STRUCT_TYPES)
+SUPPORTED_TYPES = (*_FIELDS, BOOL, *IMAGE_TYPES, *_STRUCT_TYPES)
 COMMAND_TYPES = (FLOAT64_ARRAY, TRAJECTORY)
 _UNITS = {"radians": 1.0, "degrees": 180.0 / math.pi, "m": 1.0, "mm": 1000.0}
 
@@ -110,7 +111,11 @@ class FeatureSpec:
         self.names = ["height", "width", "channels"]
 
     def _init_numeric(self, where: str) -> None:
-        if self.msg_type in _STRUCT_TYPES:
+        if self.msg_type == BOOL:
+            self.field = self.field or "data"
+            if self.field != "data" or len(self.names) != 1:
+                raise ContractError(f"{where}: a std_msgs/msg/Bool feature has field 'data' and exactly one name")
+        elif self.msg_type in _STRUCT_TYPES:
             # names are dataset names; paths are the message attributes they come from (default: the names)
             self.paths = list(self.paths or self.names or _STRUCT_TYPES[self.msg_type][1])
             self.names = list(self.names or self.paths)
@@ -195,6 +200,8 @@ class FeatureSpec:
         return rgb
 
     def _raw_values(self, msg: Any) -> np.ndarray:
+        if self.msg_type == BOOL:
+            return np.array([1.0 if msg.data else 0.0])
         if self.msg_type == JOINT_STATE:
             return self._by_name(list(msg.name), getattr(msg, self.field), "name")
         if self.msg_type == TRAJECTORY:
@@ -258,6 +265,9 @@ class Contract:
     action: FeatureSpec
     command_topic: str = "forward_position_controller/commands"
     command_type: str = FLOAT64_ARRAY
+    # lerobot's per-frame extras (HIL-SERL: complementary_info.is_intervention, float32 (1,)); neither
+    # observation nor action: policies ignore them, the recorder records them.
+    complementary_info: list[FeatureSpec] = dc_field(default_factory=list)
     extra_topics: list[str] = dc_field(default_factory=list)
     max_drop_ratio: float = 0.1
     source: str = "<contract>"
@@ -277,6 +287,10 @@ class Contract:
         for s in self.observations:
             if not s.key.startswith("observation."):
                 raise ContractError(f"{where}: observation key '{s.key}' must start with 'observation.'")
+        for s in self.complementary_info:
+            if not s.key.startswith("complementary_info.") or s.is_image:
+                raise ContractError(f"{where}: complementary_info key '{s.key}' must be numeric and start with "
+                                    "'complementary_info.'")
         self.command_type = normalize_type(self.command_type)
         if self.command_type not in COMMAND_TYPES:
             raise ContractError(f"{where}: command type '{self.command_type}' is not one of {COMMAND_TYPES}")
@@ -285,7 +299,7 @@ class Contract:
 
     @property
     def specs(self) -> list[FeatureSpec]:
-        return [*self.observations, self.action]
+        return [*self.observations, self.action, *self.complementary_info]
 
     @property
     def features(self) -> dict[str, dict[str, Any]]:
@@ -334,6 +348,7 @@ _TOP_KEYS = {
     "observations",
     "action",
     "command",
+    "complementary_info",
     "extra_topics",
     "max_drop_ratio",
 }
@@ -372,6 +387,14 @@ def contract_from_dict(data: Any, source: str = "<contract>") -> Contract:
         raise ContractError(f"{source}: 'observations' must be a list of features")
     observations = [_spec_from_dict(o, source, f"observations[{i}]") for i, o in enumerate(obs)]
     action = _spec_from_dict(data["action"], source, "action")
+    extras = data.get("complementary_info") or []
+    if not isinstance(extras, list):
+        raise ContractError(f"{source}: 'complementary_info' must be a list of features")
+    # Optional by default: an episode recorded without their publisher (plain teleop) still converts, with 0.
+    complementary = [
+        _spec_from_dict({"required": False, **c} if isinstance(c, dict) else c, source, f"complementary_info[{i}]")
+        for i, c in enumerate(extras)
+    ]
     command = data.get("command") or {}
     return Contract(
         fps=data["fps"],
@@ -381,6 +404,7 @@ def contract_from_dict(data: Any, source: str = "<contract>") -> Contract:
         action=action,
         command_topic=str(command.get("topic", "forward_position_controller/commands")),
         command_type=str(command.get("type", FLOAT64_ARRAY)),
+        complementary_info=complementary,
         extra_topics=[str(t) for t in data.get("extra_topics") or []],
         max_drop_ratio=float(data.get("max_drop_ratio", 0.1)),
         source=source,

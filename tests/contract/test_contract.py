@@ -49,7 +49,7 @@ def _stamp(sec: int, nanosec: int) -> NS:
     return NS(header=NS(stamp=NS(sec=sec, nanosec=nanosec), frame_id=""))
 
 
-@pytest.mark.parametrize("name", ["sim_reach.yaml", "so101_two_cameras.yaml"])
+@pytest.mark.parametrize("name", ["sim_reach.yaml", "sim_reach_dagger.yaml", "so101_two_cameras.yaml"])
 def test_shipped_contracts_load(name: str) -> None:
     c = load_contract(ROOT / "config" / "contracts" / name)
     assert c.fps == 30
@@ -160,6 +160,17 @@ def test_float_array_too_short() -> None:
         (lambda d: d["action"].update(key="act"), "keyed 'action'"),
         (lambda d: d["action"].update(scale=[1.0]), "'scale' has 1 entries"),
         (lambda d: d.update(command={"type": "std_msgs/msg/String"}), "command type"),
+        (lambda d: d.update(complementary_info={"key": "x"}), "'complementary_info' must be a list"),
+        (
+            lambda d: d.update(complementary_info=[{"key": "info.flag", "topic": "f", "type": "std_msgs/Bool",
+                                                    "names": ["flag"]}]),
+            "complementary_info key 'info.flag'",
+        ),
+        (
+            lambda d: d.update(complementary_info=[{"key": "complementary_info.flag", "topic": "f",
+                                                    "type": "std_msgs/msg/Bool", "names": ["a", "b"]}]),
+            r"feature .complementary_info.flag.*exactly one name",
+        ),
     ],
 )
 def test_validation_errors_are_precise(mutate, match: str, tmp_path: Path) -> None:
@@ -215,3 +226,20 @@ def test_a_shipped_contract_loads_by_name(tmp_path) -> None:
         load_contract("no_such_setup")
     with pytest.raises(ContractError, match="does not exist"):
         load_contract(tmp_path / "missing")  # a path is never looked up among the shipped ones
+
+
+def test_complementary_info_bool_flag_is_lerobots_float32_feature() -> None:
+    """lerobot's HIL-SERL recordings store complementary_info.is_intervention as float32 (1,)."""
+    d = _base()
+    d["complementary_info"] = [
+        {"key": "complementary_info.is_intervention", "topic": "intervention", "type": "std_msgs/Bool",
+         "names": ["is_intervention"]}
+    ]
+    c = contract_from_dict(d)
+    spec = c.spec("complementary_info.is_intervention")
+    assert c.features[spec.key] == {"dtype": "float32", "shape": [1], "names": ["is_intervention"]}
+    assert spec.required is False  # episodes recorded without its publisher still convert (with 0.0)
+    assert "intervention" in c.topics and spec in c.specs
+    assert spec.decode(NS(data=True)).tolist() == [1.0] and spec.decode(NS(data=False)).tolist() == [0.0]
+    assert spec.decode(NS(data=True)).dtype == np.float32
+    assert spec.stamp_ns(NS(data=True)) is None  # headerless: receive time

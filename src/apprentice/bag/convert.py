@@ -26,6 +26,7 @@ from apprentice.contract import IMAGE, Contract, ContractError, FeatureSpec
 
 CLOCK_JUMP_NS = 1_000_000_000  # a stamp this far behind its topic's newest one is a clock reset, not jitter
 _NO_HEADER = {
+    "std_msgs/msg/Bool",
     "std_msgs/msg/Float64MultiArray",
     "std_msgs/msg/Float32MultiArray",
     "geometry_msgs/msg/Twist",

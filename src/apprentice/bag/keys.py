@@ -74,7 +74,8 @@ def progress_line(s: dict) -> str:
     """One terminal line from Recorder.status()."""
     of = f"/{s['num_episodes']}" if s["num_episodes"] else ""
     left = f" {s['remaining_s']:5.1f} s left" if s["remaining_s"] >= 0 else f" {s['elapsed_s']:5.1f} s"
+    fault = f" | POLICY FAULT: {s['fault']}" if s.get("fault") else ""  # latched until ~/enable re-arms it
     return (
         f"episode {s['episode_index']}{of} {s['state_name']:<9}{left} | frames {s['frames']:5d} | "
-        f"saved {s['episodes_saved']} | → save  ← re-record  esc stop"
+        f"saved {s['episodes_saved']} | → save  ← re-record  esc stop{fault}"
     )

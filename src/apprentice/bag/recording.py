@@ -28,6 +28,7 @@ from apprentice.bag.convert import convert_bag
 from apprentice.bag.convert_cli import open_writer
 from apprentice.bag.errors import BagError
 from apprentice.bag.salvage import is_complete, salvage
+from apprentice.bag.sentry import SentryBuffer
 from apprentice.bag.writer import BagWriter
 from apprentice.contract import Contract, ContractError
 from apprentice.dataset import DatasetError
@@ -57,12 +58,15 @@ class RecordConfig:
     # the session starts once the observations flow and the action topic has a publisher (the policy is
     # loaded), not waiting for an action message that cannot come before the first episode.
     wait_for_action: bool = True
+    # > 0: sentry mode — record continuously into a rolling window of this many seconds and save the
+    # window as an episode only when triggered (stop_episode / the trigger topic); nothing else is saved.
+    sentry_window_s: float = 0.0
     topic_types: dict[str, str] = field(default_factory=dict)  # topic -> type, for extra topics
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         self.bags_dir = Path(self.bags_dir) if self.bags_dir else self.root.with_name(self.root.name + "_bags")
-        for name in ("episode_time_s", "reset_time_s", "warmup_time_s", "num_episodes"):
+        for name in ("episode_time_s", "reset_time_s", "warmup_time_s", "num_episodes", "sentry_window_s"):
             if getattr(self, name) < 0:
                 raise BagError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -100,6 +104,9 @@ class Recorder:
         self._writer: Any = None
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[], None]] = []  # called after every state change
+        self.sentry = SentryBuffer(config.sentry_window_s) if config.sentry_window_s > 0 else None
+        self._trigger = False  # last value of the sentry trigger signal (a rising edge saves)
+        self.fault = ""  # latched fault of the policy driving the episodes ('' = none), shown in the status
 
     # ---- session ------------------------------------------------------------------------------------
     @property
@@ -180,7 +187,7 @@ class Recorder:
     def close(self) -> None:
         """End the session: save the episode being recorded, wait for conversions, finalize the dataset."""
         with self._lock:
-            if self.state == RECORDING:
+            if self.state == RECORDING and self.bag is not None:  # sentry: an untriggered window is dropped
                 self._close_bag(keep=True)
             self._release_held()
             self._set_state(DONE)
@@ -206,7 +213,12 @@ class Recorder:
         """A serialized message arrived (log time = receive time on the node's clock)."""
         self.seen.add(topic)
         with self._lock:
-            if self.state != RECORDING or self.bag is None or topic not in self.topic_types:
+            if self.state != RECORDING or topic not in self.topic_types:
+                return
+            if self.sentry is not None:
+                self.sentry.add(self.bag_names.get(topic, topic), data, log_time_ns)
+                return
+            if self.bag is None:
                 return
             try:
                 self.bag.write(self.bag_names.get(topic, topic), data, log_time_ns)
@@ -225,8 +237,7 @@ class Recorder:
     def tick(self) -> None:
         """Advance timed phases (call a few times per second)."""
         cfg = self.config
-        ready = self.seen if cfg.wait_for_action else self.seen | (self.published & {self.contract.action.topic})
-        if not self._session_started and {s.topic for s in self.contract.specs if s.required} <= ready:
+        if not self._session_started and self._ready_to_start():
             self.start_session()  # data flows on every input: the first episode does not start blind
         with self._lock:
             elapsed = self._clock() - self._state_since
@@ -234,10 +245,31 @@ class Recorder:
                 return  # e.g. the reset service has not answered yet
             if self.state == WARMUP and elapsed >= cfg.warmup_time_s:
                 self._begin_episode()
-            elif self.state == RECORDING and cfg.episode_time_s and elapsed >= cfg.episode_time_s:
+            elif self.state == RECORDING and cfg.episode_time_s and elapsed >= cfg.episode_time_s and not self.sentry:
                 self.stop_episode()
             elif self.state == RESETTING and elapsed >= cfg.reset_time_s and cfg.autostart:
                 self._begin_episode()
+
+    def _ready_to_start(self) -> bool:
+        """Every awaited topic delivered; an action that only flows during episodes (read from the command
+        topic, or `wait_for_action` off) needs a publisher at least — the policy node is up."""
+        action = self.contract.action.topic
+        awaited = self.awaited_topics if self.config.wait_for_action else self.awaited_topics - {action}
+        if action in awaited:
+            return awaited <= self.seen
+        return awaited <= self.seen and action in self.published | self.seen
+
+    @property
+    def awaited_topics(self) -> set[str]:
+        """Required topics the timed session waits for. An action read from the command topic (evaluation /
+        DAgger contracts: the executed command is the action) is left out: the policy node publishes it
+        only while an episode records, so waiting for it would never end."""
+        action = self.contract.action
+        return {
+            s.topic
+            for s in self.contract.specs
+            if s.required and not (s is action and s.topic == self.contract.command_topic)
+        }
 
     # ---- episode controls (services / keys) ---------------------------------------------------------
     def start_episode(self, task: str = "") -> tuple[bool, str, int]:
@@ -249,6 +281,8 @@ class Recorder:
             if self.state in (DONE, ERROR):
                 return False, f"session is {STATES[self.state]}; start a new one", self.episode_index
             self._begin_episode()
+            if self.sentry is not None:
+                return True, f"sentry: keeping the last {self.config.sentry_window_s:g} s", self.episode_index
             return True, f"recording episode {self.episode_index} into {self.bag.path}", self.episode_index  # type: ignore[union-attr]
 
     def stop_episode(self) -> tuple[bool, str]:
@@ -259,6 +293,8 @@ class Recorder:
                 return True, "reset ended early"
             if self.state != RECORDING:
                 return False, f"not recording (state {STATES[self.state]})"
+            if self.sentry is not None:
+                return self._save_sentry()
             done = self.config.num_episodes and self.episodes_recorded + 1 >= self.config.num_episodes
             resetting = self.config.autostart and not done
             bag = self._close_bag(keep=True, hold=resetting)
@@ -280,6 +316,9 @@ class Recorder:
                 return True, f"{bag.name} dropped; it will be recorded again after the reset"
             if self.state != RECORDING:
                 return False, f"nothing to re-record (state {STATES[self.state]}); saved episodes stay"
+            if self.sentry is not None:
+                self.sentry.clear()
+                return True, "sentry window dropped"
             self._close_bag(keep=False)
             self._set_state(RESETTING if self.config.autostart else IDLE)
             return True, "episode dropped; it will be recorded again"
@@ -288,6 +327,9 @@ class Recorder:
         with self._lock:
             if self.state != RECORDING:
                 return False, f"not recording (state {STATES[self.state]})"
+            if self.sentry is not None:
+                self.sentry.clear()
+                return True, "sentry window dropped"
             self._close_bag(keep=False)
             self._set_state(IDLE)
             return True, "episode discarded"
@@ -295,10 +337,35 @@ class Recorder:
     def stop_session(self) -> None:
         """Escape: save the current episode (as lerobot does) and finish."""
         with self._lock:
-            if self.state == RECORDING:
+            if self.state == RECORDING and self.bag is not None:  # sentry: an untriggered window is dropped
                 self._close_bag(keep=True)
             self._release_held()
             self._set_state(DONE)
+
+    def trigger(self, value: bool) -> tuple[bool, str] | None:
+        """The sentry trigger signal (e.g. a success topic): its rising edge saves the window."""
+        rising = value and not self._trigger
+        self._trigger = value
+        if not rising or self.sentry is None:
+            return None
+        return self.stop_episode()
+
+    def _save_sentry(self) -> tuple[bool, str]:
+        """The buffered window -> one bag -> the converter; recording goes on into an empty window."""
+        assert self.sentry is not None
+        primary = self.bag_names.get(self.contract.primary.topic, self.contract.primary.topic)
+        if self.sentry.count(primary) < 2:
+            return False, f"sentry: nothing buffered on {primary} yet; no episode saved"
+        messages = self.sentry.drain()
+        self._open_bag()
+        assert self.bag is not None
+        for m in messages:
+            self.bag.write(m.topic, m.data, m.log_time_ns)
+        self.frames = sum(1 for m in messages if m.topic == primary)
+        bag = self._close_bag(keep=True)
+        done = self.config.num_episodes and self.episodes_recorded >= self.config.num_episodes
+        self._set_state(DONE if done else RECORDING)
+        return True, f"saved the last {self.config.sentry_window_s:g} s as {bag.name}; converting in the background"
 
     # ---- internals ----------------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
@@ -308,7 +375,10 @@ class Recorder:
 
     def _begin_episode(self) -> None:
         self._release_held()
-        self._open_bag()
+        if self.sentry is not None:
+            self.sentry.clear()
+        else:
+            self._open_bag()
         self._set_state(RECORDING)
 
     def _open_bag(self) -> None:
@@ -406,10 +476,16 @@ class Recorder:
                 "episodes_saved": self.episodes_saved,
                 "elapsed_s": float(elapsed),
                 "remaining_s": float(max(0.0, total - elapsed)) if total else -1.0,
-                "frames": self.frames,
+                "frames": self._frames_now(),
                 "dropped_ticks": self.dropped_ticks,
                 "task": self.task,
                 "bag_path": str(self.bag.path) if self.bag else "",
                 "dataset_root": str(cfg.root),
                 "message": self.message,
+                "fault": self.fault,
             }
+
+    def _frames_now(self) -> int:
+        if self.sentry is not None and self.state == RECORDING:
+            return self.sentry.count(self.bag_names.get(self.contract.primary.topic, self.contract.primary.topic))
+        return self.frames

@@ -12,6 +12,7 @@ from typing import Any
 from apprentice.deploy import DeployError
 from apprentice.deploy.runtime import RuntimeConfig
 from apprentice.deploy.safety import SafetyLimits
+from apprentice.deploy.takeover import TakeoverConfig
 
 
 def _param(default: object, help: str) -> Any:
@@ -57,12 +58,23 @@ class PolicyNodeParams:
     eval_shutdown_when_done: bool = _param(True, "evaluation: exit once the episodes are done")
     follow_recorder: bool = _param(False, "drive only while the recorder records (hardware evaluation)")
     recorder_status_topic: str = _param("recorder/status", "with follow_recorder: the recorder's status topic")
+    takeover_threshold: float = _param(
+        0.0, "human takeover (DAgger): leader motion beyond this (rad, any joint) hands the arm to the operator; "
+        "0 = only the ~/takeover service"
+    )
+    takeover_leader_topic: str = _param(
+        "leader/joint_states", "takeover: the leader's sensor_msgs/JointState (radians, matched by name)"
+    )
+    intervention_topic: str = _param("intervention", "std_msgs/Bool every tick: true while a person drives")
 
     @classmethod
     def defaults(cls) -> dict[str, object]:
         """{name: default} for declaring the ROS parameters."""
         instance = cls()
         return {f.name: getattr(instance, f.name) for f in fields(cls)}
+
+    def takeover_config(self, leader_max_age_s: float) -> TakeoverConfig:
+        return TakeoverConfig(threshold_rad=self.takeover_threshold, max_age_s=leader_max_age_s)
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(

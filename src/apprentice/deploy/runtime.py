@@ -168,6 +168,27 @@ class PolicyRuntime:
         obs["task"] = [self.task]
         return obs
 
+    def warmup(self) -> float:
+        """One inference on a blank observation before the first episode; returns its seconds.
+
+        A model's first call is its slowest (allocations, kernel selection, CUDA context: seconds on a
+        busy machine) and the action watchdog latches on a slow inference — so it is paid here, not by
+        the first episode's watchdog."""
+        blank = {
+            s.key: np.zeros(s.shape, np.uint8 if s.is_image else np.float32) for s in self.observation_specs
+        }
+        started = time.perf_counter()
+        observation = self.build_observation(blank)
+        if self.scheduler is None:
+            import torch
+
+            with torch.inference_mode():
+                self.policy.select_action(observation)
+        else:
+            self._predict_chunk(observation)
+        self.reset()
+        return time.perf_counter() - started
+
     def _predict_chunk(self, observation: dict[str, Any]) -> np.ndarray:
         import torch
 
@@ -179,11 +200,30 @@ class PolicyRuntime:
     def enable(self, on: bool) -> None:
         """Start (fresh policy state, watchdog re-armed: also clears a trip) or stop commanding."""
         if on:
-            self.reset()
             self.watchdog.rearm(self._clock())
-            self.loop.restart()
-            self._tick_origin_ns, self._last_index = None, -1
+            self._restart()
         self.enabled = on
+
+    def start_episode(self) -> None:
+        """Start commanding with a fresh policy state, like enable(True), but a latched watchdog trip stays:
+        a new episode must not re-arm a fault a person has not looked at (only enable(True) clears it)."""
+        self.watchdog.resume(self._clock())
+        self._restart()
+        self.enabled = True
+
+    def rearm(self) -> None:
+        """Clear a latched trip without starting to command (the operator re-arms between episodes)."""
+        self.watchdog.rearm(self._clock())
+
+    @property
+    def fault(self) -> str:
+        """The latched watchdog trip, '' when armed."""
+        return str(self.watchdog.tripped) if self.watchdog.tripped is not None else ""
+
+    def _restart(self) -> None:
+        self.reset()
+        self.loop.restart()
+        self._tick_origin_ns, self._last_index = None, -1
 
     def reset(self) -> None:
         """New episode: drop queued actions and the policy's internal state."""
@@ -245,6 +285,20 @@ class PolicyRuntime:
         command = np.asarray(self.contract.action.encode_values(np.asarray(action, np.float32))["positions"])
         command, report = self.safety.apply(command.astype(np.float64), measured)
         return TickOutcome(command, "ok", obs_stamp, report)
+
+    def relay(self, tick_ns: int, target: np.ndarray) -> TickOutcome:
+        """A person's command (human takeover: the leader arm's joint targets, command units, action order)
+        through the same safety filter as the policy's: limits, and the relative clamp against the
+        measured position, so a leader far from the follower moves it at bounded speed."""
+        sample = self.sampler.sample(tick_ns)
+        if sample is None:
+            stale = self.sampler.stale_keys(tick_ns)
+            return TickOutcome(None, f"stale: {', '.join(stale) or 'no observation yet'}")
+        measured = self._measured(sample)
+        if measured is not None and not np.all(np.isfinite(measured)):
+            return TickOutcome(None, "stale: observation.state is not finite")
+        command, report = self.safety.apply(np.asarray(target, np.float64), measured)
+        return TickOutcome(command, "ok", min(self.sampler.sampled_stamps.values()), report)
 
     def _tick_index(self, tick_ns: int) -> int:
         """Control tick number since enable: planned actions are keyed by it. Counted from the first tick,

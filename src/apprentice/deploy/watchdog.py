@@ -3,7 +3,8 @@
 Each monitored source is fed when it makes progress (a fresh observation, a finished inference, a
 control tick). If any source is silent for longer than its timeout while the policy is commanding,
 the watchdog trips and latches: a stalled camera or a model that hangs must not resume driving the
-arm by itself half a second later. `rearm()` (the enable service) clears it.
+arm by itself half a second later, nor when the next episode starts (`resume()` keeps the trip).
+`rearm()` (the enable service: an operator's decision) clears it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class Watchdog:
     def rearm(self, now_ns: int) -> None:
         """Clear a trip and restart every timer from ``now_ns``."""
         self.tripped = None
+        for source in self._last_ns:
+            self._last_ns[source] = now_ns
+
+    def resume(self, now_ns: int) -> None:
+        """Restart every timer from ``now_ns`` (a new episode, a hand-back) but keep a latched trip:
+        only rearm() — a person's decision — clears it."""
         for source in self._last_ns:
             self._last_ns[source] = now_ns
 

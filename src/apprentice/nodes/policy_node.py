@@ -10,6 +10,9 @@ contract's command topic (Float64MultiArray or JointTrajectory). All the logic l
 `apprentice.deploy.PolicyRuntime`; this node only wires topics, timers and services to it.
 Optional evaluation mode runs N episodes through a reset service and a success topic and writes
 eval_info.json; with `follow_recorder` it drives while the recorder records (hardware evaluation).
+Who commands each tick — the policy, a person taking over with the leader arm (`~/takeover`, or
+leader motion beyond `takeover_threshold`), or nobody — is `apprentice.deploy.rollout.Rollout`'s call;
+the node publishes the intervention flag on `intervention` and the latched watchdog fault on `~/fault`.
 """
 
 from __future__ import annotations
@@ -24,15 +27,27 @@ import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from std_msgs.msg import Bool, Float64MultiArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from apprentice.contract import COMMAND_TYPES, IMAGE_TYPES, TRAJECTORY, ContractError, load_contract, normalize_type
+from apprentice.contract import (
+    COMMAND_TYPES,
+    IMAGE_TYPES,
+    JOINT_STATE,
+    TRAJECTORY,
+    ContractError,
+    FeatureSpec,
+    load_contract,
+    normalize_type,
+)
 from apprentice.deploy import DeployError, EvalBook
 from apprentice.deploy.params import PolicyNodeParams
+from apprentice.deploy.rollout import Rollout
 from apprentice.deploy.runtime import PolicyRuntime
+from apprentice.deploy.takeover import Takeover
 from apprentice.nodes.params import dataclass_parameters, declare_parameters, node_help
 from apprentice.nodes.runtime import message_class, run_node
 from apprentice.policies import PolicyError
@@ -65,6 +80,7 @@ class PolicyNode(Node):
         limits = p.safety_limits(list(self.contract.action.names))
         config = p.runtime_config()
         self.runtime = PolicyRuntime(policy, self.contract, config, limits)
+        self.get_logger().info(f"warm-up inference: {self.runtime.warmup() * 1e3:.0f} ms")
         self.params = p
         self.bad_messages: dict[str, int] = {}
 
@@ -84,6 +100,7 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(msg_cls, self.command_topic, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        self._init_rollout(p)
         self.timer = self.create_timer(1.0 / self.runtime.fps, self._on_tick)
         self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.last_reason = ""
@@ -95,12 +112,10 @@ class PolicyNode(Node):
         elif p.follow_recorder:
             if EpisodeStatus is None:
                 raise DeployError("follow_recorder needs apprentice.msg (source the colcon install)")
-            from rclpy.qos import DurabilityPolicy
-
             latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self.create_subscription(EpisodeStatus, p.recorder_status_topic, self._on_recorder, latched)
         if p.enabled and self.eval is None:
-            self.runtime.enable(True)
+            self.rollout.on_enable(True)
         self.get_logger().info(
             f"policy {policy.config.type} from {p.policy_path} on {device}; {self.runtime.fps:g} Hz, "
             f"mode {config.mode}; commands on '{self.command_topic}' ({self.command_type}); "
@@ -121,27 +136,89 @@ class PolicyNode(Node):
             return
         self.runtime.push(spec.key, stamp, value)
 
+    def _init_rollout(self, p: PolicyNodeParams) -> None:
+        """Takeover, intervention flag and latched-fault wiring (see apprentice.deploy.rollout)."""
+        takeover = Takeover(p.takeover_config(self.contract.action.max_age_s))
+        self.rollout = Rollout(self.runtime, takeover, follow_recorder=p.follow_recorder)
+        # The leader's targets in command units (radians), in the action's joint order.
+        self.leader_spec = FeatureSpec(
+            key="action", topic=p.takeover_leader_topic, msg_type=JOINT_STATE, names=list(self.runtime.action_names)
+        )
+        latest = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(JointState, p.takeover_leader_topic, self._on_leader, latest)
+        self.create_service(SetBool, "~/takeover", self._on_takeover)
+        self.intervention_pub = self.create_publisher(Bool, p.intervention_topic, 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.fault_pub = self.create_publisher(String, "~/fault", latched)
+        self.published_fault: str | None = None
+
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.runtime.enable(bool(request.data))
+        response.message = self.rollout.on_enable(bool(request.data))
         response.success = True
-        response.message = "enabled" if request.data else "disabled"
         self.get_logger().info(f"policy {response.message} by service call")
+        self._publish_fault()
         return response
+
+    def _on_takeover(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        response.success, response.message = self.rollout.on_takeover(bool(request.data))
+        self.get_logger().info(f"~/takeover {bool(request.data)}: {response.message}")
+        return response
+
+    def _on_leader(self, msg: JointState) -> None:
+        try:
+            positions = self.leader_spec.decode(msg)
+        except ContractError as exc:
+            self.get_logger().error(f"{self.leader_spec.topic}: {exc}", throttle_duration_sec=2.0)
+            return
+        stamp = self.leader_spec.stamp_ns(msg) or self.get_clock().now().nanoseconds
+        started = self.rollout.on_leader(stamp, positions)
+        if started:
+            self.get_logger().warning(f"human takeover: {started}; ~/takeover false hands back to the policy")
+
+    def _publish_fault(self) -> None:
+        """The latched watchdog fault on ~/fault (transient local: the recorder shows it), at each change."""
+        fault = self.runtime.fault
+        if fault != self.published_fault:
+            self.fault_pub.publish(String(data=fault))
+            self.published_fault = fault
+
+    def _check_command_topic(self) -> None:
+        """Two nodes commanding one arm fight: with the recorder (a teleop node is likely around), a second
+        publisher on the command topic stops this node commanding until it goes away."""
+        if not self.params.follow_recorder:
+            return
+        others = self.count_publishers(self.command_topic) - 1
+        conflict = (
+            f"{others} other publisher(s) on {self.command_topic}; run the teleop node with "
+            "forward_commands:=false so that only this node commands the arm"
+            if others > 0
+            else ""
+        )
+        if conflict != self.rollout.conflict:
+            if conflict:  # rclpy fixes a logger call site's severity: one call per severity
+                self.get_logger().error(conflict)
+            else:
+                self.get_logger().info(f"{self.command_topic}: this node is its only publisher again")
+            self.rollout.conflict = conflict
 
     # -- control loop --------------------------------------------------------------------------------
     def _on_tick(self) -> None:
         now = self.get_clock().now().nanoseconds
         if self.eval is not None:
             self._evaluation_tick(now)
-        outcome = self.runtime.step(now)
+        tick = self.rollout.step(now)
+        outcome = tick.outcome
+        # The flag goes out before the command it describes: both are sampled by receive time.
+        self.intervention_pub.publish(Bool(data=tick.intervention))
         if outcome.command is not None:
             self._publish_command(outcome.command)
             self.runtime.record_publish(outcome, self.get_clock().now().nanoseconds)
+        self._publish_fault()
         if self.book.running:
             self.book.record_tick(outcome.command is not None)
         if outcome.reason != self.last_reason:
             # rclpy fixes the severity per call site, hence two calls.
-            if outcome.reason in ("ok", "disabled"):
+            if outcome.reason in ("ok", "disabled", "takeover"):
                 self.get_logger().info(f"policy: {outcome.reason}")
             else:
                 self.get_logger().warning(f"policy: {outcome.reason}")
@@ -161,14 +238,19 @@ class PolicyNode(Node):
         self.command_pub.publish(msg)
 
     def _publish_diagnostics(self) -> None:
+        self._check_command_topic()
         values = self.runtime.diagnostics()
+        values.update(takeover=str(self.rollout.takeover.active), takeovers=float(self.rollout.takeover.takeovers))
         values.update({f"dropped_messages {topic}": float(n) for topic, n in self.bad_messages.items()})
         status = DiagnosticStatus(name=f"{self.get_name()}: policy inference", hardware_id=self.command_topic)
         reason = self.last_reason
-        status.level = DiagnosticStatus.OK if reason in ("ok", "disabled", "") else DiagnosticStatus.WARN
+        status.level = DiagnosticStatus.OK if reason in ("ok", "disabled", "takeover", "") else DiagnosticStatus.WARN
         if reason.startswith("watchdog"):
             status.level = DiagnosticStatus.ERROR
         status.message = reason or "starting"
+        if self.runtime.fault:  # latched: stays ERROR between episodes too, until ~/enable true
+            status.level = DiagnosticStatus.ERROR
+            status.message = f"watchdog latched: {self.runtime.fault}; call ~/enable true to re-arm"
         status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -248,12 +330,14 @@ class PolicyNode(Node):
     # -- hardware evaluation: follow the recorder's episodes ------------------------------------------
     def _on_recorder(self, msg: Any) -> None:
         recording = msg.state == msg.RECORDING
-        if recording and not self.runtime.enabled:
-            self.runtime.enable(True)  # resets the policy: a new episode starts from a clean queue
-            self.get_logger().info(f"recorder episode {msg.episode_index}: policy driving")
-        elif not recording and self.runtime.enabled:
-            self.runtime.enable(False)
-            self.get_logger().info(f"recorder {msg.state_name.lower()}: policy holding")
+        if recording and not self.rollout.recording:
+            self._check_command_topic()
+        line = self.rollout.on_recorder(recording, msg.episode_index)
+        if line is not None:
+            if self.runtime.fault:  # one call site per severity (rclpy)
+                self.get_logger().warning(line)
+            else:
+                self.get_logger().info(line)
 
     def close(self) -> None:
         self.runtime.close()

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--services_only", action="store_true", help="do not run timed episodes; wait for recorder/* service calls"
     )
     parser.add_argument(
+        "--sentry_window_s",
+        type=float,
+        default=0.0,
+        help="sentry mode: keep the last N s, save them only on a trigger (→, recorder/stop_episode, topic)",
+    )
+    parser.add_argument("--sentry_trigger_topic", default="", help="std_msgs/Bool; a rising edge saves (sentry)")
+    parser.add_argument(
         "-p",
         "--policy.path",
         "--pretrained-policy-name-or-path",
@@ -186,6 +193,8 @@ def parse_record_args(argv: Sequence[str]) -> RecordRun:
         "resume": args.resume,
         "autostart": not args.services_only,
         "exit_when_done": not args.services_only,
+        "sentry_window_s": args.sentry_window_s,
+        "sentry_trigger_topic": args.sentry_trigger_topic,
     }
     if args.topics:
         parameters["extra_topics"] = list(args.topics)

@@ -22,6 +22,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from apprentice.bag.errors import BagError
@@ -54,6 +55,10 @@ PARAMETERS = (
     Param("exit_when_done", False, "exit once num_episodes are saved and converted"),
     Param("reset_service", "", "std_srvs/Trigger called as each warm-up/reset begins (e.g. sim/reset)"),
     Param("wait_for_action", True, "start only once the action topic delivers; false: once it has a publisher"),
+    Param("sentry_window_s", _DEFAULTS.sentry_window_s,
+          "> 0: sentry mode: keep the last N s, save them as an episode only when triggered"),
+    Param("sentry_trigger_topic", "", "sentry: std_msgs/Bool whose rising edge saves the window"),
+    Param("fault_topic", "policy_node/fault", "the policy node's latched fault (std_msgs/String), shown in the status"),
 )
 
 
@@ -78,6 +83,7 @@ class RecorderNode(Node):
             vcodec=str(p["vcodec"]),
             compression=str(p["compression"]),
             wait_for_action=bool(p["wait_for_action"]),
+            sentry_window_s=float(p["sentry_window_s"]),
         )
         self.recorder = Recorder(config, self.contract)
         self.extra = [
@@ -107,6 +113,11 @@ class RecorderNode(Node):
         for note in self.recorder.open():
             self.get_logger().warning(note)
         self._subscribe_when_published()
+        if p["sentry_trigger_topic"]:
+            self.create_subscription(Bool, p["sentry_trigger_topic"], self._on_sentry_trigger, 10)
+        if p["fault_topic"]:  # the policy node's latched watchdog fault, shown in the status
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.create_subscription(String, p["fault_topic"], self._on_fault, latched)
         self.create_timer(0.05, self._on_tick)
         self.create_timer(0.5, self._on_status_timer)
         self.tty = sys.stderr.isatty()
@@ -140,6 +151,22 @@ class RecorderNode(Node):
         if missing and not self._warned_waiting:
             self.get_logger().info(f"waiting for publishers on {missing} before the first episode")
             self._warned_waiting = True
+
+    def _on_sentry_trigger(self, msg: Bool) -> None:
+        result = self.recorder.trigger(bool(msg.data))
+        if result is not None and result[0]:  # one call site per severity (rclpy)
+            self.get_logger().info(f"sentry trigger: {result[1]}")
+        elif result is not None:
+            self.get_logger().warning(f"sentry trigger: {result[1]}")
+
+    def _on_fault(self, msg: String) -> None:
+        if msg.data != self.recorder.fault:
+            self.recorder.fault = msg.data
+            if msg.data:
+                self.get_logger().error(f"policy fault (latched until re-armed): {msg.data}")
+            else:
+                self.get_logger().info("policy re-armed")
+            self._publish_status()
 
     def _on_message(self, topic: str, data: bytes) -> None:
         self.recorder.on_message(topic, data, self.get_clock().now().nanoseconds)

@@ -2,7 +2,8 @@
 
 Publishes the leader's joints on `leader/joint_states` (sensor_msgs/JointState, radians, stamped at read
 time: the recorder's `action` source) and the same targets on `<controller>/commands`
-(std_msgs/Float64MultiArray) for the follower's driver node. `leader_port:=virtual` with
+(std_msgs/Float64MultiArray) for the follower's driver node — unless `forward_commands:=false`: then a
+policy node with human takeover is the arm's one commander and relays the leader itself. `leader_port:=virtual` with
 `leader_virtual_motion:=sine` gives a leader that sways on its own (no hardware).
 """
 
@@ -33,6 +34,8 @@ PARAMETERS = (
     Param("controller", "forward_position_controller", "command the follower on <controller>/commands"),
     Param("torque_off_on_error", True, "release the leader's torque when its bus fails"),
     Param("num_retry", 3, "retries of a failed bus transaction"),
+    Param("forward_commands", True, "command the follower; false: only publish leader/joint_states (the policy "
+          "node drives, e.g. during DAgger takeover)"),
 )
 
 
@@ -56,7 +59,9 @@ class TeleopNode(Node):
         self._rate_t0 = time.monotonic()
         controller = self.get_parameter("controller").value
         self.leader_pub = self.create_publisher(JointState, "leader/joint_states", 10)
-        self.command_pub = self.create_publisher(Float64MultiArray, f"{controller}/commands", 10)
+        # No publisher at all when not forwarding: the policy node counts publishers on the command topic.
+        forward = bool(self.get_parameter("forward_commands").value)
+        self.command_pub = self.create_publisher(Float64MultiArray, f"{controller}/commands", 10) if forward else None
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.create_timer(1.0 / float(self.get_parameter("fps").value), self._tick)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
@@ -75,7 +80,8 @@ class TeleopNode(Node):
         state = JointState(name=self.source.joint_names, position=targets.tolist())
         state.header.stamp = stamp
         publish(self, self.leader_pub, state)
-        publish(self, self.command_pub, Float64MultiArray(data=targets.tolist()))
+        if self.command_pub is not None:
+            publish(self, self.command_pub, Float64MultiArray(data=targets.tolist()))
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
