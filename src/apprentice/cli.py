@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("apprentice.sim.cli", "simulated tasks: `sim record` scripted demonstrations"),
     "eval": ("apprentice.sim.eval_cli", "evaluate a policy in simulation (success rate, rewards, videos)"),
     "infer": ("apprentice.nodes.policy_node", "run a trained policy on a ROS 2 robot"),
+    "policy-server": ("apprentice.deploy.remote.cli", "serve a checkpoint to policy nodes on other machines (gRPC)"),
     "demo": ("apprentice.demo", "the whole loop on the simulated robot: teleop → record → train → deploy"),
 }
 

@@ -7,6 +7,7 @@ parameter files (config/infer.yaml, config/sim_demo.yaml) and `apprentice infer`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from apprentice.deploy import DeployError
 from apprentice.deploy.runtime import RuntimeConfig
@@ -47,6 +48,16 @@ class PolicyNodeParams:
     eval_shutdown_when_done: bool = True
     follow_recorder: bool = False  # drive only while the recorder records (hardware evaluation)
     recorder_status_topic: str = "recorder/status"
+    # Remote inference: the model runs in `apprentice policy-server` at this host:port (policy_path unused).
+    server: str = ""  # "" = load policy_path and run it here
+    server_token_file: str = ""  # file holding the server's access token (first line)
+    server_token: str = ""  # the token itself (prefer server_token_file: parameters are readable by anyone)
+    server_tls_ca: str = ""  # PEM file to trust (the server's certificate or CA): connect over TLS
+    server_tls_name: str = ""  # the name in the server's certificate when it is not the host in `server`
+    server_timeout_s: float = 1.0  # one chunk taking longer is a fault: the watchdog holds
+    server_connect_timeout_s: float = 10.0  # at start-up, wait this long for the server
+    server_image_codec: str = "jpeg"  # jpeg | png | raw
+    server_jpeg_quality: int = 90
 
     @classmethod
     def defaults(cls) -> dict[str, object]:
@@ -64,6 +75,22 @@ class PolicyNodeParams:
             lookahead=self.lookahead if self.lookahead >= 0 else None,
             input_timeout_s=self.input_timeout_s,
             action_timeout_s=self.action_timeout_s,
+        )
+
+    def client_config(self) -> Any:
+        """The remote policy client's settings (`server` must be set)."""
+        from apprentice.deploy.remote import read_token
+        from apprentice.deploy.remote.client import ClientConfig
+
+        return ClientConfig(
+            server=self.server,
+            token=read_token(self.server_token, self.server_token_file, flag="server_token_file"),
+            tls_ca=self.server_tls_ca,
+            tls_server_name=self.server_tls_name,
+            timeout_s=self.server_timeout_s,
+            connect_timeout_s=self.server_connect_timeout_s,
+            image_codec=self.server_image_codec,
+            jpeg_quality=self.server_jpeg_quality,
         )
 
     def safety_limits(self, names: list[str]) -> SafetyLimits:

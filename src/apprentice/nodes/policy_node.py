@@ -55,8 +55,11 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = self._declare_parameters()
-        if not p.policy_path:
-            raise DeployError("parameter policy_path is empty: pass -p policy_path:=<.../pretrained_model>")
+        if not p.policy_path and not p.server:
+            raise DeployError(
+                "parameter policy_path is empty: pass -p policy_path:=<.../pretrained_model> "
+                "(or -p server:=host:port for a policy server)"
+            )
         self.contract = load_contract(p.contract)
         import torch
 
@@ -66,8 +69,13 @@ class PolicyNode(Node):
         # chunk, two threads competing with the sim and the ROS executor 560 ms.
         threads = p.torch_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         torch.set_num_threads(threads)
-        device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        policy = load_policy(p.policy_path, device=device)
+        if p.server:  # the model runs on the server; observations and chunks cross the network
+            from apprentice.deploy.remote.client import RemotePolicy
+
+            policy, device = RemotePolicy(self.contract, p.client_config()), f"server {p.server}"
+        else:
+            device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            policy = load_policy(p.policy_path, device=device)
         limits = p.safety_limits(list(self.contract.action.names))
         config = p.runtime_config()
         self.runtime = PolicyRuntime(policy, self.contract, config, limits)
@@ -108,7 +116,8 @@ class PolicyNode(Node):
         if p.enabled and self.eval is None:
             self.runtime.enable(True)
         self.get_logger().info(
-            f"policy {policy.config.type} from {p.policy_path} on {device}; {self.runtime.fps:g} Hz, "
+            f"policy {policy.config.type} from {p.policy_path or policy.config.path} on {device}; "
+            f"{self.runtime.fps:g} Hz, "
             f"mode {config.mode}; commands on '{self.command_topic}' ({self.command_type}); "
             + ("enabled" if self.runtime.enabled else "disabled: call ~/enable (std_srvs/SetBool) to start")
         )
@@ -279,6 +288,9 @@ def _ros_args(argv: Sequence[str]) -> list[str]:
     # they win over --params-file and nothing else does.
     parser.add_argument("--contract", help="contract YAML or a name in config/contracts/ (node default: sim_reach)")
     parser.add_argument("--device", help="cpu | cuda | auto (node default: auto)")
+    parser.add_argument("--server", help="host:port of an `apprentice policy-server` (instead of --policy.path)")
+    parser.add_argument("--server-token-file", help="file holding the policy server's access token")
+    parser.add_argument("--server-tls-ca", help="PEM file to trust: connect to the policy server over TLS")
     parser.add_argument("--task", help="language instruction (default: the contract's task)")
     parser.add_argument("--mode", choices=["sync", "async", "ensemble", "policy"], help="node default: sync")
     parser.add_argument("--n-action-steps", type=int)
@@ -292,10 +304,13 @@ def _ros_args(argv: Sequence[str]) -> list[str]:
     parser.add_argument("--eval-output")
     parser.add_argument("--params-file", help="ROS parameters YAML (e.g. config/infer.yaml)")
     args, rest = parser.parse_known_args(list(argv))
-    if args.policy_path is None and args.params_file is None:
-        parser.error("--policy.path is required (or a --params-file that sets policy_path)")
+    if args.policy_path is None and args.params_file is None and args.server is None:
+        parser.error("--policy.path is required (or --server, or a --params-file that sets policy_path)")
     values = {
         "policy_path": args.policy_path,
+        "server": args.server,
+        "server_token_file": None if args.server_token_file is None else os.path.abspath(args.server_token_file),
+        "server_tls_ca": None if args.server_tls_ca is None else os.path.abspath(args.server_tls_ca),
         "contract": args.contract,
         "device": args.device,
         "task": args.task,
