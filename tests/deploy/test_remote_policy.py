@@ -246,6 +246,49 @@ def test_tls_with_token(policy, contract, tmp_path: Path) -> None:
         srv.stop(0)
 
 
+def wait_connected(remote: RemotePolicy, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not remote.connected:
+        assert time.monotonic() < deadline, remote.last_error
+        time.sleep(0.05)
+
+
+def test_a_restarted_server_is_checked_again_before_its_chunks_are_used(policy, contract, tmp_path: Path) -> None:
+    from conftest import write_tiny_act
+
+    first = PolicyServer(policy, ServerConfig(port=0, token=TOKEN))
+    port = first.start()
+    remote = client(contract, port)
+    obs = PolicyRuntime(remote, contract).build_observation(sample())
+    try:
+        assert remote.predict_chunk(obs)[0].shape == (10, 6)
+        first.stop(0)
+        # Restarted on the same port with a checkpoint for another robot: refused on reconnect, never used.
+        other = load_policy(write_tiny_act(tmp_path, "so101_two_cameras"))
+        wrong = PolicyServer(other, ServerConfig(port=port, token=TOKEN))
+        wrong.start()
+        with pytest.raises(DeployError, match=r"lost|restarted"):
+            remote.predict_chunk(obs)
+        deadline = time.monotonic() + 20
+        while "feature mismatch" not in remote.last_error:
+            assert time.monotonic() < deadline, remote.last_error
+            time.sleep(0.05)
+        assert not remote.connected
+        with pytest.raises(DeployError, match=r"not connected .*feature mismatch"):
+            remote.predict_chunk(obs)
+        wrong.stop(0)
+        right = PolicyServer(policy, ServerConfig(port=port, token=TOKEN))
+        right.start()
+        try:
+            wait_connected(remote)
+            assert remote.server_id == right.server_id
+            assert remote.predict_chunk(obs)[0].shape == (10, 6)
+        finally:
+            right.stop(0)
+    finally:
+        remote.close()
+
+
 def test_server_config_refuses_an_open_port_without_a_token() -> None:
     with pytest.raises(DeployError, match="without an access token"):
         ServerConfig(host="0.0.0.0")
@@ -290,10 +333,7 @@ def test_server_killed_mid_episode_holds_reconnects_and_resumes(tiny_act: Path, 
         assert not remote.connected
 
         server = start_server(tiny_act, port, token_file)
-        deadline = time.monotonic() + 20
-        while not remote.connected:  # reconnected in the background, features checked again
-            assert time.monotonic() < deadline, remote.last_error
-            time.sleep(0.05)
+        wait_connected(remote)  # reconnected in the background, features checked again
         assert remote.stats.reconnects == 1
         latched = drive(rt, 0.5, 20)
         assert all(o.command is None for o in latched), "a tripped watchdog must not resume by itself"

@@ -226,8 +226,8 @@ class RemotePolicy:
                 codecs[key] = self.options.image_codec
             arrays[key] = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
         task = obs.get("task") or [""]
-        header = {"type": "observation", "tick": obs.get(OBS_TICK), "stamp_ns": obs.get(OBS_STAMP),
-                  "task": task[0] if isinstance(task, list | tuple) else str(task)}
+        header = {"type": "observation", "server_id": self.server_id, "tick": obs.get(OBS_TICK),
+                  "stamp_ns": obs.get(OBS_STAMP), "task": task[0] if isinstance(task, list | tuple) else str(task)}
         return encode_frame(header, arrays, codecs, self.options.jpeg_quality)
 
     def predict_chunk(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -247,6 +247,10 @@ class RemotePolicy:
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DeployError(f"policy server {target} sent no chunk within {self.options.timeout_s:g} s "
                                   "(server_timeout_s); holding") from exc
+            if code == grpc.StatusCode.FAILED_PRECONDITION:  # a restarted server: check it again
+                self._lost(_rpc_error(exc))
+                raise DeployError(f"policy server {target} restarted; re-checking protocol and features "
+                                  "before using it") from exc
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
                 self._lost(_rpc_error(exc))
                 raise DeployError(f"policy server {target} lost ({_rpc_error(exc)}); holding, reconnecting") from exc

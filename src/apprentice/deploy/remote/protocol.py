@@ -9,8 +9,10 @@ returning one `wire` frame (raw bytes: no protobuf, no generated code):
   path, chunk_size, n_action_steps, temporal_ensemble_coeff, input_features, output_features), or
   refuses with FAILED_PRECONDITION and a message naming every mismatch (protocol version, missing
   feature, shape, action size).
-- ``Predict``: ``{"type": "observation", "tick", "stamp_ns", "task"}`` plus one array per input
-  feature (images as JPEG/PNG, see `wire`). The answer ``{"type": "chunk", "tick", "stamp_ns",
+- ``Predict``: ``{"type": "observation", "server_id", "tick", "stamp_ns", "task"}`` plus one array per
+  input feature (images as JPEG/PNG, see `wire`); ``server_id`` is the one from the Welcome, so a
+  restarted server (new id, maybe another checkpoint) refuses with FAILED_PRECONDITION until the
+  client has said Hello again. The answer ``{"type": "chunk", "tick", "stamp_ns",
   "server_id", "infer_s", "decode_s"}`` plus the array ``action`` (chunk_size, action_dim) float32
   echoes the tick and stamp of the observation it answers.
 

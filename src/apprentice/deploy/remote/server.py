@@ -200,6 +200,11 @@ class PolicyServer:
         started = time.perf_counter()
         header, arrays = self._decode(request, context, "observation")
         decoded = time.perf_counter()
+        if header.get("server_id") != self.server_id:
+            # The client checked its features against another server (this one restarted, maybe with another
+            # checkpoint): it must say Hello again before anything of it is used.
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          "this policy server restarted since the client's Hello: connect again")
         missing = [k for k in self.policy.config.input_features if k not in arrays]
         if missing:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"observation lacks {', '.join(missing)}")
