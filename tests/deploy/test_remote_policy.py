@@ -331,6 +331,9 @@ def test_server_killed_mid_episode_holds_reconnects_and_resumes(tiny_act: Path, 
         reason = during[-1].reason
         assert reason.startswith("watchdog") and "policy server" in reason, reason
         assert not remote.connected
+        rt.enable(True)  # re-armed while the server is still down: trips again at once, with the reason
+        retry = drive(rt, 0.3, 20)
+        assert all(o.command is None for o in retry) and "not connected" in retry[-1].reason, retry[-1].reason
 
         server = start_server(tiny_act, port, token_file)
         wait_connected(remote)  # reconnected in the background, features checked again
