@@ -289,6 +289,11 @@ def test_a_restarted_server_is_checked_again_before_its_chunks_are_used(policy, 
         remote.close()
 
 
+def test_a_port_in_use_is_refused(server, policy) -> None:
+    with pytest.raises(DeployError, match="port in use"):
+        PolicyServer(policy, ServerConfig(port=server.port, token=TOKEN)).start()
+
+
 def test_server_config_refuses_an_open_port_without_a_token() -> None:
     with pytest.raises(DeployError, match="without an access token"):
         ServerConfig(host="0.0.0.0")

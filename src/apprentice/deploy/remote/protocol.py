@@ -43,6 +43,9 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
 ]
 SERVER_OPTIONS = [
+    # gRPC sets SO_REUSEPORT by default: a second server on the port would then silently share the
+    # robot's requests with the first. Off, so it fails to bind instead.
+    ("grpc.so_reuseport", 0),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_permit_without_calls", 1),
