@@ -110,10 +110,6 @@ class PolicyServer:
             self._server.stop(grace_s).wait()
             self._server = None
 
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until the server stops (True) or ``timeout_s`` passes (False)."""
-        return bool(self._server is None or self._server.wait_for_termination(timeout_s) is False)
-
     def warm_up(self) -> float:
         """One inference on a zero observation (CUDA init, kernel selection) so the first real request is fast."""
         config = self.policy.config
