@@ -112,7 +112,7 @@ def test_remote_chunk_matches_local_inference_and_echoes_its_observation(server,
         remote.close()
 
 
-@pytest.mark.parametrize("mode", ["sync", "async", "ensemble"])
+@pytest.mark.parametrize("mode", ["sync", "async", "ensemble", "policy"])
 def test_every_chunking_mode_drives_through_the_server(server, contract, mode: str) -> None:
     remote = client(contract, server.port)
     # The whole chunk per inference: over the network a chunk must outlast the round trip.
