@@ -353,3 +353,28 @@ def test_server_killed_mid_episode_holds_reconnects_and_resumes(tiny_act: Path, 
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=20) == 0, "".join(server.lines)
     assert "stopped after" in "".join(server.lines)
+
+
+def test_a_frozen_server_times_out_and_is_dialled_afresh_when_it_thaws(tiny_act: Path, contract, tmp_path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port = free_port()
+    server = start_server(tiny_act, port, token_file)
+    remote = client(contract, port, timeout_s=0.5)
+    obs = PolicyRuntime(remote, contract).build_observation(sample())
+    try:
+        assert remote.predict_chunk(obs)[0].shape == (10, 6)
+        server.send_signal(signal.SIGSTOP)  # alive, connection open, answering nothing (a hung GPU, a frozen box)
+        with pytest.raises(DeployError, match=r"sent no chunk within 0.5 s"):
+            remote.predict_chunk(obs)
+        assert not remote.connected
+        with pytest.raises(DeployError, match="not connected"):  # no second wait for the timeout
+            remote.predict_chunk(obs)
+        server.send_signal(signal.SIGCONT)
+        wait_connected(remote)
+        assert remote.predict_chunk(obs)[0].shape == (10, 6)
+    finally:
+        server.send_signal(signal.SIGCONT)
+        remote.close()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=20) == 0, "".join(server.lines)

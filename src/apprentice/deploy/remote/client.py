@@ -92,7 +92,6 @@ class RemotePolicy:
     """Connects at construction (a refused or unreachable server raises DeployError) and predicts remotely."""
 
     def __init__(self, contract: Any, options: ClientConfig) -> None:
-        import grpc
 
         self.options = options
         self.contract_name = str(getattr(contract, "source", "") or "")
@@ -103,6 +102,20 @@ class RemotePolicy:
         self._reconnector: threading.Thread | None = None
         self._queue: list[np.ndarray] = []  # select_action's own queue (mode=policy)
         self.last_error = ""
+        self._metadata = ((protocol.TOKEN_HEADER, f"Bearer {options.token}"),) if options.token else ()
+        self._open_channel()
+        try:
+            self.config = self._connect(options.connect_timeout_s)
+        except DeployError:
+            self._channel.close()
+            raise
+        self.server_id = self._server_id
+        self._ready = True
+
+    def _open_channel(self) -> None:
+        import grpc
+
+        options = self.options
         channel_options = [
             *protocol.CHANNEL_OPTIONS,
             # gRPC's own reconnect backoff, shorter than its defaults (1 s doubling to 120 s): a robot
@@ -120,16 +133,8 @@ class RemotePolicy:
             self._channel = grpc.secure_channel(options.server, credentials, options=channel_options)
         else:
             self._channel = grpc.insecure_channel(options.server, options=channel_options)
-        self._metadata = ((protocol.TOKEN_HEADER, f"Bearer {options.token}"),) if options.token else ()
         self._hello_rpc = self._channel.unary_unary(protocol.HELLO)
         self._predict_rpc = self._channel.unary_unary(protocol.PREDICT)
-        try:
-            self.config = self._connect(options.connect_timeout_s)
-        except DeployError:
-            self._channel.close()
-            raise
-        self.server_id = self._server_id
-        self._ready = True
 
     @property
     def device(self) -> str:
@@ -178,16 +183,24 @@ class RemotePolicy:
             output_features=features(policy.get("output_features") or {}),
         )
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, new_channel: bool = False) -> None:
         """Stop using the connection and reconnect in the background (once)."""
         with self._lock:
             self._ready = False
             self.last_error = why
             if self._reconnector is None or not self._reconnector.is_alive():
-                self._reconnector = threading.Thread(target=self._reconnect, name="policy-reconnect", daemon=True)
+                self._reconnector = threading.Thread(
+                    target=self._reconnect, args=(new_channel,), name="policy-reconnect", daemon=True
+                )
                 self._reconnector.start()
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, new_channel: bool) -> None:
+        if new_channel:
+            # After a timeout the connection itself is suspect (a frozen server, a half-open TCP connection
+            # to a machine that vanished): a new channel dials afresh instead of waiting on the old one.
+            old = self._channel
+            self._open_channel()
+            old.close()
         # Hello waits for the channel (gRPC retries the TCP connection with its backoff meanwhile); a refusal
         # (a restarted server with another checkpoint, a changed token) is retried with a backoff of our own,
         # since it lasts until someone fixes the server.
@@ -245,8 +258,9 @@ class RemotePolicy:
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self._lost(f"no chunk within {self.options.timeout_s:g} s", new_channel=True)
                 raise DeployError(f"policy server {target} sent no chunk within {self.options.timeout_s:g} s "
-                                  "(server_timeout_s); holding") from exc
+                                  "(server_timeout_s); holding, reconnecting") from exc
             if code == grpc.StatusCode.FAILED_PRECONDITION:  # a restarted server: check it again
                 self._lost(_rpc_error(exc))
                 raise DeployError(f"policy server {target} restarted; re-checking protocol and features "
@@ -306,6 +320,6 @@ class RemotePolicy:
 
     def close(self) -> None:
         self._closed.set()
-        self._channel.close()
         if self._reconnector is not None:
-            self._reconnector.join(timeout=2.0)
+            self._reconnector.join(timeout=2.0)  # its Hello waits 1 s at most; then no new channel can appear
+        self._channel.close()
