@@ -294,6 +294,19 @@ def test_a_port_in_use_is_refused(server, policy) -> None:
         PolicyServer(policy, ServerConfig(port=server.port, token=TOKEN)).start()
 
 
+def test_node_parameters_build_the_client_and_name_a_bad_token_file(tmp_path: Path) -> None:
+    from apprentice.deploy.params import PolicyNodeParams
+
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    config = PolicyNodeParams(server="gpu-box:50051", server_token_file=str(token_file)).client_config()
+    assert config.token == TOKEN and config.server == "gpu-box:50051" and config.image_codec == "jpeg"
+    with pytest.raises(DeployError, match=r"server_token_file .*nope: No such file"):
+        PolicyNodeParams(server="gpu-box:50051", server_token_file=str(tmp_path / "nope")).client_config()
+    with pytest.raises(DeployError, match="expected host:port"):
+        PolicyNodeParams(server="gpu-box").client_config()
+
+
 def test_server_config_refuses_an_open_port_without_a_token() -> None:
     with pytest.raises(DeployError, match="without an access token"):
         ServerConfig(host="0.0.0.0")
