@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("apprentice.sim.eval_cli", "evaluate a policy in simulation (success rate, rewards, videos)"),
     "infer": ("apprentice.nodes.infer_cli", "run a trained policy on a ROS 2 robot"),
     "view": ("apprentice.nodes.viewer_node", "live Foxglove view (ws://127.0.0.1:8765) of a contract's topics"),
+    "policy-server": ("apprentice.deploy.remote.cli", "serve a checkpoint to policy nodes on other machines (gRPC)"),
     "demo": ("apprentice.demo", "the whole loop on the simulated robot: teleop → record → train → deploy"),
 }
 

@@ -66,6 +66,16 @@ class PolicyNodeParams:
         "leader/joint_states", "takeover: the leader's sensor_msgs/JointState (radians, matched by name)"
     )
     intervention_topic: str = _param("intervention", "std_msgs/Bool every tick: true while a person drives")
+    # Remote inference: the model runs in `apprentice policy-server` at this host:port (policy_path unused).
+    server: str = _param("", "host:port of an `apprentice policy-server`; '' = load policy_path and run it here")
+    server_token_file: str = _param("", "file holding the policy server's access token (first line)")
+    server_token: str = _param("", "the token itself (prefer server_token_file: parameters are readable by anyone)")
+    server_tls_ca: str = _param("", "PEM file to trust (the server's certificate or CA): connect over TLS")
+    server_tls_name: str = _param("", "the name in the server's certificate when it is not the host in `server`")
+    server_timeout_s: float = _param(1.0, "one chunk taking longer is a fault: the watchdog holds")
+    server_connect_timeout_s: float = _param(10.0, "at start-up, wait this long for the policy server")
+    server_image_codec: str = _param("jpeg", "images on the wire to the policy server: jpeg | png | raw")
+    server_jpeg_quality: int = _param(90, "JPEG quality of images sent to the policy server")
 
     @classmethod
     def defaults(cls) -> dict[str, object]:
@@ -86,6 +96,22 @@ class PolicyNodeParams:
             lookahead=self.lookahead if self.lookahead >= 0 else None,
             input_timeout_s=self.input_timeout_s,
             action_timeout_s=self.action_timeout_s,
+        )
+
+    def client_config(self) -> Any:
+        """The remote policy client's settings (`server` must be set)."""
+        from apprentice.deploy.remote import read_token
+        from apprentice.deploy.remote.client import ClientConfig
+
+        return ClientConfig(
+            server=self.server,
+            token=read_token(self.server_token, self.server_token_file, flag="server_token_file"),
+            tls_ca=self.server_tls_ca,
+            tls_server_name=self.server_tls_name,
+            timeout_s=self.server_timeout_s,
+            connect_timeout_s=self.server_connect_timeout_s,
+            image_codec=self.server_image_codec,
+            jpeg_quality=self.server_jpeg_quality,
         )
 
     def safety_limits(self, names: list[str]) -> SafetyLimits:

@@ -25,6 +25,10 @@ from apprentice.deploy.stats import LatencyStats, LoopTimer
 from apprentice.deploy.watchdog import Trip, Watchdog
 
 MODES = ("sync", "async", "ensemble", "policy")
+# Set on every observation dict: the stamp (ROS ns) and control tick it was sampled at. Local policies
+# ignore them; a remote policy sends them, and every chunk it gets back names the observation it answers.
+OBS_STAMP = "obs_stamp_ns"
+OBS_TICK = "obs_tick"
 
 
 @dataclass
@@ -269,13 +273,15 @@ class PolicyRuntime:
             return TickOutcome(None, "stale: observation.state is not finite", obs_stamp)
         self.watchdog.feed("inputs", self._clock())
         observation = self.build_observation(sample)
+        observation[OBS_STAMP] = obs_stamp
         if self.scheduler is None:
             import torch
 
             with torch.inference_mode():
                 action = self.policy.select_action(observation)[0].float().cpu().numpy()
         else:
-            action = self.scheduler.step(self._tick_index(tick_ns), observation)
+            observation[OBS_TICK] = tick = self._tick_index(tick_ns)
+            action = self.scheduler.step(tick, observation)
         if action is None:
             return TickOutcome(None, "waiting: no action ready (inference in progress)", obs_stamp)
         if (trip := self._tripped(self.watchdog.check(self._clock(), sources=("actions",)))) is not None:
@@ -351,8 +357,12 @@ class PolicyRuntime:
         out.update({f"hold_{k}": float(v) for k, v in self.holds.items()})
         out.update({f"clamped_{k}": float(v) for k, v in self.safety.clamp_counts.items() if v})
         out["watchdog_trips"] = float(self.watchdog.trips)
+        if callable(remote := getattr(self.policy, "diagnostics", None)):  # a RemotePolicy's link figures
+            out.update(remote())
         return out
 
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.close()
+        if callable(close := getattr(self.policy, "close", None)):  # a RemotePolicy's channel
+            close()

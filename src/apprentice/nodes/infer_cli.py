@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     # they win over --params-file and nothing else does.
     parser.add_argument("--contract", help="contract YAML or a name in config/contracts/ (node default: sim_reach)")
     parser.add_argument("--device", help="cpu | cuda | auto (node default: auto)")
+    parser.add_argument("--server", help="host:port of an `apprentice policy-server` (instead of --policy.path)")
+    parser.add_argument("--server-token-file", help="file holding the policy server's access token")
+    parser.add_argument("--server-tls-ca", help="PEM file to trust: connect to the policy server over TLS")
     parser.add_argument("--task", help="language instruction (default: the contract's task)")
     parser.add_argument("--mode", choices=["sync", "async", "ensemble", "policy"], help="node default: sync")
     parser.add_argument("--n-action-steps", type=int)
@@ -54,8 +57,8 @@ def ros_args(argv: Sequence[str]) -> list[str]:
     """`apprentice infer` flags -> `--ros-args -p name:=value ...` (the node's own parameters)."""
     parser = build_parser()
     args, rest = parser.parse_known_args(list(argv))
-    if args.policy_path is None and args.params_file is None:
-        parser.error("--policy.path is required (or a --params-file that sets policy_path)")
+    if args.policy_path is None and args.params_file is None and args.server is None:
+        parser.error("--policy.path is required (or --server, or a --params-file that sets policy_path)")
     if args.policy_path is not None:
         try:
             check_pretrained_dir(args.policy_path)
@@ -63,6 +66,9 @@ def ros_args(argv: Sequence[str]) -> list[str]:
             parser.exit(1, f"apprentice infer: error: {exc}\n")
     values = {
         "policy_path": args.policy_path,
+        "server": args.server,
+        "server_token_file": None if args.server_token_file is None else os.path.abspath(args.server_token_file),
+        "server_tls_ca": None if args.server_tls_ca is None else os.path.abspath(args.server_tls_ca),
         "contract": args.contract,
         "device": args.device,
         "task": args.task,

@@ -64,8 +64,11 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = self._declare_parameters()
-        if not p.policy_path:
-            raise DeployError("parameter policy_path is empty: pass -p policy_path:=<.../pretrained_model>")
+        if not p.policy_path and not p.server:
+            raise DeployError(
+                "parameter policy_path is empty: pass -p policy_path:=<.../pretrained_model> "
+                "(or -p server:=host:port for a policy server)"
+            )
         self.contract = load_contract(p.contract)
         import torch
 
@@ -75,8 +78,13 @@ class PolicyNode(Node):
         # chunk, two threads competing with the sim and the ROS executor 560 ms.
         threads = p.torch_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         torch.set_num_threads(threads)
-        device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        policy = load_policy(p.policy_path, device=device)
+        if p.server:  # the model runs on the server; observations and chunks cross the network
+            from apprentice.deploy.remote.client import RemotePolicy
+
+            policy, device = RemotePolicy(self.contract, p.client_config()), f"server {p.server}"
+        else:
+            device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            policy = load_policy(p.policy_path, device=device)
         limits = p.safety_limits(list(self.contract.action.names))
         config = p.runtime_config()
         self.runtime = PolicyRuntime(policy, self.contract, config, limits)
@@ -117,7 +125,8 @@ class PolicyNode(Node):
         if p.enabled and self.eval is None:
             self.rollout.on_enable(True)
         self.get_logger().info(
-            f"policy {policy.config.type} from {p.policy_path} on {device}; {self.runtime.fps:g} Hz, "
+            f"policy {policy.config.type} from {p.policy_path or policy.config.path} on {device}; "
+            f"{self.runtime.fps:g} Hz, "
             f"mode {config.mode}; commands on '{self.command_topic}' ({self.command_type}); "
             + ("enabled" if self.runtime.enabled else "disabled: call ~/enable (std_srvs/SetBool) to start")
         )
