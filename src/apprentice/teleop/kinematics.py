@@ -78,7 +78,7 @@ class IKResult:
     position_error: float  # metres between the reached and the asked end-effector position
     orientation_error: float  # radians between the reached and the asked orientation
     iterations: int
-    reached: bool  # position_error within the solver's tolerance; False = nearest reachable pose
+    reached: bool  # position_error within position_tolerance (1 mm); False = the nearest reachable pose
 
 
 class ArmKinematics:
@@ -93,7 +93,7 @@ class ArmKinematics:
         upper: dict[str, float] | None = None,
         config: KinematicsConfig | None = None,
         max_iterations: int = 100,
-        position_tolerance: float = 1e-4,
+        position_tolerance: float = 1e-3,
         damping: float = 1e-3,
         restarts: int = 8,
     ) -> None:
@@ -154,7 +154,8 @@ class ArmKinematics:
     ) -> np.ndarray:
         """Joint positions (within limits) putting the end effector at `target` (4x4), starting from q_seed.
 
-        Weights as lerobot's RobotKinematics: position first, orientation softly (0 = position only).
+        Weights as lerobot's RobotKinematics names them: the heavier-weighted task (position by default) is
+        met first, the other as well as the remaining joint freedom allows; a weight of 0 drops its task.
         An unreachable target gives the nearest reachable pose; `solve` also says how far it is.
         """
         return self.solve(target, q_seed, position_weight, orientation_weight).q
@@ -191,33 +192,38 @@ class ArmKinematics:
         return best
 
     def _descend(self, q: np.ndarray, goal: pin.SE3, weights: np.ndarray) -> IKResult:
+        # Task priority: the heavier-weighted task (position, by default) is solved first and the other
+        # only in the joints' remaining freedom. A 5-joint arm cannot hold every orientation while it
+        # moves; a soft weighted sum would then miss the position by up to ~0.4 mm (measured on the
+        # Koch), task priority reaches it exactly and still turns the tool as close as it can.
+        position, orientation = slice(0, 3), slice(3, 6)
+        primary, secondary = (position, orientation) if weights[0] >= weights[3] else (orientation, position)
+        ratio = float(weights[secondary][0] / weights[primary][0])
+        if ratio == 0:
+            secondary = None
         n = len(q)
-        orientation_weight = weights[3]
         iterations = 0
         for iterations in range(1, self.max_iterations + 1):  # noqa: B007 (reported below)
             error, jacobian = self._error_and_jacobian(q, goal)
-            if np.linalg.norm(error[:3]) < self.position_tolerance * 0.1 and (
-                orientation_weight == 0 or np.linalg.norm(error[3:]) < 1e-4
-            ):
-                break
-            e, J = weights * error, weights[:, None] * jacobian
             # Active set: a joint at a limit that the step would push further out is frozen and the step
             # re-solved without it, so the other joints still make progress (plain clipping stalls there).
             free = np.ones(n, dtype=bool)
             for _ in range(n):
-                Jf = J[:, free]
-                step = np.zeros(n)
-                step[free] = Jf.T @ np.linalg.solve(Jf @ Jf.T + self.damping**2 * np.eye(6), e)
+                step = self._step(jacobian, error, free, primary, secondary, ratio)
                 blocked = free & (((q <= self.lower) & (step < 0)) | ((q >= self.upper) & (step > 0)))
                 if not blocked.any():
                     break
                 free &= ~blocked
+            # Done when the primary task is met and the secondary one has stopped improving (a 5-joint
+            # arm rarely meets both exactly).
+            if np.linalg.norm(error[primary]) < 1e-6 and np.abs(step).max() < 1e-5:
+                break
             # A bounded step keeps the linearisation honest far from the target (0.2 rad ~ 10 degrees).
             largest = np.abs(step).max()
             if largest > 0.2:
                 step *= 0.2 / largest
             q_next = np.clip(q + step, self.lower, self.upper)
-            if np.abs(q_next - q).max() < 1e-9:
+            if np.abs(q_next - q).max() < 1e-10:
                 break
             q = q_next
         error, _ = self._error_and_jacobian(q, goal)
@@ -229,6 +235,33 @@ class ArmKinematics:
             iterations=iterations,
             reached=position_error <= self.position_tolerance,
         )
+
+    def _step(
+        self,
+        jacobian: np.ndarray,
+        error: np.ndarray,
+        free: np.ndarray,
+        primary: slice,
+        secondary: slice | None,
+        ratio: float,
+    ) -> np.ndarray:
+        """Damped least-squares step for the primary task, plus the secondary one projected into its null space.
+
+        The secondary task is scaled by `ratio` (its weight over the primary's) against the same damping,
+        so a light orientation weight turns the tool gently instead of swinging the arm through its range.
+        """
+        J1 = jacobian[primary][:, free]
+        inverse = J1.T @ np.linalg.inv(J1 @ J1.T + self.damping**2 * np.eye(J1.shape[0]))
+        dq = inverse @ error[primary]
+        if secondary is not None:
+            null = np.eye(J1.shape[1]) - inverse @ J1
+            J2 = jacobian[secondary][:, free]
+            J2n = ratio * (J2 @ null)
+            rest = ratio * (error[secondary] - J2 @ dq)
+            dq = dq + null @ (J2n.T @ np.linalg.solve(J2n @ J2n.T + self.damping**2 * np.eye(J2.shape[0]), rest))
+        step = np.zeros(len(free))
+        step[free] = dq
+        return step
 
     def _error_and_jacobian(self, q: np.ndarray, goal: pin.SE3) -> tuple[np.ndarray, np.ndarray]:
         """6-vector error (position, rotation vector; base-frame axes) and its 6xN Jacobian."""
