@@ -105,6 +105,7 @@ def run_checks() -> list[Check]:
         _probe("feetech", _module("scservo_sdk"), "pip install feetech-servo-sdk", required=False),
         _probe("dynamixel", _module("dynamixel_sdk"), "pip install dynamixel-sdk", required=False),
         _probe("sim", _module("mujoco"), "pip install -e '.[sim]'", required=False),
+        _probe("kinematics", _module("pinocchio"), "pip install -e '.[teleop]'", required=False),
     ]
 
 
