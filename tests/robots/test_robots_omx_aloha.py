@@ -13,6 +13,7 @@ import pytest
 
 from apprentice.motors import BUS_CLASSES, MotorCalibration, load_calibration, save_calibration
 from apprentice.robots import Arm, RobotError, default_calibration_path, load_robot, run_calibration
+from apprentice.robots.calibrate_cli import main as calibrate_main
 from apprentice.robots.virtual_arm import make_virtual_arm
 
 LEROBOT_FIELDS = ["id", "drive_mode", "homing_offset", "range_min", "range_max"]
@@ -146,3 +147,28 @@ def test_widowx_calibration_covers_the_shadows_and_round_trips(tmp_path) -> None
         assert virtual.motor(3).get("Homing_Offset") == calibration["shoulder_shadow"].homing_offset
         assert [m.get("Torque_Enable") for m in virtual.motors] == [0] * 9  # a leader is moved by hand
         arm.disconnect()
+
+
+def test_calibrate_cli_writes_the_omx_factory_file_without_prompting(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    monkeypatch.setattr("builtins.input", never)  # interactive mode, yet nothing to ask
+    with make_virtual_arm(load_robot("omx_leader")) as virtual:
+        flags = ["--teleop.type=omx_leader", f"--teleop.port={virtual.port}", "--teleop.id=trigger"]
+        assert calibrate_main(flags) == 0
+        assert virtual.motor(6).get("Homing_Offset") == 100 and virtual.motor(6).get("Drive_Mode") == 1
+    saved = load_calibration(tmp_path / "teleoperators" / "omx_leader" / "trigger.json")
+    assert saved["gripper"] == MotorCalibration(6, 1, 100, 0, 4095)
+
+
+def test_lekiwi_calibration_holds_the_wheels_as_lerobot_does(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    definition = load_robot("lekiwi")
+    with make_virtual_arm(definition, motion="sine", amplitude=300, period_s=0.3) as virtual:
+        flags = ["--robot.type=lekiwi", f"--robot.port={virtual.port}", "--robot.id=kiwi"]
+        assert calibrate_main([*flags, "--non_interactive", "--duration_s=0.5"]) == 0
+    saved = json.loads((tmp_path / "robots" / "lekiwi" / "kiwi.json").read_text())
+    assert list(saved) == definition.motor_names  # lerobot's 9 motors, arm then base
+    for wheel, motor_id in (("base_left_wheel", 7), ("base_back_wheel", 8), ("base_right_wheel", 9)):
+        assert [saved[wheel][f] for f in LEROBOT_FIELDS] == [motor_id, 0, 0, 0, 4095]
+    assert (saved["arm_wrist_roll"]["range_min"], saved["arm_wrist_roll"]["range_max"]) == (0, 4095)
+    assert saved["arm_elbow_flex"]["range_max"] - saved["arm_elbow_flex"]["range_min"] > 300
