@@ -117,8 +117,10 @@ def test_scripted_square_through_the_virtual_base_reports_odometry_drift() -> No
         "odometry_hz": round(reads / elapsed, 1),
     }
     print(json.dumps(report))  # pytest -s shows it: the number the README quotes
-    assert odometry.distance == pytest.approx(0.8, rel=0.05)  # 4 x 0.2 m
+    assert odometry.distance == pytest.approx(0.8, rel=0.15)  # 4 x 0.2 m (turns add a little noise)
     # Measured 0.3 mm / 0.05 deg at ~85 Hz; a loaded machine stretching the gaps between reads (the
     # 30 ms velocity lag is then integrated coarsely) has given up to ~3 cm / 4 deg.
     assert position_drift < 0.05 and heading_drift < 5.0
-    assert closure < 0.02  # the velocity lag delays each segment but keeps its length
+    # The lag delays each segment but keeps its length; a stop sent late by a loaded machine lengthens
+    # a side (4-10 mm measured, 3 cm under load). A wrong turn sign or scale would leave it open by 0.2 m+.
+    assert closure < 0.1
