@@ -18,11 +18,13 @@ from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray
 
+from apprentice.contract import load_contract
 from apprentice.nodes.teleop_node import TeleopNode
 from apprentice.robots import load_definition
 from apprentice.robots.virtual_arm import make_virtual_robot
 
 pytestmark = pytest.mark.ros
+CONTRACTS = Path(__file__).parents[2] / "config" / "contracts"
 
 
 def listen(probe, msg_type, topic: str) -> list:
@@ -52,6 +54,9 @@ def test_lekiwi_driver_follows_cmd_vel_publishes_odom_and_stops_on_silence(graph
     assert moving.twist.twist.linear.x == pytest.approx(0.1, abs=0.005)
     assert 0.05 <= moving.pose.pose.position.x < 0.07 and abs(moving.pose.pose.position.y) < 0.002
     assert abs(moving.twist.twist.linear.y) < 0.002 and abs(moving.twist.twist.angular.z) < 0.01
+    # The lekiwi contract records the measured base velocity from this very message.
+    base_velocity = load_contract(CONTRACTS / "lekiwi.yaml").spec("observation.base_velocity")
+    np.testing.assert_allclose(base_velocity.decode(moving), [0.1, 0.0, 0.0], atol=0.01)
     # Silence: within the 0.3 s watchdog the wheels are commanded to zero and the base stops.
     assert graph.wait_for(lambda: abs(odom[-1].twist.twist.linear.x) < 1e-6, timeout=2.0)
     stopped_at = odom[-1].pose.pose.position.x
