@@ -20,7 +20,7 @@ from std_msgs.msg import Float64MultiArray
 
 from apprentice.contract import load_contract
 from apprentice.nodes.teleop_node import TeleopNode
-from apprentice.robots import load_definition
+from apprentice.robots import RobotError, load_definition
 from apprentice.robots.virtual_arm import make_virtual_robot
 
 pytestmark = pytest.mark.ros
@@ -141,3 +141,13 @@ def test_base_keys_node_reads_the_terminal_and_publishes_cmd_vel(ros_env: dict[s
         output, _ = process.communicate(timeout=10)
         os.close(master)
     assert process.returncode == 0, output
+
+
+def test_bimanual_driver_names_a_wrong_number_of_calibration_files(graph) -> None:
+    followers = make_virtual_robot(load_definition("bi_so101_follower"))
+    port = followers.start()
+    graph.buses += followers.buses
+    with pytest.raises(RobotError, match="calibration_file needs 2 comma-separated file"):
+        graph.start_driver(followers.buses[0], robot_type="bi_so101_follower", port=port, calibration_file="a.json")
+    with pytest.raises(RobotError, match="needs two ports"):
+        graph.start_driver(followers.buses[0], robot_type="bi_so101_follower", port=port.split(",")[0])
