@@ -21,7 +21,7 @@ from launch_ros.actions import Node, PushRosNamespace
 from launch import LaunchDescription
 
 ARGUMENTS = {
-    "robot_type": ("so101", "robot family: so100 | so101 | koch (-> <type>_follower, <type>_leader)"),
+    "robot_type": ("so101", "robot family: so100 | so101 | koch | omx | bi_so101 (-> <type>_follower, <type>_leader)"),
     "follower_port": ("/dev/ttyACM0", "follower arm serial port, or `virtual`"),
     "leader_port": ("/dev/ttyACM1", "leader arm serial port, or `virtual`"),
     "robot_id": ("default", "calibration id (LeRobot's --robot.id)"),

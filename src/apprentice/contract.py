@@ -43,6 +43,8 @@ _STRUCT_TYPES: dict[str, tuple[str, list[str]]] = {
     "geometry_msgs/msg/PoseStamped": ("pose", _POSE),
     "geometry_msgs/msg/Point": ("", ["x", "y", "z"]),
     "geometry_msgs/msg/PointStamped": ("point", ["x", "y", "z"]),
+    # Wheel odometry (a mobile base's measured velocity or pose): names are paths such as twist.linear.x
+    "nav_msgs/msg/Odometry": ("", [f"twist.twist.{p}" for p in _TWIST]),
 }
 # Which message field a numeric feature reads, per type: allowed values, default first.
 _FIELDS: dict[str, tuple[str, ...]] = {

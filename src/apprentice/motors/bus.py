@@ -85,6 +85,9 @@ class MotorsBus:
         """A decoded Present_Velocity register value in radians per second (the unit is the vendor's)."""
         raise NotImplementedError
 
+    def rad_s_to_velocity(self, motor: str, rad_s: float) -> int:
+        raise NotImplementedError
+
     def _set_torque(self, motor: str, enabled: bool) -> None:
         self.write("Torque_Enable", motor, int(enabled))
 

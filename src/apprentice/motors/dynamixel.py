@@ -29,6 +29,10 @@ class DynamixelBus(MotorsBus):
         # X-series Present_Velocity unit: 0.229 rev/min
         return raw * 0.229 * 2.0 * math.pi / 60.0
 
+    def rad_s_to_velocity(self, motor: str, rad_s: float) -> int:
+        """Radians per second -> a Goal_Velocity register value (inverse of velocity_to_rad_s)."""
+        return round(rad_s * 60.0 / (0.229 * 2.0 * math.pi))
+
     def _make_packet_handler(self) -> Any:
         return dynamixel_sdk.PacketHandler(2.0)
 

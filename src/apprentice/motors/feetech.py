@@ -31,6 +31,10 @@ class FeetechBus(MotorsBus):
         # STS Present_Velocity counts position steps per second (positions: 2*pi per resolution-1 steps)
         return raw * 2.0 * math.pi / (self.spec(motor).resolution - 1)
 
+    def rad_s_to_velocity(self, motor: str, rad_s: float) -> int:
+        """Radians per second -> a Goal_Velocity register value (inverse of velocity_to_rad_s)."""
+        return round(rad_s * (self.spec(motor).resolution - 1) / (2.0 * math.pi))
+
     def _make_packet_handler(self) -> Any:
         return scservo_sdk.PacketHandler(0)  # 0 = little-endian words (STS/SMS); 1 would be SCS series
 

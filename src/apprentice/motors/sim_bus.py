@@ -203,8 +203,7 @@ class VirtualServoBus:
                     self._reply_read(motor_id, address, length, forced=True)
             else:
                 for i in range(0, len(body) - length + 1, length + 1):
-                    motor = self._find(body[i])
-                    if motor is not None:
+                    for motor in self._executors(body[i]):
                         motor.write(address, body[i + 1 : i + 1 + length])
             return
         if inst == PING and target == BROADCAST:
@@ -228,6 +227,9 @@ class VirtualServoBus:
             self._reply_read(target, address, int.from_bytes(params[word : 2 * word], "little"))
         elif inst in (WRITE, REG_WRITE):
             address, data = int.from_bytes(params[:word], "little"), params[word:]
+            if inst == WRITE and target != BROADCAST:
+                for shadow in self._shadows(target):  # executes, never answers (e-Manual, Secondary ID)
+                    shadow.write(address, data)
             targets = [m for m in self.motors if self._find(m.id)] if target == BROADCAST else [motor]
             for m in targets:
                 heard_as = m.id  # a write to ID is acknowledged under the id the instruction used
@@ -254,6 +256,22 @@ class VirtualServoBus:
             if m.id == motor_id and not m.faults.silent and self._hears(m):
                 return m
         return None
+
+    def _shadows(self, motor_id: int) -> list[VirtualMotor]:
+        """Dynamixel motors whose Secondary_ID is `motor_id`: they execute WRITE and SYNC_WRITE addressed
+        to it without a status packet (Interbotix arms pair a shoulder/elbow motor with its shadow so)."""
+        if self.protocol != "dynamixel" or motor_id > 252:
+            return []
+        return [
+            m
+            for m in self.motors
+            if m.id != motor_id and m.get("Secondary_ID") == motor_id and not m.faults.silent and self._hears(m)
+        ]
+
+    def _executors(self, motor_id: int) -> list[VirtualMotor]:
+        """Every motor that executes a SYNC_WRITE parameter block for `motor_id`: itself and its shadows."""
+        motor = self._find(motor_id)
+        return ([motor] if motor is not None else []) + self._shadows(motor_id)
 
     def _hears(self, motor: VirtualMotor) -> bool:
         return motor.spec.baud_rates.get(self._host_baud, -1) == motor.get("Baud_Rate")

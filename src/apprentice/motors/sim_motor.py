@@ -52,7 +52,8 @@ class VirtualMotor:
         self._store("ID", motor_id)
         self.actual = float(spec.resolution // 2 if position is None else position)  # encoder ticks
         self.target = self.actual
-        self.velocity = 0.0  # ticks/s
+        self.velocity = 0.0  # ticks/s, measured over the last step
+        self.speed = 0.0  # ticks/s of the shaft in velocity mode (its state there)
         self.hardware_error = 0  # alarm bits (fault injection); see FEETECH_OVERLOAD / DXL_HW_OVERLOAD
         self.hand: Callable[[float], float] | None = None  # encoder position over time while torque is off
         self.faults = Faults()
@@ -110,12 +111,34 @@ class VirtualMotor:
         dt = max(0.0, now - self._t_last)
         self._t_last = now
         previous = self.actual
-        if self.get("Torque_Enable"):
+        if self.get("Torque_Enable") and self.velocity_mode():
+            # Wheel mode: the shaft speed settles on Goal_Velocity with the same first-order lag.
+            goal = self.goal_velocity_ticks()
+            decay = math.exp(-dt / self.tau_s)
+            # Exact integral of the lagged speed over dt (steps are as long as the gaps between packets).
+            self.actual += goal * dt + (self.speed - goal) * self.tau_s * (1.0 - decay)
+            self.speed = goal + (self.speed - goal) * decay
+        elif self.get("Torque_Enable"):
             self.actual += (self.target - self.actual) * (1.0 - math.exp(-dt / self.tau_s))
         elif self.hand is not None:
             self.actual = float(self.hand(now - self._t0))
-        self.velocity = (self.actual - previous) / dt if dt > 0 else 0.0
+        if self.get("Torque_Enable") and self.velocity_mode():
+            self.velocity = self.speed  # what the encoder's speed estimate reports now
+        else:
+            self.velocity = (self.actual - previous) / dt if dt > 0 else 0.0
+            self.speed = self.velocity
         self._refresh(now)
+
+    def velocity_mode(self) -> bool:
+        """Operating_Mode 1: Feetech STS wheel (constant speed) mode, Dynamixel X velocity control mode."""
+        return self.get("Operating_Mode") == 1
+
+    def goal_velocity_ticks(self) -> float:
+        """Goal_Velocity in encoder ticks per second (STS: steps/s; X series: 0.229 rev/min units)."""
+        goal = self.get("Goal_Velocity")
+        if self.spec.vendor == "feetech":
+            return float(goal)
+        return goal * 0.229 * self.spec.resolution / 60.0
 
     def set_hand_position(self, present: float) -> None:
         """Move the shaft by hand so that Present_Position reads `present` (torque must be off to stay)."""

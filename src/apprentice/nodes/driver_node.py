@@ -4,7 +4,9 @@ Publishes `joint_states` (sensor_msgs/JointState, radians, stamped at read time)
 `<controller>/commands` (std_msgs/Float64MultiArray, radians in joint order) and
 `<trajectory_controller>/joint_trajectory` (trajectory_msgs/JointTrajectory); `~/enable_torque`
 (std_srvs/SetBool) switches torque; bus health goes to `diagnostics` (diagnostic_msgs/DiagnosticArray).
-`port:=virtual` runs the arm on an in-process virtual servo bus (no hardware).
+`port:=virtual` runs the arm on an in-process virtual servo bus (no hardware). A two-arm robot
+(`bi_so101_follower`) takes `port:=/dev/ttyACM0,/dev/ttyACM1` (left, right); a robot with wheels (`lekiwi`)
+also follows `cmd_vel` and publishes `odom` (see mobile_base.py).
 `publish_end_effector_pose:=true` adds FK of the measured joints on `/tf` and `end_effector_pose`
 (geometry_msgs/PoseStamped), from the robot's config/kinematics file (or the `kinematics` parameter).
 """
@@ -26,27 +28,36 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from apprentice.motors import BusError, VirtualServoBus, load_calibration
+from apprentice.motors import BusError, load_calibration
 from apprentice.motors.port import latency_timer_warning
 from apprentice.nodes.end_effector_pose import EndEffectorPosePublisher
+from apprentice.nodes.mobile_base import BASE_PARAMETERS, MobileBase
 from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
-from apprentice.robots import Arm, RobotError, default_calibration_path, load_robot
+from apprentice.robots import (
+    Arm,
+    BimanualArm,
+    BimanualDefinition,
+    RobotError,
+    default_calibration_path,
+    load_definition,
+)
 from apprentice.robots.trajectory import TrajectoryPlayer
-from apprentice.robots.virtual_arm import make_virtual_arm
+from apprentice.robots.virtual_arm import VirtualRobot, make_virtual_robot
 from apprentice.teleop import TeleopError
 
 
-def open_arm(node: Node, prefix: str = "") -> tuple[Arm, VirtualServoBus | None]:
+def open_arm(node: Node, prefix: str = "") -> tuple[Arm | BimanualArm, VirtualRobot | None]:
     """Build an Arm from the node's `<prefix>robot_type`, `port`, `robot_id`, `calibration_file` parameters.
 
     Shared by the driver and teleop nodes. The calibration file is, in order: the parameter, LeRobot's
     default location for (type, id) if it exists, else the calibration the motors already hold.
+    A two-arm robot takes two ports and two calibration files, comma-separated, left first.
     """
     p = {
         name: node.get_parameter(prefix + name).value for name in ("robot_type", "port", "robot_id", "calibration_file")
     }
-    definition = load_robot(p["robot_type"])
+    definition = load_definition(p["robot_type"])
     virtual = None
     port = p["port"]
     if not port:
@@ -56,27 +67,41 @@ def open_arm(node: Node, prefix: str = "") -> tuple[Arm, VirtualServoBus | None]
         )
     if port == "virtual":
         motion = node.get_parameter(prefix + "virtual_motion").value
-        virtual = make_virtual_arm(definition, motion=motion)
+        virtual = make_virtual_robot(definition, motion=motion)
         port = virtual.start()
-    calibration_file = p["calibration_file"] or default_calibration_path(definition, p["robot_id"])
-    calibration = (
-        load_calibration(calibration_file) if p["calibration_file"] or Path(calibration_file).is_file() else None
-    )
-    if (warning := latency_timer_warning(port)) is not None:
-        node.get_logger().warning(warning)
+    ports = port.split(",")
+    if isinstance(definition, BimanualDefinition):
+        defaults = list(definition.calibration_paths(p["robot_id"]).values())
+    else:
+        defaults = [default_calibration_path(definition, p["robot_id"])]
+    given = p["calibration_file"].split(",") if p["calibration_file"] else []
+    if given and len(given) != len(defaults):
+        raise RobotError(
+            f"{node.get_name()}: parameter {prefix}calibration_file needs {len(defaults)} comma-separated file(s) "
+            f"for {definition.type}, got {len(given)}"
+        )
+    files = given or defaults
+    calibrations = [load_calibration(f) if given or Path(f).is_file() else None for f in files]
+    for one_port in ports:
+        if (warning := latency_timer_warning(one_port)) is not None:
+            node.get_logger().warning(warning)
     mrt = float(node.get_parameter(prefix + "max_relative_target").value)
-    arm = Arm(
-        definition,
-        port,
-        calibration=calibration,
-        max_relative_target=mrt if mrt > 0 else None,
-        torque_off_on_error=bool(node.get_parameter("torque_off_on_error").value),
-        num_retry=int(node.get_parameter("num_retry").value),
-    )
+    options = {
+        "max_relative_target": mrt if mrt > 0 else None,
+        "torque_off_on_error": bool(node.get_parameter("torque_off_on_error").value),
+        "num_retry": int(node.get_parameter("num_retry").value),
+    }
+    if isinstance(definition, BimanualDefinition):
+        arm: Arm | BimanualArm = BimanualArm(
+            definition, ports, calibration=dict(zip(definition.arms, calibrations)), **options
+        )
+    else:
+        arm = Arm(definition, port, calibration=calibrations[0], **options)
+    used = [str(f) for f, c in zip(files, calibrations) if c is not None]
     node.get_logger().info(
         f"{definition.type} on {port}"
         + (" (virtual bus)" if virtual else "")
-        + f", calibration: {calibration_file if calibration else 'read from the motors'}"
+        + f", calibration: {', '.join(used) if used else 'read from the motors'}"
     )
     return arm, virtual
 
@@ -120,8 +145,10 @@ PARAMETERS = (
 )
 
 
-def diagnostic_status(node: Node, arm: Arm, level: bytes, message: str, rate_hz: float) -> DiagnosticStatus:
-    health = arm.bus.health
+def diagnostic_status(
+    node: Node, arm: Arm | BimanualArm, level: bytes, message: str, rate_hz: float
+) -> DiagnosticStatus:
+    health = arm.health
     values = {
         "robot_type": arm.definition.type,
         "port": arm.port,
@@ -190,6 +217,8 @@ class DriverNode(Node):
             10,
             callback_group=commands,
         )
+        # A mobile base (LeKiwi's wheels) on the same bus: cmd_vel in, odom out, run from the bus loop.
+        self.base = MobileBase(self, self.arm, commands) if self.arm.wheel_names else None
         self.create_service(SetBool, "~/enable_torque", self._on_enable_torque)
         self.create_timer(1.0 / float(self.get_parameter("rate_hz").value), self._tick)
         # Own callback group: a slow, failing bus must not starve the health report that explains it.
@@ -246,6 +275,8 @@ class DriverNode(Node):
     def _on_enable_torque(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         # Drop pending goals either way: re-enabling must hold the present pose, not jump to an old command.
         self.command, self.trajectory = None, None
+        if self.base is not None:
+            self.base.stop()
         try:
             self.arm.set_torque(bool(request.data))
             self.error = ""
@@ -286,11 +317,13 @@ class DriverNode(Node):
             self.command = self.trajectory.sample(now)
             if self.trajectory.finished(now):
                 self.trajectory = None
-        if self.command is not None and self.arm.torque_enabled:
-            try:
+        try:
+            if self.command is not None and self.arm.torque_enabled:
                 self.arm.send_positions(self.command)
-            except BusError as exc:
-                self._report(str(exc))
+            if self.base is not None:
+                publish(self, self.base.odom_pub, self.base.tick())
+        except BusError as exc:
+            self._report(str(exc))
 
     def _report(self, message: str) -> None:
         if message != self.error:
@@ -298,6 +331,8 @@ class DriverNode(Node):
         self.error = message
         self._retry_at = time.monotonic() + 0.5
         self.command, self.trajectory = None, None
+        if self.base is not None:
+            self.base.stop()
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -305,7 +340,7 @@ class DriverNode(Node):
         self._reads, self._rate_t0 = 0, now
         if self.error:
             level, message = DiagnosticStatus.ERROR, self.error
-        elif self.arm.bus.health.hardware_errors:
+        elif self.arm.health.hardware_errors:
             level, message = DiagnosticStatus.WARN, "motor alarm"
         else:
             level, message = DiagnosticStatus.OK, f"{self.rate:.0f} Hz"
@@ -330,7 +365,7 @@ class DriverNode(Node):
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return run_node(DriverNode, argv, usage=node_help("driver_node", __doc__, PARAMETERS))
+        return run_node(DriverNode, argv, usage=node_help("driver_node", __doc__, PARAMETERS + BASE_PARAMETERS))
     except (BusError, TeleopError) as exc:  # bad port/robot/calibration/kinematics: one line, not a traceback
         print(f"driver: {exc}", file=sys.stderr)
         return 1

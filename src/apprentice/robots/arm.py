@@ -9,15 +9,25 @@ motors (unless `torque_off_on_error=False`) and a RobotError names the motor —
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TypeVar
 
 import numpy as np
 
-from apprentice.motors import BUS_CLASSES, BusError, MotorCalibration, radians_to_ticks, ticks_to_radians
+from apprentice.motors import (
+    BUS_CLASSES,
+    BusError,
+    BusHealth,
+    MotorCalibration,
+    radians_to_ticks,
+    ticks_to_radians,
+)
 from apprentice.robots.definition import RobotDefinition
 from apprentice.robots.errors import RobotError
 
 T = TypeVar("T")
+NO_SECONDARY_ID = 255  # Dynamixel Secondary_ID values 253..255 mean "none"
+SHADOW_TOLERANCE_TICKS = 60  # ~5 degrees: a shadow and its primary share one shaft through the joint
 
 
 class Arm:
@@ -36,8 +46,10 @@ class Arm:
         self.bus = BUS_CLASSES[definition.vendor](
             port, definition.motors(), calibration, baudrate=definition.baudrate, num_retry=num_retry
         )
+        self.wheel_names = definition.wheel_names
+        self.shadow_ids = {s.name: definition.motors()[s.mirrors].id for s in definition.shadows}
         if calibration is not None:
-            missing = sorted(set(self.joint_names) - set(calibration))
+            missing = sorted(set(definition.motor_names) - set(calibration))
             if missing:
                 raise RobotError(f"calibration for {definition.type} lacks joint(s) {missing}; recalibrate")
         self._given_calibration = calibration
@@ -64,10 +76,20 @@ class Arm:
     def calibration(self) -> dict[str, MotorCalibration]:
         return self.bus.calibration
 
+    @property
+    def health(self) -> BusHealth:
+        return self.bus.health
+
     def connect(self, configure: bool = True, enable_torque: bool | None = None) -> None:
         """Open the bus, make the motors hold the calibration, apply the YAML setup, torque per role."""
         self.bus.connect()
         try:
+            if self.shadow_ids:
+                # Unlinked while calibration is written: a Homing_Offset written to a primary would
+                # otherwise land on its shadow too (it executes everything sent to its Secondary_ID).
+                self.bus.disable_torque()
+                for shadow in self.shadow_ids:
+                    self.bus.write("Secondary_ID", shadow, NO_SECONDARY_ID, normalize=False)
             if self._given_calibration is not None:
                 if not self.bus.is_calibrated():
                     self.bus.disable_torque()
@@ -80,6 +102,12 @@ class Arm:
                 self.bus.configure()
                 for joint, register, value in self.definition.registers_to_configure():
                     self.bus.write(register, joint, value, normalize=False)
+            # Linked on every connect, configure or not: a primary moving without its shadow fights it.
+            for shadow, primary_id in self.shadow_ids.items():
+                self.bus.write("Secondary_ID", shadow, primary_id, normalize=False)
+            self._check_shadows_agree()
+            if self.wheel_names:
+                self.bus.sync_write("Goal_Velocity", dict.fromkeys(self.wheel_names, 0), normalize=False)
             self.read_positions()
             if self.definition.role == "follower" if enable_torque is None else enable_torque:
                 self.set_torque(True)
@@ -93,8 +121,26 @@ class Arm:
             self.bus.disconnect(disable_torque=False)
             raise
 
+    def _check_shadows_agree(self) -> None:
+        """Refuse torque when a shadow's calibrated frame disagrees with its primary's: both would then
+        fight over the joint. Calibrating (shadows included) makes both read the same at every pose."""
+        if not self.shadow_ids:
+            return
+        mirrors = {s.name: s.mirrors for s in self.definition.shadows}
+        raw = self.bus.sync_read("Present_Position", [*mirrors, *mirrors.values()], normalize=False)
+        for shadow, primary in mirrors.items():
+            gap = abs(int(raw[shadow]) - int(raw[primary]))
+            if gap > SHADOW_TOLERANCE_TICKS:
+                raise RobotError(
+                    f"{self.definition.type} on {self.port}: shadow motor '{shadow}' reads {gap} ticks away from "
+                    f"'{primary}'; torque stays off. Calibrate the arm (shadows included) or fix its calibration file"
+                )
+
     def disconnect(self, disable_torque: bool = True) -> None:
         try:
+            if self.wheel_names and self.bus.is_connected:
+                with suppress(BusError):  # a dead bus cannot drive the wheels either; torque goes next
+                    self.stop_wheels()
             self.bus.disconnect(disable_torque=disable_torque)
         finally:
             self.torque_enabled = False
@@ -158,6 +204,27 @@ class Arm:
             )
         self._guarded(lambda: self.bus.sync_write("Goal_Position", ticks, normalize=False))
         return np.array([self._to_rad(n, ticks[n]) for n in self.joint_names])
+
+    def send_wheel_velocities(self, rad_s: np.ndarray) -> np.ndarray:
+        """Command the wheels' angular speeds (rad/s, in `wheel_names` order; one SYNC_WRITE of
+        Goal_Velocity); return what was sent after rounding to the register's unit."""
+        rad_s = np.asarray(rad_s, dtype=float)
+        if rad_s.shape != (len(self.wheel_names),) or not np.all(np.isfinite(rad_s)):
+            raise RobotError(
+                f"{self.definition.type}: wheel command must be {len(self.wheel_names)} finite speeds for "
+                f"{self.wheel_names}, got {rad_s.tolist()}"
+            )
+        raw = {n: self.bus.rad_s_to_velocity(n, v) for n, v in zip(self.wheel_names, rad_s)}
+        self._guarded(lambda: self.bus.sync_write("Goal_Velocity", raw, normalize=False))
+        return np.array([self.bus.velocity_to_rad_s(n, raw[n]) for n in self.wheel_names])
+
+    def stop_wheels(self) -> None:
+        self.send_wheel_velocities(np.zeros(len(self.wheel_names)))
+
+    def read_wheel_velocities(self) -> np.ndarray:
+        """Present wheel speeds in rad/s (one SYNC_READ of Present_Velocity), in `wheel_names` order."""
+        raw = self._guarded(lambda: self.bus.sync_read("Present_Velocity", self.wheel_names, normalize=False))
+        return np.array([self.bus.velocity_to_rad_s(n, int(raw[n])) for n in self.wheel_names])
 
     def _to_rad(self, name: str, raw: float) -> float:
         return ticks_to_radians(raw, self.calibration[name], self.bus.spec(name).resolution)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from apprentice.motors import MotorCalibration, MotorsBus
+from apprentice.robots.arm import NO_SECONDARY_ID
 from apprentice.robots.definition import RobotDefinition
 from apprentice.robots.errors import RobotError
 
@@ -44,13 +45,22 @@ def run_calibration(
     on_sample: SampleCallback | None = None,
     period_s: float = 0.02,
 ) -> dict[str, MotorCalibration]:
-    """Calibrate the connected `bus` interactively or not (the two callables decide); returns the result."""
-    names = definition.joint_names
+    """Calibrate the connected `bus` interactively or not (the two callables decide); returns the result.
+
+    Shadow motors are calibrated like joints (unlinked from their primaries meanwhile); wheels get the
+    whole turn and no homing, as lerobot's LeKiwi; `calibration.factory` robots (OMX) skip the motion.
+    """
+    shadows = [s.name for s in definition.shadows]
+    names = [*definition.joint_names, *shadows]
     bus.disable_torque()
+    for name in shadows:
+        bus.write("Secondary_ID", name, NO_SECONDARY_ID, normalize=False)
     for name in names:
         bus.write("Operating_Mode", name, definition.calibration_operating_mode, normalize=False)
         if definition.vendor == "dynamixel":
             bus.write("Drive_Mode", name, definition.calibration_drive_modes.get(name, 0), normalize=False)
+    if definition.calibration_factory:
+        return _write_factory_calibration(bus, definition)
     wait_for_middle()
     offsets = bus.set_half_turn_homings(names)
     recorded = [n for n in names if n not in definition.full_turn_joints]
@@ -81,5 +91,29 @@ def run_calibration(
             range_min=0 if full_turn else mins[name],
             range_max=resolution - 1 if full_turn else maxes[name],
         )
+    calibration.update(_wheel_calibration(bus, definition))
+    bus.write_calibration(calibration)
+    return calibration
+
+
+def _wheel_calibration(bus: MotorsBus, definition: RobotDefinition) -> dict[str, MotorCalibration]:
+    return {
+        w.name: MotorCalibration(w.id, 0, 0, 0, bus.spec(w.name).resolution - 1) for w in definition.wheels
+    }
+
+
+def _write_factory_calibration(bus: MotorsBus, definition: RobotDefinition) -> dict[str, MotorCalibration]:
+    """ROBOTIS ships OMX arms assembled at the servos' zero: homing offsets from the YAML, the whole turn."""
+    calibration = {
+        name: MotorCalibration(
+            id=bus.motors[name].id,
+            drive_mode=definition.calibration_drive_modes.get(name, 0),
+            homing_offset=definition.calibration_homing_offsets.get(name, 0),
+            range_min=0,
+            range_max=bus.spec(name).resolution - 1,
+        )
+        for name in [*definition.joint_names, *(s.name for s in definition.shadows)]
+    }
+    calibration.update(_wheel_calibration(bus, definition))
     bus.write_calibration(calibration)
     return calibration
