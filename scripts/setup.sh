@@ -20,7 +20,7 @@ for distro in kilted jazzy humble; do
 done
 
 # System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection.
-APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux)
+APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux chromium chromium-driver)
 if [ "${APPRENTICE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
