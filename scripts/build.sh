@@ -12,7 +12,12 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f "$ROOT/.venv/bin/activate" ]; then
   # shellcheck disable=SC1091
   source "$ROOT/.venv/bin/activate"
 fi
+# interfaces/ holds tf2_msgs (TFMessage only) for wheel-based ROS, which has no tf2_msgs wheel; an apt
+# ROS 2 has the real package, which must not be shadowed.
+BASE_PATHS=("$SRC")
+if [ -d "$SRC/interfaces" ]; then BASE_PATHS+=("$SRC/interfaces"); fi
 if [ -n "${ROS_DISTRO:-}" ] && [ -d "/opt/ros/$ROS_DISTRO" ]; then
+  BASE_PATHS=("$SRC")
   NUMPY_INCLUDE=$(/usr/bin/python3 -c 'import numpy; print(numpy.get_include())')
 else
   # Wheel-based ROS: the message wheels' CMake exports name /opt/python/cp311-cp311/... (see setup.sh),
@@ -32,6 +37,6 @@ case "${APPRENTICE_SYMLINK_INSTALL:-}" in
 esac
 
 cd "$WS"
-colcon --log-base "$WS/log" build --base-paths "$SRC" --build-base "$WS/build" --install-base "$WS/install" \
+colcon --log-base "$WS/log" build --base-paths "${BASE_PATHS[@]}" --build-base "$WS/build" --install-base "$WS/install" \
   "${SYMLINK[@]}" --event-handlers console_cohesion- summary+ \
   --cmake-args -DPython3_EXECUTABLE="$(command -v python3)" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE"

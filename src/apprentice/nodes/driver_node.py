@@ -5,6 +5,8 @@ Publishes `joint_states` (sensor_msgs/JointState, radians, stamped at read time)
 `<trajectory_controller>/joint_trajectory` (trajectory_msgs/JointTrajectory); `~/enable_torque`
 (std_srvs/SetBool) switches torque; bus health goes to `diagnostics` (diagnostic_msgs/DiagnosticArray).
 `port:=virtual` runs the arm on an in-process virtual servo bus (no hardware).
+`publish_end_effector_pose:=true` adds FK of the measured joints on `/tf` and `end_effector_pose`
+(geometry_msgs/PoseStamped), from the robot's config/kinematics file (or the `kinematics` parameter).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from trajectory_msgs.msg import JointTrajectory
 
 from apprentice.motors import BusError, VirtualServoBus, load_calibration
 from apprentice.motors.port import latency_timer_warning
+from apprentice.nodes.end_effector_pose import EndEffectorPosePublisher
 from apprentice.nodes.runtime import run_node
 from apprentice.robots import Arm, RobotError, default_calibration_path, load_robot
 from apprentice.robots.trajectory import TrajectoryPlayer
 from apprentice.robots.virtual_arm import make_virtual_arm
+from apprentice.teleop import TeleopError
 
 
 def open_arm(node: Node, prefix: str = "") -> tuple[Arm, VirtualServoBus | None]:
@@ -129,10 +133,25 @@ class DriverNode(Node):
         self.declare_parameter("num_retry", 3)
         # Fills JointState.velocity in rad/s; the same SYNC_READ carries it (one wider block per tick).
         self.declare_parameter("publish_velocity", True)
+        self.declare_parameter("publish_end_effector_pose", False)
+        self.declare_parameter("kinematics", "")  # kinematics name or YAML; "" = the robot type's
+        self.declare_parameter("end_effector_pose_topic", "end_effector_pose")
+        self.declare_parameter("tf_prefix", "")  # e.g. "left/" when two arms share one tf tree
         self.arm, self.virtual = open_arm(self)
         try:
+            self.ee_pose = (
+                EndEffectorPosePublisher(
+                    self,
+                    self.arm.definition,
+                    str(self.get_parameter("kinematics").value),
+                    str(self.get_parameter("end_effector_pose_topic").value),
+                    str(self.get_parameter("tf_prefix").value),
+                )
+                if self.get_parameter("publish_end_effector_pose").value
+                else None
+            )
             self.arm.connect()
-        except BusError:
+        except (BusError, TeleopError):
             self._stop_virtual()
             raise
         self.joint_names = self.arm.joint_names
@@ -247,6 +266,11 @@ class DriverNode(Node):
             state.velocity = velocities.tolist()
         state.header.stamp = stamp
         publish(self, self.state_pub, state)
+        if self.ee_pose is not None:
+            pose, tf = self.ee_pose.messages(positions, stamp)
+            publish(self, self.ee_pose.pose_pub, pose)
+            if tf is not None:
+                publish(self, self.ee_pose.tf_pub, tf)
         self._reads += 1
         if self.trajectory is not None:
             now = time.monotonic()
@@ -298,7 +322,7 @@ class DriverNode(Node):
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_node(DriverNode, argv)
-    except BusError as exc:  # bad port/robot/calibration: one clear line, not a traceback
+    except (BusError, TeleopError) as exc:  # bad port/robot/calibration/kinematics: one line, not a traceback
         print(f"driver: {exc}", file=sys.stderr)
         return 1
 

@@ -3,5 +3,5 @@
 from __future__ import annotations
 
 
-class TeleopError(RuntimeError):
-    """A teleop device or device map problem; the message names the device/file and what to do."""
+class TeleopError(Exception):
+    """A kinematics, end-effector or input-device problem; the message names the file/robot and the fix."""
