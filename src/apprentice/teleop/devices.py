@@ -47,6 +47,13 @@ def device_map_path(source: str, given: str = "") -> Path:
 
 
 def open_device(source: str, device_map: DeviceMap, options: DeviceOptions) -> InputDevice:
+    try:
+        return _open_device(source, device_map, options)
+    except ImportError as exc:  # evdev / websockets come with the `teleop` extra
+        raise TeleopError(f"teleop: source {source} needs {exc.name}: pip install 'apprentice[teleop]'") from exc
+
+
+def _open_device(source: str, device_map: DeviceMap, options: DeviceOptions) -> InputDevice:
     if source == "keyboard":
         from apprentice.teleop.keyboard import TerminalKeyboard
 
@@ -109,7 +116,7 @@ def _end_effector(robot: RobotDefinition) -> tuple[object, object]:
         from apprentice.teleop.kinematics import load_kinematics
     except ImportError as exc:
         raise TeleopError(
-            f"teleop: end-effector device maps need apprentice.teleop.end_effector ({exc}); "
-            "use a joint map such as device_config:=keyboard_joints"
+            f"teleop: end-effector device maps need pinocchio ({exc}): pip install 'apprentice[teleop]', "
+            "or use a joint map such as device_config:=keyboard_joints"
         ) from exc
-    return EndEffectorController(load_kinematics(robot)), EndEffectorDelta
+    return EndEffectorController(load_kinematics(robot), robot), EndEffectorDelta

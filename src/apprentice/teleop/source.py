@@ -25,8 +25,9 @@ MAX_DT_S = 0.1  # a late tick moves as if it were on time: no jump after a stall
 class DeviceSource:
     """A TeleopSource over an InputDevice and its DeviceMap.
 
-    `controller` (end-effector mode) has `step(delta, measured_q, gripper) -> joint targets`; `make_delta`
-    builds the delta from keyword axes (x..yaw, gripper) — apprentice.teleop.end_effector's types.
+    `controller` (end-effector mode) has `step(delta, measured_q) -> joint targets`; `make_delta` builds the
+    delta from keyword axes (x..yaw in m / rad for this tick, gripper -1/0/+1) — apprentice.teleop.end_effector's
+    EndEffectorController and EndEffectorDelta.
     """
 
     def __init__(
@@ -82,8 +83,10 @@ class DeviceSource:
             self.intervention = self.map.intervention in inp.buttons
         reason = self._hold_reason(inp, now)
         if reason:
-            if reason != self.hold_reason:
-                self._target, self._previous_positions = None, {}  # re-engaging starts from the measured pose
+            if reason != self.hold_reason:  # re-engaging starts from the measured pose
+                self._target, self._previous_positions = None, {}
+                if hasattr(self.controller, "reset"):
+                    self.controller.reset()
             self.engaged, self.hold_reason, self._last_t = False, reason, None
             return None
         dt = 0.0 if self._last_t is None else min(MAX_DT_S, max(0.0, now - self._last_t))
@@ -103,9 +106,7 @@ class DeviceSource:
         else:
             axes = {axis: increments.get(axis, 0.0) for axis in EE_AXES}
             gripper = float(np.sign(increments.get("gripper", 0.0)))
-            target = np.asarray(
-                self.controller.step(self.make_delta(**axes, gripper=gripper), self.measured, gripper), dtype=float
-            )
+            target = np.asarray(self.controller.step(self.make_delta(**axes, gripper=gripper), self.measured))
         target = np.clip(target, self.lower, self.upper)
         if self.max_relative_target > 0:
             mrt = self.max_relative_target
