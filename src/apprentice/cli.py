@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("apprentice.dataset.cli", "LeRobotDataset v3.0: info | verify | repair | push | pull | visualize"),
     "calibrate": ("apprentice.robots.calibrate_cli", "calibrate a servo arm (LeRobot-compatible calibration file)"),
     "sim-bus": ("apprentice.motors.sim_bus_cli", "start a virtual Feetech/Dynamixel servo bus on a pseudo-terminal"),
+    "teleop": ("apprentice.nodes.teleop_node", "teleoperate: leader arm, keyboard, gamepad/Joy or phone -> commands"),
     "record": ("apprentice.nodes.recorder_node", "record episodes from ROS 2 topics into MCAP + LeRobot dataset"),
     "convert": ("apprentice.bag.convert_cli", "convert rosbag2 (MCAP/sqlite3) bags into a LeRobot v3.0 dataset"),
     "train": ("apprentice.train.cli", "train a policy (lerobot-style flags: --policy.type=act ...)"),

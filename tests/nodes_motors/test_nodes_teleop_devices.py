@@ -127,3 +127,15 @@ def test_bad_source_and_device_config_fail_with_one_line(graph, tmp_path) -> Non
     bad.write_text("joy: {axes: {0: left_x}}\naxes: {left_x: {target: waist, scale: 1}}\n")
     with pytest.raises(TeleopError, match=r"\['waist'\] are not joints"):
         start_teleop(graph, source="joy", device_config=str(bad))
+
+
+def test_cli_flags_become_node_parameters() -> None:
+    from apprentice.nodes.teleop_node import _cli_overrides
+
+    params, rest = _cli_overrides(["--source", "joy", "--device_config", "gamepad_joints", "--phone_port", "9000",
+                                   "--ros-args", "-r", "__ns:=/arm"])  # fmt: skip
+    values = {p.name: p.value for p in params}
+    assert values["source"] == "joy" and values["device_config"] == "gamepad_joints" and values["phone_port"] == 9000
+    assert rest == ["--ros-args", "-r", "__ns:=/arm"]
+    with pytest.raises(SystemExit):
+        _cli_overrides(["--source", "theremin"])

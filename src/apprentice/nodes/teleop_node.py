@@ -12,6 +12,7 @@ command: the driver holds its last goal.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, Float64MultiArray
@@ -186,9 +188,34 @@ class TeleopNode(Node):
             self.virtual = None
 
 
+def _cli_overrides(argv: Sequence[str]) -> tuple[list[Parameter], list[str]]:
+    """`apprentice teleop` flags (lerobot-teleoperate's names where they exist) -> node parameters."""
+    parser = argparse.ArgumentParser(prog="apprentice teleop", description=__doc__.split("\n")[0])
+    parser.add_argument("--source", default="leader_arm", choices=SOURCES)
+    parser.add_argument("--robot.type", dest="robot_type", default="so101_follower", help="follower a device drives")
+    parser.add_argument("--teleop.type", dest="leader_robot_type", default="so101_leader", help="leader arm type")
+    parser.add_argument("--teleop.port", dest="leader_port", default="", help="leader arm port, or `virtual`")
+    parser.add_argument("--teleop.id", dest="leader_robot_id", default="default", help="leader calibration id")
+    parser.add_argument("--device_config", default="", help="device map: name in config/teleop/ or a YAML path")
+    parser.add_argument("--device", default="", help="keyboard: a terminal path; *_evdev: /dev/input/eventN")
+    parser.add_argument("--joy_topic", default="joy")
+    parser.add_argument("--phone_host", default="127.0.0.1", help="0.0.0.0 to serve the phone page on the LAN")
+    parser.add_argument("--phone_port", type=int, default=8765)
+    parser.add_argument("--phone_certfile", default="")
+    parser.add_argument("--phone_keyfile", default="")
+    parser.add_argument("--fps", type=float, default=60.0)
+    parser.add_argument("--max_relative_target", type=float, default=0.1, help="rad per command (0 = off)")
+    args, rest = parser.parse_known_args(argv)
+    return [Parameter(k, value=v) for k, v in vars(args).items()], rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        return run_node(TeleopNode, argv)
+        if "--ros-args" in args and not any(a.startswith("--source") for a in args):
+            return run_node(TeleopNode, args)  # `ros2 run` / launch: everything comes as parameters
+        params, rest = _cli_overrides(args)
+        return run_node(lambda: TeleopNode(parameter_overrides=params), rest)
     except (BusError, RobotError, TeleopError) as exc:
         print(f"teleop: {exc}", file=sys.stderr)
         return 1
