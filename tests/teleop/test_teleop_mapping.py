@@ -29,6 +29,8 @@ def test_gamepad_map_reads_dead_zone_and_tables() -> None:
     assert {b.deadzone for b in device_map.axes} == {0.1}
     assert device_map.deadman == "tl" and device_map.intervention == "tr"
     assert device_map.evdev["axes"]["ABS_Y"] == "-left_y" and device_map.joy["buttons"][9] == "tl"
+    line = device_map.describe()
+    assert "left_x shoulder_pan+" in line and "y stop" in line and "hold tl to move" in line
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,7 @@ class TeleopNode(Node):
             source, load_robot(p["robot_type"]), p["device_config"], options, float(p["max_relative_target"])
         )
         self.get_logger().info(f"teleop from {device_source.device.name} ({device_source.map.mode} mode)")
+        self.get_logger().info(f"inputs: {device_source.map.describe()}")
         self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
         if source == "joy":
             joy = device_source.device

@@ -68,6 +68,17 @@ class DeviceMap:
             if bad:
                 raise TeleopError(f"device map: end_effector targets must be {EE_AXES} or gripper, got {bad}")
 
+    def describe(self) -> str:
+        """One line for the operator: which input does what (the teleop node logs it at start)."""
+        parts = [f"{b.input} {b.target}{'+' if b.scale > 0 else '-'}" for b in self.axes]
+        parts += [f"{k} gripper {w}" for k, w in ((self.gripper_open, "open"), (self.gripper_close, "close")) if k]
+        parts += [f"{button} {action}" for action, button in self.episode.items()]
+        if self.deadman:
+            parts.append(f"hold {self.deadman} to move")
+        if self.intervention:
+            parts.append(f"{self.intervention} intervention ({self.intervention_mode})")
+        return ", ".join(parts)
+
     def check_joints(self, joint_names: list[str], source: str) -> None:
         """Joint-mode targets must be the robot's joints (a typo would silently drive nothing)."""
         if self.mode != "joint":
