@@ -90,6 +90,7 @@ def test_joy_drives_the_follower_with_dead_man_timeout_intervention_and_episode_
     time.sleep(0.5)
     assert len(operator.commands) == n  # dead-man released: no command
     assert np.allclose(probe.positions(), held, atol=0.01)
+    assert graph.wait_for(lambda: any("holding: dead-man 'tl' released" in d.message for d in probe.diagnostics), 3.0)
 
     joy_for(graph, operator, 0.4, [-1.0, 0, 0, 0, 0, 0], pressed=(LB,))
     # The joystick driver dies with the stick held: commands stop within timeout_s (0.5 s).

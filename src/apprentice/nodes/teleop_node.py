@@ -120,7 +120,7 @@ class TeleopNode(Node):
         stamp = self.get_clock().now().to_msg()
         try:
             targets = self.source.read()
-        except BusError as exc:  # the follower keeps holding its last command; diagnostics say why
+        except (BusError, TeleopError) as exc:  # the follower keeps holding its last command; diagnostics say why
             if str(exc) != self.error:
                 self.get_logger().error(str(exc))
             self.error = str(exc)
@@ -165,12 +165,13 @@ class TeleopNode(Node):
             source = self.source
             level = DiagnosticStatus.OK if source.engaged else DiagnosticStatus.WARN
             message = f"teleoperating at {rate:.0f} Hz" if source.engaged else f"holding: {source.hold_reason}"
+            if self.error:
+                level, message = DiagnosticStatus.ERROR, self.error
             values = {"device": source.device.name, "mode": source.map.mode, "rate_hz": f"{rate:.1f}",
                       "intervention": str(source.intervention)}  # fmt: skip
             status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {source.device.name}", message=message,
                                       values=[KeyValue(key=k, value=v) for k, v in values.items()])  # fmt: skip
-            if hasattr(self, "intervention_pub"):
-                publish(self, self.intervention_pub, Bool(data=source.intervention))
+            publish(self, self.intervention_pub, Bool(data=source.intervention))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         publish(self, self.diag_pub, array)
