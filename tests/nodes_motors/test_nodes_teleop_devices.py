@@ -140,3 +140,33 @@ def test_cli_flags_become_node_parameters() -> None:
     assert rest == ["--ros-args", "-r", "__ns:=/arm"]
     with pytest.raises(SystemExit):
         _cli_overrides(["--source", "theremin"])
+
+
+def test_phone_page_protocol_drives_the_follower_and_a_closed_page_stops_it(graph) -> None:
+    import json
+
+    from websockets.sync.client import connect
+
+    follower = graph.virtual_arm("so101_follower", tau_s=0.02)
+    graph.start_driver(follower)
+    probe = graph.probe()
+    operator = graph.add(Operator(graph.context))
+    teleop = start_teleop(graph, source="phone", device_config="phone_joints", phone_port=0)
+    assert graph.wait_for(lambda: probe.positions() is not None)
+    start = probe.positions()
+    url = teleop.source.device.url.replace("http", "ws") + "ws"
+    with connect(url) as ws:
+
+        def state(alpha: float) -> None:  # what the page sends: degrees, held buttons
+            ws.send(json.dumps({"type": "state", "alpha": alpha, "beta": 0.0, "gamma": 0.0, "buttons": ["deadman"]}))
+
+        for i in range(21):  # turn the phone 20° over ~0.7 s with the dead-man held
+            state(float(i))
+            time.sleep(0.033)
+        target = start[0] + np.radians(20.0)
+        assert graph.wait_for(lambda: abs(probe.positions()[0] - target) < 0.01), probe.positions() - start
+        ws.send(json.dumps({"type": "press", "button": "stop"}))
+        assert graph.wait_for(lambda: operator.stop_calls == 1)
+    n = len(operator.commands)  # the page closed: the node holds at once (no timeout needed)
+    time.sleep(0.4)
+    assert len(operator.commands) <= n + 1
