@@ -23,7 +23,6 @@ class DeviceInput:
     presses: tuple[str, ...]  # pressed since the previous snapshot, oldest first
     stamp: float  # time.monotonic() of the device's last sign of life
     connected: bool
-    event_time: float  # time.monotonic() of the newest input event (latency measurements)
 
 
 @dataclass
@@ -37,12 +36,11 @@ class InputState:
     presses: list[str] = field(default_factory=list)
     stamp: float = 0.0
     connected: bool = True
-    event_time: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _event(self, now: float | None) -> float:
         now = time.monotonic() if now is None else now
-        self.stamp = self.event_time = now
+        self.stamp = now
         return now
 
     def set_axis(self, name: str, value: float, now: float | None = None) -> None:
@@ -96,7 +94,6 @@ class InputState:
                 presses=presses,
                 stamp=self.stamp,
                 connected=self.connected,
-                event_time=self.event_time,
             )
 
 

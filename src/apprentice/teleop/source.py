@@ -59,7 +59,6 @@ class DeviceSource:
         self.intervention = False
         self.engaged = False
         self.hold_reason = "waiting for the follower's joint_states"
-        self.last_input: DeviceInput | None = None
         self._episode_requests: list[str] = []
         self._target: np.ndarray | None = None
         self._previous_positions: dict[str, float] = {}
@@ -77,13 +76,12 @@ class DeviceSource:
     def read(self, now: float | None = None) -> np.ndarray | None:
         now = time.monotonic() if now is None else now
         inp = self.device.state.snapshot(now)
-        self.last_input = inp
         self._handle_presses(inp)
         if self.map.intervention and self.map.intervention_mode == "hold":
             self.intervention = self.map.intervention in inp.buttons
         reason = self._hold_reason(inp, now)
         if reason:
-            if reason != self.hold_reason:  # re-engaging starts from the measured pose
+            if self.engaged:  # motion stops here; re-engaging starts from the measured pose
                 self._target, self._previous_positions = None, {}
                 if hasattr(self.controller, "reset"):
                     self.controller.reset()
