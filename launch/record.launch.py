@@ -51,7 +51,7 @@ ARGUMENTS = {
     "device": ("", "keyboard: a terminal path; *_evdev: /dev/input/eventN"),
     "joy_topic": ("joy", "sensor_msgs/Joy topic for source:=joy"),
     "phone_host": ("127.0.0.1", "phone page address; 0.0.0.0 to serve the LAN"),
-    "phone_port": ("8765", "phone page port"),
+    "phone_port": ("8766", "phone page port"),
     "phone_certfile": ("", "HTTPS certificate for the phone page"),
     "phone_keyfile": ("", "HTTPS private key for the phone page"),
     "contract": ("so101_two_cameras", "contract name in config/contracts/ or a YAML path"),

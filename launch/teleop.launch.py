@@ -40,7 +40,7 @@ ARGUMENTS = {
     "device": ("", "keyboard: a terminal path (default: stdin); *_evdev: /dev/input/eventN (default: find one)"),
     "joy_topic": ("joy", "sensor_msgs/Joy topic for source:=joy"),
     "phone_host": ("127.0.0.1", "phone page address; 0.0.0.0 to serve the LAN"),
-    "phone_port": ("8765", "phone page port"),
+    "phone_port": ("8766", "phone page port"),
     "phone_certfile": ("", "HTTPS certificate for the phone page (phones need HTTPS for motion sensors)"),
     "phone_keyfile": ("", "HTTPS private key for the phone page"),
 }

@@ -19,7 +19,8 @@ for distro in kilted jazzy humble; do
   if [ -f "/opt/ros/$distro/setup.bash" ]; then APT_ROS=$distro; break; fi
 done
 
-# System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection.
+# System libraries: headless OpenGL for MuJoCo rendering (OSMesa/EGL) and FFmpeg tools for inspection;
+# Chromium + ChromeDriver for the browser tests of `apprentice dataset visualize` (they skip without them).
 APT_PKGS=(libosmesa6 libegl1 libgl1 libglfw3 tmux chromium chromium-driver)
 if [ "${APPRENTICE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   missing=()

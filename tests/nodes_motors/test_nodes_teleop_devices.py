@@ -131,7 +131,7 @@ def test_bad_source_and_device_config_fail_with_one_line(graph, tmp_path) -> Non
 
 
 def test_cli_flags_become_node_parameters() -> None:
-    from apprentice.nodes.teleop_node import _cli_overrides
+    from apprentice.nodes.teleop_cli import _cli_overrides
 
     params, rest = _cli_overrides(["--source", "joy", "--device_config", "gamepad_joints", "--phone_port", "9000",
                                    "--ros-args", "-r", "__ns:=/arm"])  # fmt: skip

@@ -99,6 +99,7 @@ def browser() -> Iterator[object]:
     driver_path = shutil.which("chromedriver")
     if not (browser_path and driver_path):
         pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
+    pytest.importorskip("selenium", reason="selenium comes with the dev extra")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

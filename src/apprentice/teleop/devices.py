@@ -31,7 +31,7 @@ class DeviceOptions:
     device: str = ""  # keyboard: a tty path ("" = stdin); *_evdev: /dev/input/eventN ("" = find one)
     joy_topic: str = "joy"
     phone_host: str = "127.0.0.1"  # 0.0.0.0 to let a phone on the LAN connect
-    phone_port: int = 8765
+    phone_port: int = 8766
     phone_certfile: str = ""  # HTTPS (phones give DeviceOrientation only to secure pages)
     phone_keyfile: str = ""
     key_hold_s: float = 0.12  # terminal keys: how long one press counts as held

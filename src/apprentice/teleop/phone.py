@@ -30,7 +30,7 @@ PRESS_BUTTONS = ("start", "stop", "rerecord", "discard", "intervention")
 class PhoneServer:
     """Serves the page and reads the phone; `port=0` picks a free port (see `.port`, `.url`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8765, certfile: str = "", keyfile: str = "") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8766, certfile: str = "", keyfile: str = "") -> None:
         import websockets  # noqa: F401  (fail here, with the hint below, not on the server thread)
 
         self.state = InputState()
