@@ -6,6 +6,7 @@
 
 Episodes are timed (episode_time_s / reset_time_s) and controlled through the recorder's services
 (recorder/start_episode, stop_episode, rerecord_episode, discard_episode); status on recorder/status.
+With a device source (source:=joy, phone, keyboard_evdev, ...) the device's episode buttons call them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ TELEOP_ARGUMENTS = (
     "cameras",
     "namespace",
     "config",
+    "source",
+    "device_config",
+    "device",
+    "joy_topic",
+    "phone_host",
+    "phone_port",
+    "phone_certfile",
+    "phone_keyfile",
 )
 ARGUMENTS = {
     "robot_type": ("so101", "robot family: so100 | so101 | koch"),
@@ -37,6 +46,14 @@ ARGUMENTS = {
     "cameras": ("", "comma-separated name:source list, e.g. front:/dev/video0,wrist:/dev/video2"),
     "namespace": ("", "ROS namespace for every node"),
     "config": ("", "teleop parameter file; default: <share>/config/teleop.yaml"),
+    "source": ("leader_arm", "teleop input: leader_arm | keyboard | keyboard_evdev | gamepad_evdev | joy | phone"),
+    "device_config": ("", "device map: a name in config/teleop/ or a YAML path"),
+    "device": ("", "keyboard: a terminal path; *_evdev: /dev/input/eventN"),
+    "joy_topic": ("joy", "sensor_msgs/Joy topic for source:=joy"),
+    "phone_host": ("127.0.0.1", "phone page address; 0.0.0.0 to serve the LAN"),
+    "phone_port": ("8766", "phone page port"),
+    "phone_certfile": ("", "HTTPS certificate for the phone page"),
+    "phone_keyfile": ("", "HTTPS private key for the phone page"),
     "contract": ("so101_two_cameras", "contract name in config/contracts/ or a YAML path"),
     "dataset_root": ("", "dataset directory (created; with resume:=true appended to)"),
     "num_episodes": ("10", "episodes to record (0 = until stopped)"),

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("apprentice.doctor", "report what is installed (ROS 2, RMW, torch/CUDA, codecs) and how to fix gaps"),
     "dataset": ("apprentice.dataset.cli", "LeRobotDataset v3.0: info | verify | repair | push | pull | visualize"),
     "calibrate": ("apprentice.robots.calibrate_cli", "calibrate a servo arm (LeRobot-compatible calibration file)"),
+    "teleop": ("apprentice.nodes.teleop_cli", "teleoperate: leader arm, keyboard, gamepad/Joy or phone -> commands"),
     "sim-bus": ("apprentice.motors.sim_bus_cli", "start a virtual Feetech/Dynamixel servo bus on a pseudo-terminal"),
     "record": ("apprentice.nodes.record_cli", "record episodes from ROS 2 topics into MCAP + LeRobot dataset"),
     "convert": ("apprentice.bag.convert_cli", "convert rosbag2 (MCAP/sqlite3) bags into a LeRobot v3.0 dataset"),

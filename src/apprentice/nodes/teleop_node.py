@@ -1,5 +1,9 @@
-"""Teleop node: reads a leader arm and commands the follower at `fps`.
+"""Teleop node: reads a teleop source (a leader arm, a keyboard, a gamepad, a phone) and commands the follower.
 
+Device sources (keyboard, keyboard_evdev, gamepad_evdev, joy, phone; nodes/teleop_devices.py) drive the
+follower (`robot_type`) through a device map (config/teleop/*.yaml), follow its `joint_states`, publish
+`teleop/intervention` (std_msgs/Bool) and call the recorder's episode services; a held device (dead-man
+released, lost, silent) publishes no command and the driver holds its last goal.
 Publishes the leader's joints on `leader/joint_states` (sensor_msgs/JointState, radians, stamped at read
 time: the recorder's `action` source) and the same targets on `<controller>/commands`
 (std_msgs/Float64MultiArray) for the follower's driver node — unless `forward_commands:=false`: then a
@@ -23,9 +27,11 @@ from apprentice.motors import BusError
 from apprentice.nodes.driver_node import arm_parameters, diagnostic_status, open_arm, publish
 from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
+from apprentice.nodes.teleop_devices import DeviceLink
 from apprentice.robots.teleop import LeaderArmSource, TeleopSource
+from apprentice.teleop import DEVICE_SOURCES, TeleopError
 
-SOURCES = ("leader_arm",)  # keyboard / gamepad sources plug in here (same TeleopSource interface)
+SOURCES = ("leader_arm", *DEVICE_SOURCES)  # device sources: nodes/teleop_devices.py
 
 PARAMETERS = (
     *arm_parameters("leader_", "so101_leader"),
@@ -36,6 +42,17 @@ PARAMETERS = (
     Param("num_retry", 3, "retries of a failed bus transaction"),
     Param("forward_commands", True, "command the follower; false: only publish leader/joint_states (the policy "
           "node drives, e.g. during DAgger takeover)"),
+    # Device sources (ignored by leader_arm):
+    Param("robot_type", "so101_follower", "the follower a device source drives"),
+    Param("device_config", "", "device map: a name in config/teleop/ (keyboard_joints, gamepad, ...) or a YAML path"),
+    Param("device", "", "keyboard: a terminal path (default stdin); *_evdev: /dev/input/eventN (default: find one)"),
+    Param("joy_topic", "joy", "sensor_msgs/Joy topic for source:=joy"),
+    Param("phone_host", "127.0.0.1", "phone page address; 0.0.0.0 to serve the LAN"),
+    Param("phone_port", 8766, "phone page port (8765 is the live viewer's)"),
+    Param("phone_certfile", "", "HTTPS certificate for the phone page (phones need HTTPS for motion sensors)"),
+    Param("phone_keyfile", "", "HTTPS private key for the phone page"),
+    Param("max_relative_target", 0.1, "device sources: rad per command from the follower's measured joints"),
+    Param("recorder", "recorder", "device episode buttons call <recorder>/start_episode, stop_episode, ..."),
 )
 
 
@@ -45,15 +62,20 @@ class TeleopNode(Node):
         declare_parameters(self, PARAMETERS)
         source = self.get_parameter("source").value
         if source not in SOURCES:
-            raise BusError(f"teleop: source must be one of {SOURCES}, got '{source}'")
-        arm, self.virtual = open_arm(self, "leader_")
-        try:
-            arm.connect()
-        except BusError:
-            self._stop_virtual()
-            raise
-        self.arm = arm
-        self.source: TeleopSource = LeaderArmSource(arm)
+            raise BusError(f"teleop: parameter source must be one of {SOURCES}, got '{source}'")
+        self.arm, self.virtual, self.devices = None, None, None
+        if source == "leader_arm":
+            arm, self.virtual = open_arm(self, "leader_")
+            try:
+                arm.connect()
+            except BusError:
+                self._stop_virtual()
+                raise
+            self.arm = arm
+            self.source: TeleopSource = LeaderArmSource(arm)
+        else:
+            self.devices = DeviceLink(self, source)
+            self.source = self.devices.source
         self.error = ""
         self._reads = 0
         self._rate_t0 = time.monotonic()
@@ -70,12 +92,16 @@ class TeleopNode(Node):
         stamp = self.get_clock().now().to_msg()
         try:
             targets = self.source.read()
-        except BusError as exc:  # the follower keeps holding its last command; diagnostics say why
+        except (BusError, TeleopError) as exc:  # the follower keeps holding its last command; diagnostics say why
             if str(exc) != self.error:
                 self.get_logger().error(str(exc))
             self.error = str(exc)
             return
+        if self.devices is not None:
+            self.devices.after_read()
         self.error = ""
+        if targets is None:  # hold: no device, dead-man released or silent device
+            return
         self._reads += 1
         state = JointState(name=self.source.joint_names, position=targets.tolist())
         state.header.stamp = stamp
@@ -87,8 +113,11 @@ class TeleopNode(Node):
         now = time.monotonic()
         rate = self._reads / max(1e-9, now - self._rate_t0)
         self._reads, self._rate_t0 = 0, now
-        level = DiagnosticStatus.ERROR if self.error else DiagnosticStatus.OK
-        status = diagnostic_status(self, self.arm, level, self.error or f"teleoperating at {rate:.0f} Hz", rate)
+        if self.arm is not None:
+            level = DiagnosticStatus.ERROR if self.error else DiagnosticStatus.OK
+            status = diagnostic_status(self, self.arm, level, self.error or f"teleoperating at {rate:.0f} Hz", rate)
+        else:
+            status = self.devices.diagnostics(rate, self.error)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         publish(self, self.diag_pub, array)
@@ -110,7 +139,7 @@ class TeleopNode(Node):
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_node(TeleopNode, argv, usage=node_help("teleop_node", __doc__, PARAMETERS))
-    except BusError as exc:
+    except (BusError, TeleopError) as exc:  # RobotError is a BusError
         print(f"teleop: {exc}", file=sys.stderr)
         return 1
 

@@ -1,7 +1,7 @@
 """Teleoperation inputs. The teleop node asks a TeleopSource for the follower's next joint targets.
 
-A leader arm is the first source; keyboard and gamepad sources (end-effector deltas through IK, or
-mobile-base velocities) implement the same two methods and plug into the same node.
+A leader arm is the first source; the input devices of apprentice.teleop (keyboard, gamepad, Joy, phone:
+joint velocities or end-effector deltas through IK) implement the same methods and plug into the same node.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from apprentice.robots.arm import Arm
 class TeleopSource(Protocol):
     joint_names: list[str]
 
-    def read(self) -> np.ndarray:
-        """The follower's joint targets now (radians, in `joint_names` order)."""
+    def read(self) -> np.ndarray | None:
+        """The follower's joint targets now (radians, in `joint_names` order); None: hold (publish nothing)."""
         ...
 
     def close(self) -> None: ...
