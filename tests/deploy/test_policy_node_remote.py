@@ -22,7 +22,7 @@ TOKEN = "remote-episode-token"
 
 def test_evaluation_episodes_in_sim_through_the_policy_server(ros_env, tmp_path: Path) -> None:
     """A full evaluation in sim where the model runs in the server: reset, drive, success count, eval_info.json."""
-    from conftest import write_tiny_act
+    from deploy_helpers import write_tiny_act
 
     # A 40-tick chunk (1.3 s at 30 Hz) outlasts a round trip even on a loaded 2-core box (seen: 0.4-1.1 s),
     # as it must over a network; with a 10-tick chunk every action had expired on arrival there.

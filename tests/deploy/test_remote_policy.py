@@ -142,7 +142,7 @@ class SlowPolicy:
 
 
 def test_slow_server_skips_stale_actions_and_never_stalls_the_loop(tmp_path: Path, contract) -> None:
-    from conftest import write_tiny_act
+    from deploy_helpers import write_tiny_act
 
     path = write_tiny_act(tmp_path, chunk_size=20, n_action_steps=20)
     slow = SlowPolicy(load_policy(path), delay_s=0.25)  # 5 ticks at 20 Hz
@@ -254,7 +254,7 @@ def wait_connected(remote: RemotePolicy, timeout_s: float = 20.0) -> None:
 
 
 def test_a_restarted_server_is_checked_again_before_its_chunks_are_used(policy, contract, tmp_path: Path) -> None:
-    from conftest import write_tiny_act
+    from deploy_helpers import write_tiny_act
 
     first = PolicyServer(policy, ServerConfig(port=0, token=TOKEN))
     port = first.start()
