@@ -273,18 +273,21 @@ class DatasetWriter:
         saved: list[int] = []
         batch: list[Episode] = []
         known = list(self.tasks)
+        start = int(self.info["total_frames"])
+        data_bytes, video_bytes = 0, dict.fromkeys(self.video_keys, 0)
         for ep in episodes:
-            index = self.num_episodes + len(batch)
-            start = int(self.info["total_frames"]) + sum(e.length for e in batch)
-            batch.append(self._encoded_episode(ep, index, start, known))
-            known += [t for t in batch[-1].tasks if t not in known]
-            data_bytes = sum(e.table.nbytes for e in batch)
-            video_bytes = max((sum(e.videos[k].nbytes for e in batch) for k in self.video_keys), default=0)
+            episode = self._encoded_episode(ep, self.num_episodes + len(batch), start, known)
+            batch.append(episode)
+            known += [t for t in episode.tasks if t not in known]
+            start += episode.length
+            data_bytes += episode.table.nbytes
+            for key, source in episode.videos.items():
+                video_bytes[key] += source.nbytes
             if (data_bytes >= self.info["data_files_size_in_mb"] * MB
-                    or video_bytes >= self.info["video_files_size_in_mb"] * MB):
+                    or max(video_bytes.values(), default=0) >= self.info["video_files_size_in_mb"] * MB):
                 self._save(batch, commit=self._files.commit)
                 saved += [e.index for e in batch]
-                batch = []
+                batch, data_bytes, video_bytes = [], 0, dict.fromkeys(self.video_keys, 0)
         if batch:
             self._save(batch, commit=self._files.commit)
             saved += [e.index for e in batch]
