@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import av
-import pyarrow as pa
+import numpy as np
 import torch
 
-from apprentice.dataset import LeRobotDataset, edit
-from apprentice.dataset.builder import DatasetBuilder
+from apprentice.dataset import DatasetWriter, LeRobotDataset, edit
+from apprentice.dataset.writer import EncodedEpisode
 from dataset_lerobot_compat import DELTAS, compare, write
 
 LEROBOT_SIDE = """
@@ -46,20 +46,20 @@ def image_dataset(src: Path, root: Path) -> Path:
     key = ours.meta.video_keys[0]
     features = {**ours.features, key: {"dtype": "image", "shape": ours.features[key]["shape"],
                                        "names": ["height", "width", "channels"]}}
-    builder = DatasetBuilder(root, features=features, fps=ours.fps, robot_type=ours.meta.info["robot_type"])
     source = edit.Source(src)
-    for e in range(ours.num_episodes):
-        rows = source.rows(e)
-        cells = []
-        for frame in ours.episode_frames(e, key):
-            encoder = av.CodecContext.create("png", "w")
-            encoder.width, encoder.height, encoder.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
-            packets = encoder.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
-            cells.append({"bytes": b"".join(bytes(p) for p in packets), "path": None})
-        struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-        builder.add_episode(rows.append_column(key, pa.array(cells, type=struct)), source.frame_tasks(rows), {},
-                            source.visual_stats(e))
-    builder.finish()
+    with DatasetWriter.create(root, features=features, fps=ours.fps, robot_type=ours.meta.info["robot_type"]) as w:
+        for e in range(ours.num_episodes):
+            rows = ours.column("episode_index") == e
+            cells = []
+            for frame in ours.episode_frames(e, key):
+                encoder = av.CodecContext.create("png", "w")
+                encoder.width, encoder.height, encoder.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+                packets = encoder.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+                cells.append({"bytes": b"".join(bytes(p) for p in packets), "path": None})
+            columns = {k: ours.column(k)[rows] for k in w.features if k != key}
+            columns[key] = np.array(cells, dtype=object)
+            w.save_encoded_episodes([EncodedEpisode(columns, np.arange(rows.sum()) / ours.fps,
+                                                    source.frame_tasks(source.rows(e)), stats=source.visual_stats(e))])
     return root
 
 
@@ -86,7 +86,7 @@ def main() -> None:
                                                       episode_tasks={3: "wave"}, out=t / "tasks"),
             "recompute-stats": lambda: edit.recompute_stats(src, images=True, out=t / "stats"),
             "reencode-videos": lambda: edit.reencode_videos(src, vcodec="h264", crf=18, gop=4, out=t / "h264"),
-            "image-dataset (builder)": lambda: image_dataset(src, t / "images"),
+            "image-dataset (writer)": lambda: image_dataset(src, t / "images"),
             "convert-to-video": lambda: edit.convert_image_to_video(t / "images", out=t / "video"),
         }
         if args.lerobot_ref.is_dir():

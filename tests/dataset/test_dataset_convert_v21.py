@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -257,16 +256,6 @@ def test_the_reader_points_v21_datasets_at_convert_v21(v21_source: Path) -> None
 
 # ---------------------------------------------------------------- from the Hub (loopback)
 REPO = "someone/legacy_v21"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.setenv("HF_TOKEN", "hf_loopback_test_token")
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        yield fake
 
 
 def test_convert_v21_pulls_the_v21_revision_from_the_hub(v21_source: Path, hub: FakeHub, tmp_path: Path) -> None:

@@ -6,16 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from dataset_helpers import FEATURES, HEIGHT, WIDTH, frame_value, write_episodes
 
 from apprentice.dataset import DatasetError, DatasetWriter, LeRobotDataset, edit
-from apprentice.dataset.builder import DatasetBuilder
 from apprentice.dataset.cli import main
 from apprentice.dataset.stats import numeric_stats
 from apprentice.dataset.verify import verify
 from apprentice.dataset.video import VideoSegment
+from apprentice.dataset.writer import EncodedEpisode
 
 NUMERIC = ["observation.state", "action", "observation.gripper_open", "timestamp", "frame_index", "index",
            "episode_index", "task_index"]
@@ -234,20 +233,21 @@ def _image_dataset(src: Path, root: Path) -> Path:
     source = LeRobotDataset(src)
     features = {**source.features, "observation.images.top": {"dtype": "image", "shape": [HEIGHT, WIDTH, 3],
                                                                "names": ["height", "width", "channels"]}}
-    builder = DatasetBuilder(root, features=features, fps=30, robot_type="test_arm")
     reader = edit.Source(src)
-    for e in range(source.num_episodes):
-        rows = reader.rows(e)
-        cells = []
-        for frame in source.episode_frames(e, "observation.images.top"):
-            png = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            encoder = av.CodecContext.create("png", "w")
-            encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "rgb24"
-            cells.append({"bytes": b"".join(bytes(p) for p in encoder.encode(png)), "path": None})
-        rows = rows.append_column("observation.images.top", pa.array(
-            cells, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
-        builder.add_episode(rows, reader.frame_tasks(rows), {}, reader.visual_stats(e))
-    builder.finish()
+    with DatasetWriter.create(root, features=features, fps=30, robot_type="test_arm") as writer:
+        for e in range(source.num_episodes):
+            rows = source.column("episode_index") == e
+            cells = []
+            for frame in source.episode_frames(e, "observation.images.top"):
+                png = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                encoder = av.CodecContext.create("png", "w")
+                encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "rgb24"
+                cells.append({"bytes": b"".join(bytes(p) for p in encoder.encode(png)), "path": None})
+            columns = {k: source.column(k)[rows] for k in writer.features if k != "observation.images.top"}
+            columns["observation.images.top"] = np.array(cells, dtype=object)
+            writer.save_encoded_episodes([EncodedEpisode(columns, np.arange(rows.sum()) / 30,
+                                                         reader.frame_tasks(reader.rows(e)),
+                                                         stats=reader.visual_stats(e))])
     return root
 
 
@@ -273,15 +273,13 @@ def test_convert_image_to_video(make_dataset, tmp_path):
 def test_segment_off_a_keyframe_is_reencoded(make_dataset, tmp_path):
     src = make_dataset([12])
     source, reader = LeRobotDataset(src), edit.Source(src)
-    rows = reader.rows(0).slice(1, 10)  # frames 1..10: frame 1 is between keyframes (GOP 2)
-    rows = rows.set_column(rows.schema.get_field_index("frame_index"), "frame_index", pa.array(np.arange(10)))
-    rows = rows.set_column(rows.schema.get_field_index("timestamp"), "timestamp",
-                           pa.array(np.arange(10, dtype=np.float32) / 30))
-    builder = DatasetBuilder(tmp_path / "cut", features=source.features, fps=30, robot_type="test_arm")
+    rows = slice(1, 11)  # frames 1..10: frame 1 is between keyframes (GOP 2)
     segment = reader.segment(0, "observation.images.top")
-    builder.add_episode(rows, reader.frame_tasks(rows),
-                        {"observation.images.top": VideoSegment(segment.path, 1, 11)}, reader.visual_stats(0))
-    builder.finish()
+    with DatasetWriter.create(tmp_path / "cut", features=source.features, fps=30, robot_type="test_arm") as w:
+        columns = {k: source.column(k)[rows] for k in w.features if k != "observation.images.top"}
+        w.save_encoded_episodes([EncodedEpisode(
+            columns, np.arange(10) / 30, reader.frame_tasks(reader.rows(0))[rows],
+            {"observation.images.top": VideoSegment(segment.path, 1, 11)}, reader.visual_stats(0))])
     got = _loaded(tmp_path / "cut").episode_frames(0, "observation.images.top")
     want = source.episode_frames(0, "observation.images.top")[1:11]
     assert np.abs(got.astype(int) - want).mean() < 3.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,6 @@ from apprentice.dataset.cli import main
 from apprentice.dataset.hub import pull, push
 
 REPO = "someone/reach_demo"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.setenv("HF_TOKEN", "hf_loopback_test_token")
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        yield fake
 
 
 def test_push_uploads_every_file_and_tags_v30(make_dataset, hub: FakeHub) -> None:

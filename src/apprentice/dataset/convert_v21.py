@@ -35,14 +35,13 @@ import numpy as np
 from apprentice.dataset.format import (
     DEFAULT_FEATURES,
     INFO_PATH,
-    STAGING_DIR,
     DatasetError,
     read_parquet,
     validate_features,
 )
 from apprentice.dataset.reader import column_to_numpy
 from apprentice.dataset.stats import Stats
-from apprentice.dataset.video import EpisodeEncoder
+from apprentice.dataset.video import vcodec_for
 from apprentice.dataset.writer import DatasetWriter, EncodedEpisode
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ V21 = "v2.1"
 EPISODES_JSONL = "meta/episodes.jsonl"
 EPISODES_STATS_JSONL = "meta/episodes_stats.jsonl"
 TASKS_JSONL = "meta/tasks.jsonl"
-MB = 1024 * 1024
 
 
 @dataclass
@@ -192,15 +190,6 @@ def _needs_reencode(path: Path, length: int, fps: int, episode: int, key: str) -
     return ticks.denominator != 1 or pts != [i * int(ticks) for i in range(length)]
 
 
-def _reencode(src: Path, dst: Path, fps: int, vcodec: str) -> Path:
-    encoder = EpisodeEncoder(dst, fps=fps, vcodec=vcodec)
-    with av.open(str(src)) as container:
-        for frame in container.decode(video=0):
-            encoder.put(frame.to_ndarray(format="rgb24"))
-    encoder.finish()
-    return dst
-
-
 def _episode(source: V21Dataset, e: int, writer: DatasetWriter, notes: list[str]) -> EncodedEpisode:
     """One v2.1 episode as the writer's input, checked against episodes.jsonl."""
     meta = source.episodes[e]
@@ -234,9 +223,10 @@ def _episode(source: V21Dataset, e: int, writer: DatasetWriter, notes: list[str]
     for key in source.video_keys:
         video = source.video_path(e, key)
         if _needs_reencode(video, length, writer.fps, e, key):
-            staged = writer.root / STAGING_DIR / f"{key}-reencoded-{e:06d}.mp4"
-            video = _reencode(video, staged, writer.fps, writer.vcodec)
-            notes.append(f"episode {e} {key}: frames not at pts i/fps, re-encoded with {writer.vcodec}")
+            with av.open(str(video)) as container:
+                video = writer.encode_video(key, (f.to_ndarray(format="rgb24") for f in container.decode(video=0)))
+            codec = writer.info["features"][key]["info"]["video.codec"]
+            notes.append(f"episode {e} {key}: frames not at pts i/fps, re-encoded with {vcodec_for(codec, key)}")
             log.warning("%s: %s", source.root, notes[-1])
         videos[key] = video
     return EncodedEpisode(columns={k: v for k, v in columns.items() if k not in DEFAULT_FEATURES},
@@ -257,7 +247,7 @@ def convert_v21(src: str | Path, out: str | Path, *, data_files_size_in_mb: floa
     shutil.rmtree(work, ignore_errors=True)  # what an interrupted conversion left; never a dataset
     features = {k: ft for k, ft in source.info["features"].items() if k not in DEFAULT_FEATURES}
     codecs = {(ft.get("info") or {}).get("video.codec") for ft in features.values() if ft["dtype"] == "video"}
-    vcodec = "h264" if codecs == {"h264"} else "libsvtav1"  # only for episodes that must be re-encoded
+    vcodec = "h264" if codecs == {"h264"} else "libsvtav1"  # for cameras whose v2.1 info names no codec
     notes: list[str] = []
     writer: DatasetWriter | None = None
     try:
@@ -269,20 +259,8 @@ def convert_v21(src: str | Path, out: str | Path, *, data_files_size_in_mb: floa
         for key, fields in v30_info_fields(source.info).items():
             writer.info["features"][key].update(fields)
         writer.add_tasks(source.tasks)
-        # Episodes go to the writer in batches of about one data file / video file, so each output file
-        # is rewritten a few times at most while memory stays bounded.
-        batch: list[EncodedEpisode] = []
-        data_mb, video_mb = 0.0, dict.fromkeys(source.video_keys, 0.0)
-        for e in range(len(source.episodes)):
-            batch.append(_episode(source, e, writer, notes))
-            data_mb += source.data_path(e).stat().st_size / MB
-            for key, path in batch[-1].videos.items():
-                video_mb[key] += path.stat().st_size / MB
-            if data_mb >= data_files_size_in_mb or max(video_mb.values(), default=0) >= video_files_size_in_mb:
-                writer.save_encoded_episodes(batch)
-                batch, data_mb, video_mb = [], 0.0, dict.fromkeys(source.video_keys, 0.0)
-        if batch:
-            writer.save_encoded_episodes(batch)
+        # The writer takes the episodes in batches of about one data / video file: memory stays bounded.
+        writer.save_encoded_episodes(_episode(source, e, writer, notes) for e in range(len(source.episodes)))
         writer.finalize()
         summary = verify(work)
     except BaseException:

@@ -1,10 +1,11 @@
 """Dataset editing as lerobot-edit-dataset does: delete episodes, split, merge, remove a feature, modify
 tasks, recompute stats, re-encode videos, convert image columns to video.
 
-Every operation reads its source(s), builds a complete new root with DatasetBuilder beside the
-destination, verifies it, and only then renames it into place (output.py) — so an edit killed at any
-point leaves every source as it was. Video is copied packet for packet wherever the episode boundaries
-allow; only re-encoding and image conversion decode frames.
+Every operation reads its source(s), writes a complete new root through DatasetWriter's whole-episode
+path (`save_encoded_episodes`) beside the destination, verifies it, and only then renames it into place
+(output.py) — so an edit killed at any point leaves every source as it was. Video is copied packet for
+packet straight from the source's slice of a file (no staging copy) wherever the episode boundaries allow;
+only re-encoding and image conversion decode frames.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from apprentice.dataset.builder import DatasetBuilder
-from apprentice.dataset.format import DEFAULT_FEATURES, DatasetError, read_parquet, video_feature_info
+from apprentice.dataset.format import (
+    DEFAULT_FEATURES,
+    TIMESTAMP_TOLERANCE_S,
+    DatasetError,
+    read_parquet,
+    video_feature_info,
+)
 from apprentice.dataset.metadata import DatasetMeta, LocalStore
 from apprentice.dataset.output import EditOutput
-from apprentice.dataset.reader import decode_image
+from apprentice.dataset.reader import column_to_numpy, decode_image
 from apprentice.dataset.stats import Stats, downsample, image_stats, sample_indices, stats_from_row
 from apprentice.dataset.video import VideoReader, VideoSegment, codec_names
+from apprentice.dataset.writer import DatasetWriter, EncodedEpisode
 
 VideoSource = VideoSegment | Iterable[np.ndarray]
 
@@ -52,6 +59,12 @@ class Source:
         if rows.num_rows != self.meta.episodes[episode]["length"]:
             raise DatasetError(f"{self.root / rel}: episode {episode} has {rows.num_rows} rows, meta/episodes says "
                                f"{self.meta.episodes[episode]['length']}; run `apprentice dataset verify`")
+        frame_index = rows.column("frame_index").to_numpy()
+        timestamps = rows.column("timestamp").to_numpy().astype(np.float64)
+        if not np.array_equal(frame_index, np.arange(rows.num_rows)) or np.any(
+                np.abs(timestamps - frame_index / self.meta.fps) > TIMESTAMP_TOLERANCE_S):
+            raise DatasetError(f"{self.root / rel}: episode {episode} rows are not frames 0..{rows.num_rows - 1} "
+                               "at frame_index/fps; run `apprentice dataset verify`")
         return rows
 
     def frame_tasks(self, rows: pa.Table) -> list[str]:
@@ -102,20 +115,45 @@ def _build(root: Path, episodes: Sequence[tuple[Source, int]], *, features: Mapp
     first = episodes[0][0]
     info = first.meta.info
     features = dict(features if features is not None else info["features"])
-    builder = DatasetBuilder(root, features=features, fps=first.meta.fps, robot_type=info.get("robot_type"),
-                             chunks_size=int(info.get("chunks_size", 1000)),
-                             data_files_size_in_mb=info.get("data_files_size_in_mb", 100),
-                             video_files_size_in_mb=info.get("video_files_size_in_mb", 200),
-                             gop=gop, crf=crf, preset=preset)
-    for source, e in episodes:
-        rows = source.rows(e)
-        tasks = source.frame_tasks(rows)
-        stats = visual_stats(source, e, rows) if visual_stats else source.visual_stats(e)
-        builder.add_episode(
-            rows, frame_tasks(source, e, tasks) if frame_tasks else tasks,
-            {k: videos(source, e, k, rows) if videos else source.segment(e, k) for k in builder.video_keys},
-            {k: stats[k] for k in builder.visual_keys})
-    builder.finish()
+    with DatasetWriter.create(root, features=features, fps=first.meta.fps, robot_type=info.get("robot_type"),
+                              chunks_size=int(info.get("chunks_size", 1000)),
+                              data_files_size_in_mb=info.get("data_files_size_in_mb", 100),
+                              video_files_size_in_mb=info.get("video_files_size_in_mb", 200),
+                              gop=gop, crf=crf, preset=preset) as writer:
+        writer.save_encoded_episodes(_episode(writer, source, e, frame_tasks, videos, visual_stats)
+                                     for source, e in episodes)
+
+
+def _episode(writer: DatasetWriter, source: Source, e: int, frame_tasks: FrameTasks | None, videos: Videos | None,
+             visual_stats: VisualStats | None) -> EncodedEpisode:
+    """Episode `e` of `source` as the writer's input: its feature columns, a segment of the source's mp4 per
+    camera (or the camera's frames, encoded), and its camera stats; the writer computes the numeric stats."""
+    rows = source.rows(e)
+    tasks = source.frame_tasks(rows)
+    stats = visual_stats(source, e, rows) if visual_stats else source.visual_stats(e)
+    cameras: dict[str, Path | VideoSegment] = {}
+    for key in writer.video_keys:
+        video = videos(source, e, key, rows) if videos else source.segment(e, key)
+        cameras[key] = video if isinstance(video, VideoSegment) else writer.encode_video(key, video)
+    columns = {}
+    for key, ft in writer.features.items():
+        if ft["dtype"] == "image":  # {bytes, path} cells as they are: never decoded
+            columns[key] = np.array(rows.column(key).to_pylist(), dtype=object)
+        elif ft["dtype"] != "video":
+            columns[key] = column_to_numpy(rows.column(key), ft["shape"], f"{source.root} column {key!r}")
+    # Timestamps are frame_index/fps (checked by Source.rows): the writer (and lerobot) take the stats from
+    # these float64 values, not from the float32 stored ones, whose quantiles lie ~3e-5 s apart.
+    return EncodedEpisode(columns, timestamps=np.arange(rows.num_rows) / source.meta.fps,
+                          frame_tasks=frame_tasks(source, e, tasks) if frame_tasks else tasks, videos=cameras,
+                          stats={k: stats[k] for k in [*writer.video_keys, *writer.image_keys]})
+
+
+def _rewrite(source: Source, out: str | Path | None, in_place: bool, **build: Any) -> Path:
+    """Write every episode of `source`, changed as `build` says (see _build), to `out` or in place."""
+    output = EditOutput(out, [source.root], in_place)
+    with output as tmp:
+        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)], **build)
+    return output.dst
 
 
 def _check_episodes(source: Source, episodes: Iterable[int], what: str) -> list[int]:
@@ -268,10 +306,7 @@ def remove_feature(src: str | Path, names: Sequence[str], *, out: str | Path | N
         raise DatasetError(f"--features: {unknown or 'nothing'} is not a feature of {source.root}; it has "
                            f"{sorted(k for k in source.meta.features if k not in DEFAULT_FEATURES)}")
     features = {k: v for k, v in source.meta.features.items() if k not in names}
-    output = EditOutput(out, [source.root], in_place)
-    with output as tmp:
-        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)], features=features)
-    return output.dst
+    return _rewrite(source, out, in_place, features=features)
 
 
 def modify_tasks(src: str | Path, *, new_task: str | None = None, replacements: Mapping[str, str] | None = None,
@@ -294,10 +329,7 @@ def modify_tasks(src: str | Path, *, new_task: str | None = None, replacements: 
             return [episode_tasks[e]] * len(tasks)
         return [replacements.get(t) or new_task or t for t in tasks]
 
-    output = EditOutput(out, [source.root], in_place)
-    with output as tmp:
-        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)], frame_tasks=frame_tasks)
-    return output.dst
+    return _rewrite(source, out, in_place, frame_tasks=frame_tasks)
 
 
 def recompute_stats(src: str | Path, *, images: bool = False, out: str | Path | None = None,
@@ -311,11 +343,7 @@ def recompute_stats(src: str | Path, *, images: bool = False, out: str | Path | 
         return {k: image_stats(np.stack([downsample(f) for f in s.frames(e, k, rows, indices)]))
                 for k in s.visual_keys}
 
-    output = EditOutput(out, [source.root], in_place)
-    with output as tmp:
-        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)],
-               visual_stats=visual_stats if images else None)
-    return output.dst
+    return _rewrite(source, out, in_place, visual_stats=visual_stats if images else None)
 
 
 def _video_features(source: Source, keys: Sequence[str], vcodec: str) -> dict[str, Any]:
@@ -335,11 +363,8 @@ def reencode_videos(src: str | Path, *, vcodec: str = "libsvtav1", crf: int = 30
     if not source.meta.video_keys:
         raise DatasetError(f"{source.root}: has no video features to re-encode")
     features = _video_features(source, source.meta.video_keys, vcodec)
-    output = EditOutput(out, [source.root], in_place)
-    with output as tmp:
-        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)], features=features,
-               videos=lambda s, e, k, rows: s.frames(e, k, rows), gop=gop, crf=crf, preset=preset)
-    return output.dst
+    return _rewrite(source, out, in_place, features=features, videos=lambda s, e, k, rows: s.frames(e, k, rows),
+                    gop=gop, crf=crf, preset=preset)
 
 
 def convert_image_to_video(src: str | Path, *, vcodec: str = "libsvtav1", crf: int = 30, gop: int = 2,
@@ -357,8 +382,4 @@ def convert_image_to_video(src: str | Path, *, vcodec: str = "libsvtav1", crf: i
     def videos(s: Source, e: int, key: str, rows: pa.Table) -> VideoSource:
         return s.frames(e, key, rows) if key in keys else s.segment(e, key)
 
-    output = EditOutput(out, [source.root], in_place)
-    with output as tmp:
-        _build(tmp, [(source, e) for e in range(source.meta.total_episodes)], features=features, videos=videos,
-               gop=gop, crf=crf, preset=preset)
-    return output.dst
+    return _rewrite(source, out, in_place, features=features, videos=videos, gop=gop, crf=crf, preset=preset)

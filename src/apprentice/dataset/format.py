@@ -196,7 +196,7 @@ def make_info(features: Mapping[str, Any], fps: int, robot_type: str | None, *, 
         "splits": {},
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if has_video else None,
-        "features": {**features, **DEFAULT_FEATURES},
+        "features": {**features, **{k: dict(v) for k, v in DEFAULT_FEATURES.items()}},  # copies: callers add fields
     }
 
 

@@ -31,7 +31,7 @@ from apprentice.dataset.format import (
 )
 from apprentice.dataset.metadata import LocalStore, read_episodes, read_tasks, write_tasks
 from apprentice.dataset.stats import aggregate_stats, stats_from_row, stats_to_json
-from apprentice.dataset.video import append_video, probe_video
+from apprentice.dataset.video import VideoSegment, concat_segments, probe_video
 
 
 def repair(root: str | Path) -> list[str]:
@@ -140,7 +140,7 @@ def _repair_videos(root: Path, info: dict, episodes: list[dict]) -> list[str]:
                 continue
             found = probe_video(path)["frames"]
             if found > committed[path]:
-                append_video(path, committed[path], fps, None)
+                concat_segments(path, [VideoSegment(path, 0, committed[path])], fps)
                 actions.append(f"trimmed {path.relative_to(root)} from {found} to {committed[path]} frames")
         for path, frames in committed.items():
             if not path.exists():

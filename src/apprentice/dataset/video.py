@@ -2,7 +2,7 @@
 
 Timing contract (lerobot v3.0): frame i of an episode lives at from_timestamp + i/fps in its file, and
 from_timestamp is the number of frames already in the file divided by fps. We encode with pts = i in a
-1/fps time base and shift packets by whole frames when appending, so the contract holds exactly.
+1/fps time base and renumber packets by whole frames when concatenating, so the contract holds exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +34,15 @@ def codec_names(vcodec: str) -> tuple[str, str]:
     if vcodec not in CODECS:
         raise DatasetError(f"vcodec {vcodec!r} is not supported; use 'libsvtav1' (lerobot's default) or 'h264'")
     return CODECS[vcodec]
+
+
+def vcodec_for(codec: str, where: str) -> str:
+    """The vcodec argument that encodes what info.json calls `codec` ("av1" -> "libsvtav1", "h264")."""
+    for vcodec, (_, stored) in CODECS.items():
+        if stored == codec:
+            return vcodec
+    raise DatasetError(f"{where} is stored as {codec!r}; only av1 and h264 are encoded here — re-encode with "
+                       "`apprentice dataset reencode-videos`")
 
 
 def encoder_options(encoder: str, *, gop: int, crf: int, preset: int | None) -> dict[str, str]:
@@ -124,84 +133,58 @@ class EpisodeEncoder:
         self.path.unlink(missing_ok=True)
 
 
-def append_video(dst: Path, keep_frames: int, fps: int, episodes: Path | Sequence[Path] | None) -> None:
-    """Rewrite `dst` as its first `keep_frames` frames followed by the frames of `episodes` (one file or
-    several, in order), atomically.
-
-    Packets are copied, never re-encoded, behind the codec header of the first source: callers check
-    `video_signature` first. `keep_frames` is the committed frame count of `dst`, so a tail left by a
-    crash between writing the video and committing the metadata is dropped here. With `episodes=None`
-    this only truncates (used by repair).
-    """
-    tmp = tmp_path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    new = [episodes] if isinstance(episodes, Path) else list(episodes or [])
-    sources = ([(dst, keep_frames)] if keep_frames > 0 else []) + [(path, None) for path in new]
+def encode_frames(path: Path, frames: Iterable[np.ndarray], *, fps: int, vcodec: str, **options: Any) -> int:
+    """Encode HWC uint8 frames into a new mp4 at `path` (frame i at pts i/fps); returns how many."""
+    encoder = EpisodeEncoder(path, fps=fps, vcodec=vcodec, **options)
     try:
-        with av.open(str(tmp), "w", format="mp4") as out:
-            out_stream = None
-            start = 0  # frames written so far
-            for src, limit in sources:
-                with av.open(str(src)) as inp:
-                    stream = inp.streams.video[0]
-                    if out_stream is None:
-                        out_stream = out.add_stream_from_template(stream, opaque=True)
-                    frame_ticks = Fraction(1, fps) / stream.time_base
-                    shift = start * frame_ticks
-                    if shift.denominator != 1 or frame_ticks.denominator != 1:
-                        raise DatasetError(f"{src}: time base {stream.time_base} cannot hold {fps} fps exactly")
-                    count = 0
-                    for packet in inp.demux(stream):
-                        if packet.pts is None:
-                            continue
-                        if limit is not None and packet.pts >= limit * frame_ticks:
-                            continue
-                        packet.pts += int(shift)
-                        packet.dts = packet.pts if packet.dts is None else packet.dts + int(shift)
-                        packet.stream = out_stream
-                        out.mux(packet)
-                        count += 1
-                    start += count if limit is None else min(limit, count)
+        for frame in frames:
+            encoder.put(frame)
+        return encoder.finish()
+    except BaseException:
+        encoder.abort()
+        raise
+
+
+def _open_input(path: Path) -> Any:
+    try:
+        container = av.open(str(path))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
     except (av.FFmpegError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{dst}: could not append episode video ({e}); the dataset is unchanged") from None
-    replace_atomically(tmp, dst)
+        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+    if not container.streams.video:
+        container.close()
+        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt")
+    return container
+
+
+def _signature(stream: Any) -> tuple[Any, ...]:
+    ctx = stream.codec_context
+    return ctx.name, ctx.width, ctx.height, ctx.format.name if ctx.format else None, bytes(ctx.extradata or b"")
 
 
 def video_signature(path: Path) -> tuple[Any, ...]:
     """What must be equal for packets of two mp4s to share one file: codec, size, pixel format and the
     codec header (extradata: H.264 SPS/PPS depend on e.g. the CRF; other packets decode to wrong pixels)."""
-    try:
-        with av.open(str(path)) as container:
-            ctx = container.streams.video[0].codec_context
-            return ctx.name, ctx.width, ctx.height, ctx.format.name if ctx.format else None, bytes(ctx.extradata or b"")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: video file missing") from None
-    except IndexError:
-        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt") from None
-    except (av.FFmpegError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+    with _open_input(path) as container:
+        return _signature(container.streams.video[0])
 
 
 def probe_video(path: Path) -> dict[str, Any]:
     """Frame count, end time (s), size and codec of an mp4 by demuxing only (no decoding)."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            count, end = 0, 0
+    with _open_input(path) as container:
+        stream = container.streams.video[0]
+        count, end = 0, 0
+        try:
             for packet in container.demux(stream):
                 if packet.pts is None:
                     continue
                 count += 1
                 end = max(end, packet.pts + (packet.duration or 0))
-            return {"frames": count, "end_s": float(end * stream.time_base), "height": stream.height,
-                    "width": stream.width, "codec": stream.codec_context.name}
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
-    except IndexError:
-        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt") from None
-    except (av.FFmpegError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+        except (av.FFmpegError, OSError) as e:
+            raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
+        return {"frames": count, "end_s": float(end * stream.time_base), "height": stream.height,
+                "width": stream.width, "codec": stream.codec_context.name}
 
 
 class VideoReader:
@@ -292,7 +275,7 @@ class VideoSegment:
 class SegmentInfo:
     keyframe_start: bool  # packets can be copied only from a keyframe on
     nbytes: int
-    extradata: bytes  # the codec header; segments share a file only when theirs are equal
+    signature: tuple[Any, ...]  # see video_signature; segments share a file only when theirs are equal
 
 
 def _frame_of(packet: av.Packet, time_base: Fraction, fps: int) -> int:
@@ -314,36 +297,25 @@ def _segment_packets(container: Any, segment: VideoSegment, fps: int) -> Iterato
             yield frame, packet
 
 
-def _open_input(path: Path) -> Any:
-    try:
-        container = av.open(str(path))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: video file missing; restore it or re-record those episodes") from None
-    except (av.FFmpegError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({e}); the file is truncated or corrupt") from None
-    if not container.streams.video:
-        container.close()
-        raise DatasetError(f"{path}: no video stream; the file is truncated or corrupt")
-    return container
-
-
 def segment_info(segment: VideoSegment, fps: int) -> SegmentInfo:
     """Whether a segment can be copied packet for packet, its size and codec header (demux only)."""
     with _open_input(segment.path) as container:
         packets = list(_segment_packets(container, segment, fps))
-        extradata = bytes(container.streams.video[0].codec_context.extradata or b"")
+        signature = _signature(container.streams.video[0])
     if len(packets) != segment.frames:
         raise DatasetError(f"{segment.path}: holds {len(packets)} frames in {segment.start}..{segment.end - 1}, "
                            f"meta/episodes needs {segment.frames}; run `apprentice dataset verify`")
     return SegmentInfo(keyframe_start=bool(packets[0][1].is_keyframe), nbytes=sum(p.size for _, p in packets),
-                       extradata=extradata)
+                       signature=signature)
 
 
 def concat_segments(dst: Path, segments: list[VideoSegment], fps: int) -> None:
     """Write `dst` as the segments' frames back to back by copying packets (no re-encode), atomically.
 
-    Every segment must start on a keyframe and all must share one codec header (see segment_info);
-    frame k of the output gets pts k in a 1/fps time base, the layout the writer produces.
+    The one packet copy: the writer appends episodes with it (the file's committed frames first, so a tail
+    a crash left is dropped) and repair truncates with it. Every segment must start on a keyframe and all
+    must share one codec header (see video_signature / segment_info); frame k of the output gets pts k in a
+    1/fps time base, the layout the writer produces.
     """
     tmp = tmp_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -373,7 +345,7 @@ def concat_segments(dst: Path, segments: list[VideoSegment], fps: int) -> None:
                                            "in the file; run `apprentice dataset verify`")
     except (av.FFmpegError, OSError) as e:
         tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{dst}: could not copy video segments ({e})") from None
+        raise DatasetError(f"{dst}: could not copy video packets ({e}); the file is unchanged") from None
     except DatasetError:
         tmp.unlink(missing_ok=True)
         raise
