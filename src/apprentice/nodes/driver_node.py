@@ -18,7 +18,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.publisher import Publisher
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -74,16 +73,6 @@ def open_arm(node: Node, prefix: str = "") -> tuple[Arm, VirtualServoBus | None]
         + f", calibration: {calibration_file if calibration else 'read from the motors'}"
     )
     return arm, virtual
-
-
-def publish(node: Node, publisher: Publisher, msg: object) -> None:
-    """Publish, unless SIGINT shut the context down while this timer callback was running: then the
-    message has no one to go to and the node is about to close (run_node releases the arm)."""
-    try:
-        publisher.publish(msg)
-    except Exception:
-        if node.context.ok():
-            raise
 
 
 def declare_arm_parameters(node: Node, prefix: str, robot_type: str) -> None:
@@ -246,7 +235,7 @@ class DriverNode(Node):
         if velocities is not None:
             state.velocity = velocities.tolist()
         state.header.stamp = stamp
-        publish(self, self.state_pub, state)
+        self.state_pub.publish(state)
         self._reads += 1
         if self.trajectory is not None:
             now = time.monotonic()
@@ -278,7 +267,7 @@ class DriverNode(Node):
             level, message = DiagnosticStatus.OK, f"{self.rate:.0f} Hz"
         array = DiagnosticArray(status=[diagnostic_status(self, self.arm, level, message, self.rate)])
         array.header.stamp = self.get_clock().now().to_msg()
-        publish(self, self.diag_pub, array)
+        self.diag_pub.publish(array)
 
     def close(self) -> None:
         """Called by run_node on shutdown: release torque (unless told not to) and the port."""

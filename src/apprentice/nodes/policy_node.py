@@ -23,7 +23,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -36,7 +35,7 @@ from apprentice.contract import COMMAND_TYPES, IMAGE_TYPES, TRAJECTORY, Contract
 from apprentice.deploy import DeployError, EvalBook
 from apprentice.deploy.params import PolicyNodeParams
 from apprentice.deploy.runtime import PolicyRuntime
-from apprentice.nodes.runtime import run_node
+from apprentice.nodes.runtime import request_shutdown, run_node
 from apprentice.policies import PolicyError
 
 try:
@@ -250,7 +249,7 @@ class PolicyNode(Node):
         self.get_logger().info(f"evaluation done: success rate {self.book.success_rate:.0%}; wrote {path}")
         self.eval = None
         if self.params.eval_shutdown_when_done:
-            rclpy.try_shutdown()
+            request_shutdown()
 
     # -- hardware evaluation: follow the recorder's episodes ------------------------------------------
     def _on_recorder(self, msg: Any) -> None:

@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,7 +32,7 @@ from apprentice.bag.recording import DONE, ERROR, RESETTING, WARMUP, RecordConfi
 from apprentice.contract import IMAGE_TYPES, ContractError, load_contract
 from apprentice.dataset import DatasetError
 from apprentice.msg import EpisodeStatus
-from apprentice.nodes.runtime import run_node
+from apprentice.nodes.runtime import request_shutdown, run_node
 from apprentice.srv import StartEpisode
 
 RESET_TIMEOUT_S = 10.0
@@ -185,7 +184,7 @@ class RecorderNode(Node):
         if self.exit_when_done and self.recorder.state in (DONE, ERROR) and self.recorder.wait_converted(0):
             log = self.get_logger().info if self.recorder.state == DONE else self.get_logger().error
             log(f"session ended: {self.recorder.episodes_saved} episodes saved. {self.recorder.message}")
-            rclpy.try_shutdown()
+            request_shutdown()
 
     def _on_status_timer(self) -> None:
         if self.extra:
@@ -235,7 +234,6 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.keys.stop()
-        self.recorder.listeners.clear()  # the context may already be shut down: no more status messages
         if self.tty:
             sys.stderr.write("\n")
         self.recorder.close()

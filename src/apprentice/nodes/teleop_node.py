@@ -19,7 +19,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from apprentice.motors import BusError
-from apprentice.nodes.driver_node import declare_arm_parameters, diagnostic_status, open_arm, publish
+from apprentice.nodes.driver_node import declare_arm_parameters, diagnostic_status, open_arm
 from apprentice.nodes.runtime import run_node
 from apprentice.robots.teleop import LeaderArmSource, TeleopSource
 
@@ -69,8 +69,8 @@ class TeleopNode(Node):
         self._reads += 1
         state = JointState(name=self.source.joint_names, position=targets.tolist())
         state.header.stamp = stamp
-        publish(self, self.leader_pub, state)
-        publish(self, self.command_pub, Float64MultiArray(data=targets.tolist()))
+        self.leader_pub.publish(state)
+        self.command_pub.publish(Float64MultiArray(data=targets.tolist()))
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -80,7 +80,7 @@ class TeleopNode(Node):
         status = diagnostic_status(self, self.arm, level, self.error or f"teleoperating at {rate:.0f} Hz", rate)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        publish(self, self.diag_pub, array)
+        self.diag_pub.publish(array)
 
     def close(self) -> None:
         try:
