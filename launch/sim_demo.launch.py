@@ -8,14 +8,19 @@
    bags in <out>/bags, converted into the LeRobotDataset <out>/dataset;
 2. when the recorder exits: `apprentice train` (config/train.yaml flags) -> <out>/train;
 3. when training exits: a sim node on held-out seeds + the policy node in evaluation mode
-   -> <out>/eval/eval_info.json, then the launch shuts down.
+   -> <out>/eval/eval_info.json, then the launch shuts down with "demo done: success rate ...".
+A stage starts only when the one before it exited 0; otherwise (a failure, or Ctrl-C) the launch
+stops with one error line naming the stage and a non-zero exit code — never "demo done" without a
+fresh eval_info.json.
 Parameters: config/sim_demo.yaml. `apprentice demo` additionally scales training steps to the machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
@@ -67,6 +72,35 @@ def when_ready(sim: Node, actions: list) -> RegisterEventHandler:
     return RegisterEventHandler(OnProcessIO(target_action=sim, on_stderr=on_output, on_stdout=on_output))
 
 
+class DemoError(RuntimeError):
+    """A stage of the demo did not finish; launch logs the message and exits 1."""
+
+
+def after(stage: str, action, then) -> RegisterEventHandler:
+    """When ``action`` exits: ``then()`` (the next stage's actions) if it exited 0 and the launch is not
+    shutting down, else stop the demo, naming the stage (raising makes `ros2 launch` exit 1)."""
+
+    def on_exit(event, context) -> list:
+        if event.returncode == 0 and not context.is_shutdown:
+            return then()
+        why = "the launch was interrupted" if context.is_shutdown else f"exit code {event.returncode}"
+        raise DemoError(f"sim_demo: {stage} did not finish ({why}); the demo stopped there")
+
+    return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=on_exit))
+
+
+def evaluation_result(path: str, since: float) -> str | None:
+    """'<rate> over <n> episodes' from an eval_info.json written after ``since``; None if there is none."""
+    try:
+        if os.path.getmtime(path) < since:
+            return None  # an earlier run's file: this evaluation wrote nothing
+        with open(path) as f:
+            aggregated = json.load(f)["aggregated"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return f"{aggregated['success_rate']:.0%} over {aggregated['n_episodes']} episodes"
+
+
 def pipeline(context) -> list:
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     out = os.path.abspath(os.path.expanduser(arg["out"]))
@@ -94,6 +128,7 @@ def pipeline(context) -> list:
     # Evaluation: stage 3, started when training exits.
     eval_sim = sim(int(arg["eval_seed"]))
     checkpoint = os.path.join(out, "train", "checkpoints", "last", "pretrained_model")
+    eval_info = os.path.join(out, "eval", "eval_info.json")
     policy = Node(
         package="apprentice",
         executable="policy_node",
@@ -106,23 +141,24 @@ def pipeline(context) -> list:
                 "contract": contract,
                 "device": arg["device"],
                 "eval_episodes": int(arg["eval_episodes"]),
-                "eval_output": os.path.join(out, "eval", "eval_info.json"),
+                "eval_output": eval_info,
             },
         ],
     )
-    evaluation = [
-        eval_sim,
-        when_ready(eval_sim, [policy]),
-        RegisterEventHandler(
-            OnProcessExit(
-                target_action=policy,
-                on_exit=[
-                    LogInfo(msg=f"demo done: success rate in {out}/eval/eval_info.json"),
-                    EmitEvent(event=Shutdown(reason="demo finished")),
-                ],
-            )
-        ),
-    ]
+    eval_started = [0.0]
+
+    def evaluation() -> list:
+        eval_started[0] = time.time()
+        return [eval_sim, when_ready(eval_sim, [policy]), after("evaluation", policy, report)]
+
+    def report() -> list:
+        result = evaluation_result(eval_info, eval_started[0])
+        if result is None:
+            raise DemoError(f"sim_demo: the evaluation did not finish: policy_node exited without writing {eval_info}")
+        return [
+            LogInfo(msg=f"demo done: success rate {result}; details in {eval_info}"),
+            EmitEvent(event=Shutdown(reason="demo finished")),
+        ]
 
     # Training: stage 2, started when the last episode is recorded.
     with open(share("config", "train.yaml")) as f:
@@ -142,10 +178,7 @@ def pipeline(context) -> list:
         name="train",
         output="screen",
     )
-    training = [
-        train,
-        RegisterEventHandler(OnProcessExit(target_action=train, on_exit=evaluation)),
-    ]
+    training = [train, after("training", train, evaluation)]
 
     # Recording: stage 1. The teleop starts once the recorder waits for its topics (see above).
     record_sim = sim(int(arg["seed"]))
@@ -182,7 +215,8 @@ def pipeline(context) -> list:
         RegisterEventHandler(
             OnProcessIO(target_action=recorder, on_stderr=on_recorder_output, on_stdout=on_recorder_output)
         ),
-        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=[*stop_recording, *training])),
+        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=stop_recording)),
+        after("recording", recorder, lambda: training),
     ]
 
 
