@@ -47,6 +47,8 @@ ARGUMENTS = {
     "record_config": ("", "recorder parameter file; default: <share>/config/record.yaml"),
 }
 
+RECORDER_STOP_S = "60"  # seconds between SIGINT and SIGTERM for the recorder (see recorder())
+
 
 def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("apprentice"), *parts)
@@ -74,6 +76,9 @@ def recorder(context) -> list:
         executable="recorder_node",
         name="recorder",
         output="screen",
+        # On Ctrl-C the recorder saves the episode in progress and converts it (video encoding): give it
+        # RECORDER_STOP_S, not launch's default 5 s before SIGTERM (a killed conversion reruns on restart).
+        sigterm_timeout=RECORDER_STOP_S,
         parameters=[arg["record_config"] or share("config", "record.yaml"), params],
     )
     return [GroupAction([PushRosNamespace(arg["namespace"]), node])]

@@ -9,9 +9,9 @@
 2. when the recorder exits: `apprentice train` (config/train.yaml flags) -> <out>/train;
 3. when training exits: a sim node on held-out seeds + the policy node in evaluation mode
    -> <out>/eval/eval_info.json, then the launch shuts down with "demo done: success rate ...".
-A stage starts only when the one before it exited 0; otherwise (a failure, or Ctrl-C) the launch
-stops with one error line naming the stage and a non-zero exit code — never "demo done" without a
-fresh eval_info.json.
+A stage starts only when the one before it exited 0; otherwise (a failure, a sim or teleop node that
+dies mid-stage, or Ctrl-C) the launch stops with one error line naming the stage and exit code 1 —
+never "demo done" without a fresh eval_info.json.
 Parameters: config/sim_demo.yaml. `apprentice demo` additionally scales training steps to the machine.
 """
 
@@ -54,6 +54,8 @@ ARGUMENTS = {
 SIM_READY = b"sim 'reach'"  # the sim node's start-up log line: it publishes from then on
 RECORDER_WAITING = b"waiting for publishers"  # the recorder is subscribed and waits for the teleop
 
+RECORDER_STOP_S = "60"  # seconds between SIGINT and SIGTERM for the recorder (see the recorder Node)
+
 
 def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("apprentice"), *parts)
@@ -76,15 +78,32 @@ class DemoError(RuntimeError):
     """A stage of the demo did not finish; launch logs the message and exits 1."""
 
 
-def after(stage: str, action, then) -> RegisterEventHandler:
+def after(stage: str, action, then, stopped: list) -> RegisterEventHandler:
     """When ``action`` exits: ``then()`` (the next stage's actions) if it exited 0 and the launch is not
-    shutting down, else stop the demo, naming the stage (raising makes `ros2 launch` exit 1)."""
+    shutting down, else stop the demo, naming the stage (raising makes `ros2 launch` exit 1) — unless
+    an earlier failure in ``stopped`` already did."""
 
-    def on_exit(event, context) -> list:
+    def on_exit(event, context) -> list | None:
         if event.returncode == 0 and not context.is_shutdown:
             return then()
+        if stopped:
+            return None
         why = "the launch was interrupted" if context.is_shutdown else f"exit code {event.returncode}"
+        stopped.append(stage)
         raise DemoError(f"sim_demo: {stage} did not finish ({why}); the demo stopped there")
+
+    return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=on_exit))
+
+
+def needed_until(name: str, action, finished: list, stopped: list) -> RegisterEventHandler:
+    """A helper process (a sim, the scripted teleop) that exits before its stage has ``finished`` would
+    leave the stage waiting for ever, or the launch idle with exit 0: stop the demo, naming it."""
+
+    def on_exit(event, context) -> None:
+        if finished or stopped or context.is_shutdown:
+            return None
+        stopped.append(name)
+        raise DemoError(f"sim_demo: {name} exited (code {event.returncode}) before its stage finished")
 
     return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=on_exit))
 
@@ -107,6 +126,7 @@ def pipeline(context) -> list:
     params = share("config", "sim_demo.yaml")
     contract = share("config", "contracts", "sim_reach.yaml")
     episodes = int(arg["episodes"])
+    stopped: list[str] = []  # the stage or process whose failure stopped the demo (reported once)
 
     def sim(seed: int) -> Node:
         return Node(
@@ -145,15 +165,22 @@ def pipeline(context) -> list:
             },
         ],
     )
-    eval_started = [0.0]
+    eval_started, eval_finished = [0.0], []
 
     def evaluation() -> list:
         eval_started[0] = time.time()
-        return [eval_sim, when_ready(eval_sim, [policy]), after("evaluation", policy, report)]
+        return [
+            eval_sim,
+            when_ready(eval_sim, [policy]),
+            needed_until("the evaluation sim node", eval_sim, eval_finished, stopped),
+            after("evaluation", policy, report, stopped),
+        ]
 
     def report() -> list:
+        eval_finished.append(True)
         result = evaluation_result(eval_info, eval_started[0])
         if result is None:
+            stopped.append("evaluation")
             raise DemoError(f"sim_demo: the evaluation did not finish: policy_node exited without writing {eval_info}")
         return [
             LogInfo(msg=f"demo done: success rate {result}; details in {eval_info}"),
@@ -178,7 +205,7 @@ def pipeline(context) -> list:
         name="train",
         output="screen",
     )
-    training = [train, after("training", train, evaluation)]
+    training = [train, after("training", train, evaluation, stopped)]
 
     # Recording: stage 1. The teleop starts once the recorder waits for its topics (see above).
     record_sim = sim(int(arg["seed"]))
@@ -187,6 +214,9 @@ def pipeline(context) -> list:
         executable="recorder_node",
         name="recorder",
         output="screen",
+        # On Ctrl-C the recorder saves the episode in progress and converts it (video encoding): give it
+        # RECORDER_STOP_S, not launch's default 5 s before SIGTERM (a killed conversion reruns on restart).
+        sigterm_timeout=RECORDER_STOP_S,
         parameters=[
             params,
             {
@@ -198,7 +228,7 @@ def pipeline(context) -> list:
             },
         ],
     )
-    started = []
+    started, recorded = [], []
 
     def on_recorder_output(event) -> list | None:
         if started or RECORDER_WAITING not in event.text:
@@ -215,8 +245,11 @@ def pipeline(context) -> list:
         RegisterEventHandler(
             OnProcessIO(target_action=recorder, on_stderr=on_recorder_output, on_stdout=on_recorder_output)
         ),
+        needed_until("the sim node", record_sim, recorded, stopped),
+        needed_until("the scripted teleop node", teleop, recorded, stopped),
+        RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=lambda *_: recorded.append(True))),
         RegisterEventHandler(OnProcessExit(target_action=recorder, on_exit=stop_recording)),
-        after("recording", recorder, lambda: training),
+        after("recording", recorder, lambda: training, stopped),
     ]
 
 

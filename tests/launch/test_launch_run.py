@@ -160,7 +160,7 @@ class Launch:
             time.sleep(0.2)
         raise AssertionError(f"no {text!r} after {timeout} s:\n{self.output()}")
 
-    def interrupt(self, timeout: float = 40.0) -> int:
+    def interrupt(self, timeout: float = 90.0) -> int:
         """SIGINT, as Ctrl-C; the exit code once launch and every node have stopped."""
         self.proc.send_signal(signal.SIGINT)
         try:
