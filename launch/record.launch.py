@@ -66,6 +66,8 @@ ARGUMENTS = {
     "live_view_port": ("8765", "port of the live view's WebSocket server (127.0.0.1 only)"),
 }
 
+RECORDER_STOP_S = "60"  # seconds between SIGINT and SIGTERM for the recorder (see recorder())
+
 
 def share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("apprentice"), *parts)
@@ -101,6 +103,9 @@ def recorder(context) -> list:
         executable="recorder_node",
         name="recorder",
         output="screen",
+        # On Ctrl-C the recorder saves the episode in progress and converts it (video encoding): give it
+        # RECORDER_STOP_S, not launch's default 5 s before SIGTERM (a killed conversion reruns on restart).
+        sigterm_timeout=RECORDER_STOP_S,
         parameters=[arg["record_config"] or share("config", "record.yaml"), params],
     )
     return [GroupAction([PushRosNamespace(arg["namespace"]), node, *viewer(arg, contract)])]

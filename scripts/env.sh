@@ -13,6 +13,13 @@ if [ -f "$_apprentice_root/install/setup.bash" ]; then
   # shellcheck disable=SC1091
   source "$_apprentice_root/install/setup.bash"
 fi
+# ROS 2's launch tooling built by setup.sh from ../shared/ros2-launch (not on PyPI): `ros2 launch`, `ros2 node`.
+if [ -f "$_apprentice_root/.ros2-launch/current/local_setup.bash" ]; then
+  set +u
+  # shellcheck disable=SC1091
+  source "$_apprentice_root/.ros2-launch/current/local_setup.bash"
+  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$_apprentice_root/.ros2-launch/current/site
+fi
 # The checkout's sources first: the install tree holds a snapshot of src/ from the last colcon build,
 # and `apprentice` extends its __path__ to the install for the generated msg/srv modules.
 export PYTHONPATH=$_apprentice_root/src${PYTHONPATH:+:$PYTHONPATH}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh Debian/Ubuntu machine with Python 3.11 (idempotent; prints each step).
 #   - creates .venv, installs ROS 2 Kilted from PyPI wheels (or uses an apt-installed ROS 2 if found),
-#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev]`) and colcon-builds it into install/.
+#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev]`) and colcon-builds it into install/,
+#   - builds ROS 2's launch tooling into .ros2-launch/ when ../shared/ros2-launch is there (see below).
 # Afterwards: `source scripts/env.sh`.
 # Environment knobs: PYTHON (interpreter, default python3.11), APPRENTICE_EXTRAS (default ros,train,sim,teleop,dev),
 # TORCH_SPEC (default torch==2.13.0, the CPU build), APPRENTICE_SKIP_APT=1 to skip system packages.
@@ -110,6 +111,27 @@ step "colcon build (interfaces, node executables, launch/config) into $ROOT/inst
 ./scripts/build.sh >"$ROOT/log/colcon-build.txt" 2>&1 \
   || { cat "$ROOT/log/colcon-build.txt"; echo "colcon build failed"; exit 1; }
 tail -n 3 "$ROOT/log/colcon-build.txt"
+
+# launch, launch_ros and ros2cli are not on PyPI. Where their sources sit beside the checkout (CI: the
+# shared ros2-launch folder, read-only), build them into .ros2-launch/<hash> once — keyed by the sources,
+# the venv and the interpreter — so `ros2 launch` works and tests/launch/ runs every launch file for real.
+# APPRENTICE_ROS2_LAUNCH_SRC points elsewhere; set it empty to skip. An apt ROS 2 already has them.
+R2L_SRC=${APPRENTICE_ROS2_LAUNCH_SRC-$ROOT/../shared/ros2-launch}
+if [ -z "$APT_ROS" ] && [ -n "$R2L_SRC" ] && [ -f "$R2L_SRC/build.sh" ]; then
+  R2L_KEY=$( (cd "$R2L_SRC" && find . -type f -print0 | sort -z | xargs -0 sha256sum; echo "$VIRTUAL_ENV"; python -VV) \
+    | sha256sum | cut -c1-16)
+  R2L_DIR=$ROOT/.ros2-launch/$R2L_KEY
+  if [ -f "$R2L_DIR/.complete" ]; then
+    step "ROS 2 launch tooling (launch, launch_ros, ros2cli): cached in $R2L_DIR"
+  else
+    step "building ROS 2 launch tooling (launch, launch_ros, ros2cli) from $R2L_SRC into $R2L_DIR"
+    rm -rf "$ROOT/.ros2-launch" && mkdir -p "$ROOT/.ros2-launch"
+    bash "$R2L_SRC/build.sh" "$R2L_DIR" >"$ROOT/log/ros2-launch-build.txt" 2>&1 \
+      || { cat "$ROOT/log/ros2-launch-build.txt"; rm -rf "$R2L_DIR"; echo "building $R2L_SRC failed"; exit 1; }
+    touch "$R2L_DIR/.complete"
+  fi
+  ln -sfn "$R2L_KEY" "$ROOT/.ros2-launch/current"
+fi
 
 step "checking the install"
 # shellcheck disable=SC1091

@@ -17,11 +17,12 @@ pytest.importorskip("rclpy")
 _NODE = textwrap.dedent(
     """
     import sys
+    import threading
     import time
     import rclpy
     from rclpy.node import Node
     from std_msgs.msg import Float64MultiArray
-    from apprentice.nodes.runtime import run_node
+    from apprentice.nodes.runtime import request_shutdown, run_node
 
     MODE = sys.argv[1]
 
@@ -32,6 +33,16 @@ _NODE = textwrap.dedent(
             self.pub = self.create_publisher(Float64MultiArray, "runtime_probe/data", 10)
             self.create_subscription(Float64MultiArray, "runtime_probe/data", lambda _m: None, 10)
             self.create_timer(0.001, self.tick)
+            self.stop = threading.Event()
+            if MODE == "worker":  # a capture-style thread that publishes on its own, as fast as it can
+                self.worker = threading.Thread(target=self.work, name="worker")
+                self.worker.start()
+
+        def work(self):
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                self.pub.publish(Float64MultiArray(data=[float(n)] * 64))
 
         def tick(self):
             self.ticks += 1
@@ -47,8 +58,14 @@ _NODE = textwrap.dedent(
                     time.sleep(0.01)
             if MODE == "raise" and self.ticks == 20:
                 raise RuntimeError("a real failure inside a callback")
+            if MODE == "request" and self.ticks == 20:
+                threading.Thread(target=request_shutdown).start()
 
         def close(self):
+            print(f"context ok in close: {rclpy.ok()}", flush=True)
+            self.stop.set()
+            if MODE == "worker":
+                self.worker.join()
             if MODE == "slow_close":
                 print("closing", flush=True)
                 time.sleep(1.5)
@@ -99,6 +116,25 @@ def test_sigint_at_any_moment_of_a_busy_spin_exits_zero_and_closes(ros_env: dict
         proc.send_signal(signal.SIGINT)
         out = _exits_cleanly(proc)
         assert "Traceback" not in out, out
+
+
+def test_worker_threads_are_stopped_by_close_before_the_context_goes(ros_env: dict[str, str]) -> None:
+    # The capture-thread race: rclpy's own SIGINT handler used to shut the context down at once, so a
+    # thread publishing before close() stopped it died with "publisher's context is invalid".
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
+        proc = _start("worker", ros_env)
+        _wait_for_line(proc, "spinning")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out = _exits_cleanly(proc)
+        assert "context ok in close: True" in out, out
+        assert "Traceback" not in out and "RCLError" not in out, out
+
+
+def test_request_shutdown_from_any_thread_stops_like_sigint(ros_env: dict[str, str]) -> None:
+    out = _exits_cleanly(_start("request", ros_env))
+    assert "context ok in close: True" in out, out
+    assert "Traceback" not in out, out
 
 
 def test_sigterm_is_the_same_clean_exit(ros_env: dict[str, str]) -> None:

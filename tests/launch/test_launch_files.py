@@ -1,7 +1,7 @@
 """Launch files and their config: every executable, config file and parameter they name exists.
 
-launch_ros is not on PyPI, so the files are checked statically (AST) everywhere; where launch_ros is
-installed (an apt ROS 2), each description is also loaded for real.
+launch_ros is not on PyPI, so the files are checked statically (AST) everywhere; where it is installed
+(built by scripts/setup.sh, or an apt ROS 2) test_launch_run.py also loads and runs each one for real.
 """
 
 from __future__ import annotations
@@ -148,12 +148,3 @@ def test_demo_starts_only_installed_node_executables() -> None:
     tree = ast.parse((ROOT / "src" / "apprentice" / "demo.py").read_text())
     used = {c.args[0].value for c in calls(tree, "node") if c.args and isinstance(c.args[0], ast.Constant)}
     assert used and used <= cmake_nodes()
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_description_loads(path: Path) -> None:
-    pytest.importorskip("launch_ros", reason="launch_ros is not installed (not on PyPI); AST checks ran")
-    from launch.launch_description_sources import get_launch_description_from_python_launch_file
-
-    description = get_launch_description_from_python_launch_file(str(path))
-    assert description.entities

@@ -22,7 +22,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.publisher import Publisher
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -104,16 +103,6 @@ def open_arm(node: Node, prefix: str = "") -> tuple[Arm | BimanualArm, VirtualRo
         + f", calibration: {', '.join(used) if used else 'read from the motors'}"
     )
     return arm, virtual
-
-
-def publish(node: Node, publisher: Publisher, msg: object) -> None:
-    """Publish, unless SIGINT shut the context down while this timer callback was running: then the
-    message has no one to go to and the node is about to close (run_node releases the arm)."""
-    try:
-        publisher.publish(msg)
-    except Exception:
-        if node.context.ok():
-            raise
 
 
 def arm_parameters(prefix: str, robot_type: str) -> tuple[Param, ...]:
@@ -305,12 +294,12 @@ class DriverNode(Node):
         if velocities is not None:
             state.velocity = velocities.tolist()
         state.header.stamp = stamp
-        publish(self, self.state_pub, state)
+        self.state_pub.publish(state)
         if self.ee_pose is not None:
             pose, tf = self.ee_pose.messages(positions, stamp)
-            publish(self, self.ee_pose.pose_pub, pose)
+            self.ee_pose.pose_pub.publish(pose)
             if tf is not None:
-                publish(self, self.ee_pose.tf_pub, tf)
+                self.ee_pose.tf_pub.publish(tf)
         self._reads += 1
         if self.trajectory is not None:
             now = time.monotonic()
@@ -321,7 +310,7 @@ class DriverNode(Node):
             if self.command is not None and self.arm.torque_enabled:
                 self.arm.send_positions(self.command)
             if self.base is not None:
-                publish(self, self.base.odom_pub, self.base.tick())
+                self.base.odom_pub.publish(self.base.tick())
         except BusError as exc:
             self._report(str(exc))
 
@@ -346,7 +335,7 @@ class DriverNode(Node):
             level, message = DiagnosticStatus.OK, f"{self.rate:.0f} Hz"
         array = DiagnosticArray(status=[diagnostic_status(self, self.arm, level, message, self.rate)])
         array.header.stamp = self.get_clock().now().to_msg()
-        publish(self, self.diag_pub, array)
+        self.diag_pub.publish(array)
 
     def close(self) -> None:
         """Called by run_node on shutdown: release torque (unless told not to) and the port."""

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -49,7 +48,7 @@ from apprentice.deploy.rollout import Rollout
 from apprentice.deploy.runtime import PolicyRuntime
 from apprentice.deploy.takeover import Takeover
 from apprentice.nodes.params import dataclass_parameters, declare_parameters, node_help
-from apprentice.nodes.runtime import message_class, run_node
+from apprentice.nodes.runtime import message_class, request_shutdown, run_node
 from apprentice.policies import PolicyError
 
 try:
@@ -334,7 +333,7 @@ class PolicyNode(Node):
         self.get_logger().info(f"evaluation done: success rate {self.book.success_rate:.0%}; wrote {path}")
         self.eval = None
         if self.params.eval_shutdown_when_done:
-            rclpy.try_shutdown()
+            request_shutdown()
 
     # -- hardware evaluation: follow the recorder's episodes ------------------------------------------
     def _on_recorder(self, msg: Any) -> None:

@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -32,7 +31,7 @@ from apprentice.contract import IMAGE_TYPES, ContractError, load_contract
 from apprentice.dataset import DatasetError
 from apprentice.msg import EpisodeStatus
 from apprentice.nodes.params import Param, declare_parameters, node_help
-from apprentice.nodes.runtime import message_class, run_node
+from apprentice.nodes.runtime import message_class, request_shutdown, run_node
 from apprentice.srv import StartEpisode
 
 RESET_TIMEOUT_S = 10.0
@@ -189,7 +188,7 @@ class RecorderNode(Node):
         if self.exit_when_done and self.recorder.state in (DONE, ERROR) and self.recorder.wait_converted(0):
             log = self.get_logger().info if self.recorder.state == DONE else self.get_logger().error
             log(f"session ended: {self.recorder.episodes_saved} episodes saved. {self.recorder.message}")
-            rclpy.try_shutdown()
+            request_shutdown()
 
     def _on_status_timer(self) -> None:
         if self.extra:
@@ -239,7 +238,6 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.keys.stop()
-        self.recorder.listeners.clear()  # the context may already be shut down: no more status messages
         if self.tty:
             sys.stderr.write("\n")
         self.recorder.close()

@@ -24,7 +24,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from apprentice.motors import BusError
-from apprentice.nodes.driver_node import arm_parameters, diagnostic_status, open_arm, publish
+from apprentice.nodes.driver_node import arm_parameters, diagnostic_status, open_arm
 from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.nodes.teleop_devices import DeviceLink
@@ -105,9 +105,9 @@ class TeleopNode(Node):
         self._reads += 1
         state = JointState(name=self.source.joint_names, position=targets.tolist())
         state.header.stamp = stamp
-        publish(self, self.leader_pub, state)
+        self.leader_pub.publish(state)
         if self.command_pub is not None:
-            publish(self, self.command_pub, Float64MultiArray(data=targets.tolist()))
+            self.command_pub.publish(Float64MultiArray(data=targets.tolist()))
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -120,7 +120,7 @@ class TeleopNode(Node):
             status = self.devices.diagnostics(rate, self.error)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        publish(self, self.diag_pub, array)
+        self.diag_pub.publish(array)
 
     def close(self) -> None:
         try:
