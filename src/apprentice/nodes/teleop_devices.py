@@ -14,7 +14,6 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from apprentice.nodes.driver_node import publish
 from apprentice.robots import load_robot
 from apprentice.srv import StartEpisode
 from apprentice.teleop import DeviceOptions, DeviceSource, make_device_source
@@ -63,7 +62,7 @@ class DeviceLink:
         """After each read: intervention changes go out at once; episode buttons call the recorder."""
         if self.source.intervention != self._intervention:
             self._intervention = self.source.intervention
-            publish(self.node, self.intervention_pub, Bool(data=self.source.intervention))
+            self.intervention_pub.publish(Bool(data=self.source.intervention))
         for action in self.source.pop_episode_requests():
             client = self.episode_clients[action]
             if not client.service_is_ready():
@@ -83,7 +82,7 @@ class DeviceLink:
     def diagnostics(self, rate: float, error: str) -> DiagnosticStatus:
         """OK while moving, WARN with the reason while holding, ERROR on a device error; re-sends intervention."""
         source = self.source
-        publish(self.node, self.intervention_pub, Bool(data=source.intervention))
+        self.intervention_pub.publish(Bool(data=source.intervention))
         if error:
             level, message = DiagnosticStatus.ERROR, error
         elif source.engaged:
