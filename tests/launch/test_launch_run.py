@@ -245,8 +245,8 @@ def small_camera_config(tmp_path: Path) -> Path:
 
 
 def tiny_checkpoint(directory: Path) -> Path:
-    """The deploy tests' untrained ACT for the sim_reach contract (tests/deploy/conftest.py)."""
-    spec = importlib.util.spec_from_file_location("deploy_conftest", ROOT / "tests" / "deploy" / "conftest.py")
+    """The deploy tests' untrained ACT for the sim_reach contract (tests/deploy/deploy_helpers.py)."""
+    spec = importlib.util.spec_from_file_location("deploy_helpers", ROOT / "tests" / "deploy" / "deploy_helpers.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -257,7 +257,8 @@ def test_teleop_record_and_infer_run_and_stop_cleanly_on_sigint(ros_env, tmp_pat
     # The three run side by side (record and infer in their own namespaces): one start-up wait for all.
     config = small_camera_config(tmp_path)
     virtual = ["follower_port:=virtual", "leader_port:=virtual"]
-    launches.append(Launch("teleop.launch.py", [*virtual, "cameras:=top:synthetic"], ros_env, tmp_path / "t.log"))
+    teleop_args = [*virtual, f"config:={config}", "cameras:=top:synthetic"]
+    launches.append(Launch("teleop.launch.py", teleop_args, ros_env, tmp_path / "t.log"))
     record_args = [*virtual, "namespace:=rec", f"config:={config}", "cameras:=front:synthetic,wrist:synthetic"]
     record_args += [f"dataset_root:={tmp_path / 'dataset'}", "num_episodes:=1", "episode_time_s:=30"]
     launches.append(Launch("record.launch.py", record_args, ros_env, tmp_path / "r.log"))
