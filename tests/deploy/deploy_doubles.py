@@ -1,5 +1,6 @@
-"""Shared by the deploy tests: a settable clock, a polling wait, and (for graph tests) a spun test node that
-publishes the sim_reach inputs. rclpy is imported only by the graph helpers, so plain tests need no ROS."""
+"""Test doubles shared by the deploy tests: a settable clock, a polling wait, and (for graph tests) a spun
+test node that publishes the sim_reach inputs. A uniquely named module, not conftest (ambiguous when test
+folders run together); rclpy is imported only by the graph helpers, so plain tests need no ROS."""
 
 from __future__ import annotations
 
