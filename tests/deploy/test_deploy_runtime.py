@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from deploy_doubles import MS, FakeClock
 
 from apprentice.contract import load_contract
 from apprentice.deploy import DeployError, SafetyLimits
@@ -14,16 +15,7 @@ from apprentice.deploy.runtime import PolicyRuntime, RuntimeConfig
 from apprentice.policies import load_policy
 from apprentice.resources import config_path
 
-MS = 1_000_000
 torch.set_num_threads(1)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.ns = 10_000 * MS
-
-    def __call__(self) -> int:
-        return self.ns
 
 
 def push_all(rt: PolicyRuntime, stamp_ns: int, state: np.ndarray | None = None, image: bool = True) -> None:

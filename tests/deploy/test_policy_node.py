@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +16,11 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
+from deploy_doubles import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from geometry_msgs.msg import PointStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
-
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 
 
 class FakeRobot(Node):
@@ -38,9 +32,7 @@ class FakeRobot(Node):
         self.camera_on = True
         self.commands: list[JointTrajectory] = []
         self.diagnostics: list[DiagnosticStatus] = []
-        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.target_pub = self.create_publisher(PointStamped, "sim/target", 10)
-        self.image_pub = self.create_publisher(Image, "cameras/top/image_raw", qos_profile_sensor_data)
+        self.inputs = SimReachInputs(self)
         self.create_subscription(
             JointTrajectory, "joint_trajectory_controller/joint_trajectory", self.commands.append, 10
         )
@@ -49,42 +41,12 @@ class FakeRobot(Node):
         self.create_timer(1 / 30, self._publish)
 
     def _publish(self) -> None:
-        stamp = self.get_clock().now().to_msg()
-        js = JointState(name=JOINTS, position=self.position.tolist())
-        js.header.stamp = stamp
-        self.joint_pub.publish(js)
-        target = PointStamped()
-        target.header.stamp = stamp
-        target.point.x, target.point.y, target.point.z = 0.2, 0.0, 0.1
-        self.target_pub.publish(target)
-        if self.camera_on:
-            img = Image(height=96, width=128, encoding="rgb8", step=128 * 3, data=bytes(96 * 128 * 3))
-            img.header.stamp = stamp
-            self.image_pub.publish(img)
+        self.inputs.publish(self.position, self.camera_on)
 
 
 @pytest.fixture
 def robot() -> Iterator[FakeRobot]:
-    rclpy.init()
-    node = FakeRobot()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown()
-    thread.join(timeout=5)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    yield from spin(FakeRobot)
 
 
 def start_infer(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

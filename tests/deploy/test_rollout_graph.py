@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,16 +25,14 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each starts a recorder and a
 
 rclpy = pytest.importorskip("rclpy")
 
+from deploy_doubles import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from geometry_msgs.msg import PointStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 REST = np.array([0.1, -0.2, 0.3, 0.0, 0.1, 0.2])
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -54,10 +51,8 @@ class Robot(Node):
         self.statuses: list[Any] = []
         self.faults: list[str] = []
         self.diagnostics: list[DiagnosticStatus] = []
-        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.inputs = SimReachInputs(self)
         self.leader_pub = self.create_publisher(JointState, "leader/joint_states", 10)
-        self.target_pub = self.create_publisher(PointStamped, "sim/target", 10)
-        self.image_pub = self.create_publisher(Image, "cameras/top/image_raw", qos_profile_sensor_data)
         self.success_pub = self.create_publisher(Bool, "sim/is_success", 10)
         self.create_subscription(Float64MultiArray, "forward_position_controller/commands", self._on_command, 10)
         self.create_subscription(EpisodeStatus, "recorder/status", self.statuses.append, LATCHED)
@@ -74,21 +69,10 @@ class Robot(Node):
         self.commands.append((time.monotonic(), np.array(msg.data)))
 
     def _publish(self) -> None:
-        stamp = self.get_clock().now().to_msg()
-        js = JointState(name=JOINTS, position=REST.tolist())
-        js.header.stamp = stamp
-        self.joint_pub.publish(js)
+        stamp = self.inputs.publish(REST, self.camera_on)
         lead = JointState(name=JOINTS, position=self.leader.tolist())
         lead.header.stamp = stamp
         self.leader_pub.publish(lead)
-        target = PointStamped()
-        target.header.stamp = stamp
-        target.point.x, target.point.y, target.point.z = 0.2, 0.0, 0.1
-        self.target_pub.publish(target)
-        if self.camera_on:
-            img = Image(height=96, width=128, encoding="rgb8", step=128 * 3, data=bytes(96 * 128 * 3))
-            img.header.stamp = stamp
-            self.image_pub.publish(img)
 
     def commands_since(self, t: float) -> list[np.ndarray]:
         return [c for when, c in list(self.commands) if when >= t]
@@ -96,26 +80,7 @@ class Robot(Node):
 
 @pytest.fixture
 def robot() -> Iterator[Robot]:
-    rclpy.init()
-    node = Robot()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown()
-    thread.join(timeout=5)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: Callable[[], str] | str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
+    yield from spin(Robot)
 
 
 def call(client: Any, request: Any) -> Any:

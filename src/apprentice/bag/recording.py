@@ -6,17 +6,15 @@ Crash safety comes from that split: a closed bag is complete on disk; a dataset 
 `save_episode` returns; on restart (`resume`) a bag without metadata.yaml is salvaged (and left out of
 the dataset, with a message) and a closed bag not yet in the dataset is converted again.
 
-The recorder node feeds messages (`on_message`), ticks time (`tick`) and calls the episode controls;
-everything here is plain Python, tested without rclpy.
+This module is the episode state machine (warm-up/record/reset, the controls, sentry mode); the bags
+directory, journal, recovery and background converter are `episode_store.EpisodeStore`. The recorder
+node feeds messages (`on_message`), ticks time (`tick`) and calls the episode controls; everything here is
+plain Python, tested without rclpy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
-import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -24,19 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apprentice.bag.convert import convert_bag
 from apprentice.bag.convert_cli import open_writer
+from apprentice.bag.episode_store import EpisodeStore
 from apprentice.bag.errors import BagError
-from apprentice.bag.salvage import is_complete, salvage
 from apprentice.bag.sentry import SentryBuffer
 from apprentice.bag.writer import BagWriter
-from apprentice.contract import Contract, ContractError
-from apprentice.dataset import DatasetError
+from apprentice.contract import Contract
 
 log = logging.getLogger("apprentice.record")
 STATES = ["IDLE", "WARMUP", "RECORDING", "RESETTING", "SAVING", "DONE", "ERROR"]
 IDLE, WARMUP, RECORDING, RESETTING, SAVING, DONE, ERROR = range(7)
-_BAG_RE = re.compile(r"^episode_(\d{6})$")
 
 
 @dataclass
@@ -72,7 +67,7 @@ class RecordConfig:
 
 
 class Recorder:
-    """State machine + bag writer + background converter for one recording session."""
+    """State machine + bag writer for one recording session; closed bags go to its `EpisodeStore`."""
 
     def __init__(self, config: RecordConfig, contract: Contract, clock: Callable[[], float] = time.monotonic) -> None:
         self.config, self.contract, self._clock = config, contract, clock
@@ -87,23 +82,15 @@ class Recorder:
         self.state, self._state_since = IDLE, clock()
         self.bag: BagWriter | None = None
         self.frames = 0
-        self.episodes_saved = 0
         self.episodes_recorded = 0  # closed bags handed to the converter this session
-        self.dropped_ticks = 0
         self.message = ""
-        self._next_seq = 0
-        self._queue: queue.Queue[tuple[Path, str] | None] = queue.Queue()
-        self._pending = 0
-        # The last saved bag waits out the reset before conversion, so that "re-record" during the reset
-        # can still take it back (lerobot saves an episode only after its reset period).
-        self._held: tuple[Path, str] | None = None
         self._session_started = False
         self.holds: set[str] = set()  # warm-up/reset phases do not end while a reason is in here
         self.seen: set[str] = set()  # topics that delivered a message; the timed session waits for all
         self.published: set[str] = set()  # topics with a publisher (the node says), for wait_for_action=False
-        self._writer: Any = None
-        self._thread: threading.Thread | None = None
-        self.listeners: list[Callable[[], None]] = []  # called after every state change
+        self.listeners: list[Callable[[], None]] = []  # called after every state change and conversion
+        assert config.bags_dir is not None  # __post_init__ fills it
+        self.store = EpisodeStore(config.bags_dir, contract, report=self._report, changed=self._notify)
         self.sentry = SentryBuffer(config.sentry_window_s) if config.sentry_window_s > 0 else None
         self._trigger = False  # last value of the sentry trigger signal (a rising edge saves)
         self.fault = ""  # latched fault of the policy driving the episodes ('' = none), shown in the status
@@ -111,20 +98,23 @@ class Recorder:
     # ---- session ------------------------------------------------------------------------------------
     @property
     def bags_dir(self) -> Path:
-        assert self.config.bags_dir is not None
-        return self.config.bags_dir
+        return self.store.bags_dir
+
+    @property
+    def episodes_saved(self) -> int:
+        return self.store.episodes_saved
+
+    @property
+    def dropped_ticks(self) -> int:
+        return self.store.dropped_ticks
 
     def open(self) -> list[str]:
         """Prepare dataset and bags dir, recover what a crashed session left; returns recovery messages."""
         cfg = self.config
         if cfg.root.exists() and not cfg.resume:
             raise BagError(f"dataset {cfg.root} exists; pass --resume to add episodes, or choose another root")
-        self._writer = open_writer(cfg.root, self.contract, cfg.vcodec, append=True)  # checks the features
-        self.bags_dir.mkdir(parents=True, exist_ok=True)
-        notes = self._recover()
-        self._thread = threading.Thread(target=self._convert_loop, name="episode-converter", daemon=True)
-        self._thread.start()
-        return notes
+        writer = open_writer(cfg.root, self.contract, cfg.vcodec, append=True)  # checks the features
+        return self.store.start(writer, self.task)
 
     def start_session(self) -> None:
         """Begin the timed warm-up/record/reset cycle (autostart); `tick` calls it once every required
@@ -138,66 +128,10 @@ class Recorder:
             else:
                 self._begin_episode()
 
-    def _journal(self, **event: Any) -> None:
-        event["time"] = time.time()
-        with open(self.bags_dir / "journal.jsonl", "a") as f:
-            f.write(json.dumps(event) + "\n")
-
-    def _read_journal(self) -> dict[str, dict[str, Any]]:
-        path = self.bags_dir / "journal.jsonl"
-        last: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash; the bag's own state decides
-                last[event["bag"]] = event
-        return last
-
-    def _recover(self) -> list[str]:
-        notes: list[str] = []
-        journal = self._read_journal()
-        bags = sorted(p for p in self.bags_dir.iterdir() if p.is_dir() and _BAG_RE.match(p.name))
-        if bags:
-            self._next_seq = int(_BAG_RE.match(bags[-1].name).group(1)) + 1  # type: ignore[union-attr]
-        for bag in bags:
-            event = journal.get(bag.name, {}).get("event")
-            if not is_complete(bag):
-                kept, count = salvage(bag)
-                note = f"{bag.name} was interrupted (recorder killed mid-episode): " + (
-                    f"salvaged {count} messages into {kept}; not added to the dataset — add it with "
-                    f"`apprentice convert --append`"
-                    if kept
-                    else "nothing readable; skipped"
-                )
-                self._journal(bag=bag.name, event="salvaged", messages=count)
-            elif event == "converting" and self._writer.num_episodes > journal[bag.name]["episode_index"]:
-                self._journal(bag=bag.name, event="converted", episode_index=journal[bag.name]["episode_index"])
-                note = f"{bag.name}: episode {journal[bag.name]['episode_index']} was saved before the crash"
-            elif event in ("recorded", "converting", None):
-                self._enqueue(bag, journal.get(bag.name, {}).get("task") or self.task)
-                note = f"{bag.name}: recorded but not yet in the dataset; converting it now"
-            else:
-                continue
-            log.warning("%s", note)
-            notes.append(note)
-        return notes
-
     def close(self) -> None:
         """End the session: save the episode being recorded, wait for conversions, finalize the dataset."""
-        with self._lock:
-            if self.state == RECORDING and self.bag is not None:  # sentry: an untriggered window is dropped
-                self._close_bag(keep=True)
-            self._release_held()
-            self._set_state(DONE)
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        if self._writer is not None:
-            self._writer.finalize()
-            self._writer = None
+        self.stop_session()
+        self.store.close()
 
     # ---- messages and time --------------------------------------------------------------------------
     def register_topic(self, topic: str, msg_type: str) -> None:
@@ -205,9 +139,7 @@ class Recorder:
         with self._lock:
             self.topic_types[topic] = msg_type
             if self.bag is not None:
-                self.bag.add_topic(
-                    self.bag_names.get(topic, topic), msg_type, self.topic_reliability.get(topic, "reliable")
-                )
+                self._add_topic(topic, msg_type)
 
     def on_message(self, topic: str, data: bytes, log_time_ns: int) -> None:
         """A serialized message arrived (log time = receive time on the node's clock)."""
@@ -216,12 +148,12 @@ class Recorder:
             if self.state != RECORDING or topic not in self.topic_types:
                 return
             if self.sentry is not None:
-                self.sentry.add(self.bag_names.get(topic, topic), data, log_time_ns)
+                self.sentry.add(self._bag_name(topic), data, log_time_ns)
                 return
             if self.bag is None:
                 return
             try:
-                self.bag.write(self.bag_names.get(topic, topic), data, log_time_ns)
+                self.bag.write(self._bag_name(topic), data, log_time_ns)
             except OSError as exc:  # disk full, quota, file size limit: stop, keep what is on disk
                 self.message = (
                     f"writing {self.bag.path} failed: {exc}; free space, then restart with --resume "
@@ -307,11 +239,7 @@ class Recorder:
         """Drop the episode being recorded — or, during the reset, the one just recorded — and record it
         again after the reset (left arrow), as lerobot-record does."""
         with self._lock:
-            if self.state == RESETTING and self._held is not None:
-                bag, _ = self._held
-                self._held = None
-                shutil.rmtree(bag, ignore_errors=True)
-                self._journal(bag=bag.name, event="discarded")
+            if self.state == RESETTING and (bag := self.store.discard_held()) is not None:
                 self.episodes_recorded -= 1
                 return True, f"{bag.name} dropped; it will be recorded again after the reset"
             if self.state != RECORDING:
@@ -339,7 +267,7 @@ class Recorder:
         with self._lock:
             if self.state == RECORDING and self.bag is not None:  # sentry: an untriggered window is dropped
                 self._close_bag(keep=True)
-            self._release_held()
+            self.store.release_held()
             self._set_state(DONE)
 
     def trigger(self, value: bool) -> tuple[bool, str] | None:
@@ -353,7 +281,7 @@ class Recorder:
     def _save_sentry(self) -> tuple[bool, str]:
         """The buffered window -> one bag -> the converter; recording goes on into an empty window."""
         assert self.sentry is not None
-        primary = self.bag_names.get(self.contract.primary.topic, self.contract.primary.topic)
+        primary = self._bag_name(self.contract.primary.topic)
         if self.sentry.count(primary) < 2:
             return False, f"sentry: nothing buffered on {primary} yet; no episode saved"
         messages = self.sentry.drain()
@@ -370,11 +298,24 @@ class Recorder:
     # ---- internals ----------------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
         self.state, self._state_since = state, self._clock()
+        self._notify()
+
+    def _notify(self) -> None:
         for fn in self.listeners:
             fn()
 
+    def _report(self, message: str) -> None:
+        self.message = message
+
+    def _bag_name(self, topic: str) -> str:
+        return self.bag_names.get(topic, topic)
+
+    def _add_topic(self, topic: str, msg_type: str) -> None:
+        assert self.bag is not None
+        self.bag.add_topic(self._bag_name(topic), msg_type, self.topic_reliability.get(topic, "reliable"))
+
     def _begin_episode(self) -> None:
-        self._release_held()
+        self.store.release_held()
         if self.sentry is not None:
             self.sentry.clear()
         else:
@@ -382,17 +323,13 @@ class Recorder:
         self._set_state(RECORDING)
 
     def _open_bag(self) -> None:
-        path = self.bags_dir / f"episode_{self._next_seq:06d}"
-        self._next_seq += 1
         self.bag = BagWriter(
-            path,
+            self.store.next_bag_path(),
             compression=self.config.compression,
             custom_data={"apprentice.task": self.task, "apprentice.contract": self.contract.source},
         )
         for topic, msg_type in self.topic_types.items():
-            self.bag.add_topic(
-                self.bag_names.get(topic, topic), msg_type, self.topic_reliability.get(topic, "reliable")
-            )
+            self._add_topic(topic, msg_type)
         self.frames = 0
 
     def _close_bag(self, keep: bool, hold: bool = False) -> Path:
@@ -400,67 +337,21 @@ class Recorder:
         path = self.bag.close()
         self.bag = None
         if keep:
-            self._journal(bag=path.name, event="recorded", task=self.task, frames=self.frames)
+            self.store.keep(path, self.task, self.frames, hold=hold)
             self.episodes_recorded += 1
-            if hold:
-                self._held = (path, self.task)
-            else:
-                self._enqueue(path, self.task)
         else:
-            shutil.rmtree(path, ignore_errors=True)
-            self._journal(bag=path.name, event="discarded")
+            self.store.discard(path)
         return path
-
-    def _release_held(self) -> None:
-        if self._held is not None:
-            self._enqueue(*self._held)
-            self._held = None
-
-    def _enqueue(self, bag: Path, task: str) -> None:
-        self._pending += 1
-        self._queue.put((bag, task))
-
-    def _convert_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            bag, task = item
-            index = self._writer.num_episodes
-            self._journal(bag=bag.name, event="converting", episode_index=index)
-            try:
-                report = convert_bag(bag, self.contract, self._writer, task=task)
-            except (BagError, ContractError, DatasetError, OSError) as exc:
-                self._journal(bag=bag.name, event="rejected", message=str(exc))
-                self.message = f"{bag.name} not added to the dataset: {exc}"
-                log.error("%s", self.message)
-            else:
-                self._journal(
-                    bag=bag.name,
-                    event="converted",
-                    episode_index=report.episode_index,
-                    frames=report.frames,
-                    dropped=report.dropped,
-                )
-                self.episodes_saved += 1
-                self.dropped_ticks = report.dropped
-                self.message = report.summary()
-                log.info("%s", self.message)
-            finally:
-                self._pending -= 1
-            for fn in self.listeners:
-                fn()
 
     def wait_converted(self, timeout_s: float = 60.0) -> bool:
         """Block until every queued bag is converted (tests, shutdown)."""
-        end = time.monotonic() + timeout_s
-        while self._pending and time.monotonic() < end:
-            time.sleep(0.02)
-        return self._pending == 0
+        return self.store.wait_converted(timeout_s)
 
     # ---- status -------------------------------------------------------------------------------------
     @property
     def episode_index(self) -> int:
         """Dataset index the current (or next) episode will get if every queued bag converts."""
-        saved = self._writer.num_episodes if self._writer is not None else 0
-        return saved + self._pending
+        return self.store.episode_index
 
     def status(self) -> dict[str, Any]:
         cfg = self.config
@@ -487,5 +378,5 @@ class Recorder:
 
     def _frames_now(self) -> int:
         if self.sentry is not None and self.state == RECORDING:
-            return self.sentry.count(self.bag_names.get(self.contract.primary.topic, self.contract.primary.topic))
+            return self.sentry.count(self._bag_name(self.contract.primary.topic))
         return self.frames
