@@ -1,7 +1,8 @@
 """Interchangeability check of the new robots against real lerobot on our virtual servo buses: lerobot's
 own omx_follower, omx_leader, lekiwi and bi_so_follower classes (another interpreter) connect to the same
 ptys, use the calibration files we wrote (and we load the ones they write), configure the motors, and
-report their observations. Prints one JSON object.
+report their observations. The bimanual check writes where we write by default and lets lerobot look in its
+own default folders (robots/so_follower/<id>_left.json since lerobot 0.4.3). Prints one JSON object.
 
     python benchmarks/robots_lerobot_compat.py --lerobot-python /path/to/venv-with-lerobot/bin/python
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from apprentice.motors import BUS_CLASSES, load_calibration, save_calibration
-from apprentice.robots import Arm, load_definition, load_robot, radians_to_lerobot, run_calibration
+from apprentice.robots import Arm, calibration_root, load_definition, load_robot, radians_to_lerobot, run_calibration
 from apprentice.robots.omniwheel import OmniwheelKinematics
 from apprentice.robots.virtual_arm import make_virtual_robot
 
@@ -32,21 +34,22 @@ import dynamixel_sdk.port_handler, scservo_sdk.port_handler
 # from another process that a loaded 2-core machine may not schedule that soon (see the README's pty notes).
 dynamixel_sdk.port_handler.LATENCY_TIMER = scservo_sdk.port_handler.LATENCY_TIMER = 250
 kind, port, cal_dir, robot_id = sys.argv[1:5]
+cal_dir = Path(cal_dir) if cal_dir else None  # "" = lerobot's own default folder under $HF_LEROBOT_CALIBRATION
 out = {}
 if kind == "omx_follower":
     from lerobot.robots.omx_follower import OmxFollower as Cls, OmxFollowerConfig as Cfg
-    robot = Cls(Cfg(port=port, id=robot_id, calibration_dir=Path(cal_dir)))
+    robot = Cls(Cfg(port=port, id=robot_id, calibration_dir=cal_dir))
 elif kind == "omx_leader":
     from lerobot.teleoperators.omx_leader import OmxLeader as Cls, OmxLeaderConfig as Cfg
-    robot = Cls(Cfg(port=port, id=robot_id, calibration_dir=Path(cal_dir)))
+    robot = Cls(Cfg(port=port, id=robot_id, calibration_dir=cal_dir))
 elif kind == "lekiwi":
     from lerobot.robots.lekiwi import LeKiwi, LeKiwiConfig
-    robot = LeKiwi(LeKiwiConfig(port=port, id=robot_id, calibration_dir=Path(cal_dir), cameras={}))
+    robot = LeKiwi(LeKiwiConfig(port=port, id=robot_id, calibration_dir=cal_dir, cameras={}))
 else:
     from lerobot.robots.bi_so_follower import BiSOFollower, BiSOFollowerConfig
     from lerobot.robots.so_follower import SOFollowerConfig
     left, right = port.split(",")
-    robot = BiSOFollower(BiSOFollowerConfig(id=robot_id, calibration_dir=Path(cal_dir),
+    robot = BiSOFollower(BiSOFollowerConfig(id=robot_id, calibration_dir=cal_dir,
         left_arm_config=SOFollowerConfig(port=left), right_arm_config=SOFollowerConfig(port=right)))
 out["calibration_found"] = bool(robot.calibration) if hasattr(robot, "calibration") else None
 robot.connect(calibrate=True)  # calibrates (lerobot's way) only when the file does not match the motors
@@ -62,9 +65,11 @@ print(json.dumps(out))
 """
 
 
-def lerobot(python: str, kind: str, port: str, cal_dir: Path, robot_id: str) -> dict:
-    proc = subprocess.run([python, "-c", LEROBOT_SIDE, kind, port, str(cal_dir), robot_id], capture_output=True,
-                          text=True, timeout=120)
+def lerobot(python: str, kind: str, port: str, cal_dir: Path | None, robot_id: str) -> dict:
+    """lerobot's `kind` on `port`: files from `cal_dir`, or (None) from its default folders under the
+    HF_LEROBOT_CALIBRATION of this process's environment."""
+    proc = subprocess.run([python, "-c", LEROBOT_SIDE, kind, port, str(cal_dir or ""), robot_id],
+                          capture_output=True, text=True, timeout=120)
     if proc.returncode:
         sys.exit(f"lerobot {kind} failed on our virtual bus:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -164,14 +169,15 @@ def check_bimanual(python: str, tmp: Path) -> dict:
                                                  recording_done=lambda d=deadline: time.monotonic() > d,
                                                  period_s=0.005)
             bus.disconnect()
-            # lerobot's bi_so_follower names each arm's file <id>_left / <id>_right, as ours
-            save_calibration(tmp / "bi" / definition.calibration_paths("duo")[side].name, calibrations[side])
+            # Where we write by default; lerobot must find it there with no calibration_dir given.
+            save_calibration(definition.calibration_paths("duo")[side], calibrations[side])
         for bus in virtual.buses:
             for motor in bus.motors:
                 motor.hand = None
-        theirs = lerobot(python, "bi_so_follower", ",".join(ports), tmp / "bi", "duo")
+        theirs = lerobot(python, "bi_so_follower", ",".join(ports), None, "duo")
+        root = calibration_root()
         return {
-            "files": sorted(p.name for p in (tmp / "bi").glob("*.json")),
+            "files": sorted(str(p.relative_to(root)) for p in root.rglob("*.json")),
             "lerobot_is_calibrated_with_our_files": theirs["is_calibrated"],
             "lerobot_keys_match_our_joints": sorted(k.removesuffix(".pos") for k in theirs["values"])
             == sorted(definition.joint_names),
@@ -186,6 +192,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        # Ours and lerobot's default calibration folders, both under this run's temporary directory.
+        os.environ["HF_LEROBOT_CALIBRATION"] = str(root / "calibration")
         report = {
             "omx_follower": check_omx(args.lerobot_python, "omx_follower", root),
             "omx_leader": check_omx(args.lerobot_python, "omx_leader", root),

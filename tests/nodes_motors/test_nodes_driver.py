@@ -74,16 +74,34 @@ def test_driver_publishes_and_follows_commands_and_trajectories(graph) -> None:
     assert all(m.get("Torque_Enable") == 0 for m in virtual.motors)
 
 
-def test_driver_uses_the_lerobot_calibration_file_for_its_id(graph, tmp_path) -> None:
-    path = tmp_path / "no-calibration" / "robots" / "so101_follower" / "lab_arm.json"  # LeRobot's layout
-    save_calibration(path, {n: MotorCalibration(i + 1, 0, -300, 1000, 3000) for i, n in enumerate(JOINTS)})
+@pytest.mark.parametrize("layouts", [["so_follower"], ["so101_follower"], ["so_follower", "so101_follower"]])
+def test_driver_uses_the_lerobot_calibration_file_for_its_id(graph, tmp_path, layouts: list[str]) -> None:
+    # lerobot >= 0.4.3's folder (so_follower), lerobot < 0.4.3's (so101_follower) as the fallback, or both:
+    # the newest wins. Each file holds another homing offset, so the motors show which one was used.
+    offsets = {"so_follower": -300, "so101_follower": 500}
+    for folder in layouts:
+        path = tmp_path / "no-calibration" / "robots" / folder / "lab_arm.json"
+        calibration = {n: MotorCalibration(i + 1, 0, offsets[folder], 1000, 3000) for i, n in enumerate(JOINTS)}
+        save_calibration(path, calibration)
+    offset = offsets[layouts[0]]
     virtual = graph.virtual_arm("so101_follower")
     graph.start_driver(virtual, robot_id="lab_arm")
     probe = graph.probe()
     assert graph.wait_for(lambda: probe.count.get("joint_states", 0) > 5)
-    assert all(m.get("Homing_Offset") == -300 and m.get("Max_Position_Limit") == 3000 for m in virtual.motors)
-    # shaft at 2048, Present = 2048 + 300 = 2348, mid of 1000..3000 is 2000: +348 ticks
-    np.testing.assert_allclose(probe.positions(), 348 * 2 * np.pi / 4095, atol=1e-6)
+    assert all(m.get("Homing_Offset") == offset and m.get("Max_Position_Limit") == 3000 for m in virtual.motors)
+    # shaft at 2048, Present = 2048 - offset, mid of 1000..3000 is 2000: 48 - offset ticks
+    np.testing.assert_allclose(probe.positions(), (48 - offset) * 2 * np.pi / 4095, atol=1e-6)
+
+
+def test_driver_log_names_the_calibration_file_and_the_fallback(tmp_path, monkeypatch) -> None:
+    from apprentice.nodes.driver_node import _calibration_source
+
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    definition = load_robot("so101_follower")
+    new, old = tmp_path / "robots" / "so_follower" / "a.json", tmp_path / "robots" / "so101_follower" / "a.json"
+    assert _calibration_source(new, definition, "a") == str(new)
+    assert _calibration_source(old, definition, "a") == f"{old} (lerobot < 0.4.3 layout; lerobot >= 0.4.3 reads {new})"
+    assert _calibration_source(None, definition, "a") == f"read from the motors (no {new})"
 
 
 def test_dead_motor_drops_torque_and_is_reported_on_diagnostics(graph) -> None:

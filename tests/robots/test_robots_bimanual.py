@@ -27,14 +27,23 @@ def test_joint_names_are_prefixed_left_then_right() -> None:
 
 def test_calibration_files_are_named_as_lerobot_names_them(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
-    paths = load_definition("bi_so101_follower").calibration_paths("bimanual")
-    # lerobot's bi_so*_follower: each SO follower gets id "<id>_left" / "<id>_right" in its own type's folder
+    definition = load_definition("bi_so101_follower")
+    paths = definition.calibration_paths("bimanual")
+    # lerobot 0.6.1's bi_so_follower: two SOFollower arms (name "so_follower") with ids "<id>_left" / "<id>_right"
     assert paths == {
-        "left": tmp_path / "robots" / "so101_follower" / "bimanual_left.json",
-        "right": tmp_path / "robots" / "so101_follower" / "bimanual_right.json",
+        "left": tmp_path / "robots" / "so_follower" / "bimanual_left.json",
+        "right": tmp_path / "robots" / "so_follower" / "bimanual_right.json",
     }
     leader = load_definition("bi_so101_leader").calibration_paths("bimanual")
-    assert leader["right"] == tmp_path / "teleoperators" / "so101_leader" / "bimanual_right.json"
+    assert leader["right"] == tmp_path / "teleoperators" / "so_leader" / "bimanual_right.json"
+    assert definition.find_calibration_files("bimanual") == {"left": None, "right": None}
+    # left calibrated by lerobot >= 0.4.3, right still in lerobot < 0.4.3's bi_so100 layout of its arm type
+    cal = {"gripper": MotorCalibration(6, 0, 0, 1000, 3000)}
+    save_calibration(paths["left"], cal)
+    old_right = save_calibration(tmp_path / "robots" / "so101_follower" / "bimanual_right.json", cal)
+    assert definition.find_calibration_files("bimanual") == {"left": paths["left"], "right": old_right}
+    save_calibration(paths["right"], cal)
+    assert definition.find_calibration_files("bimanual") == paths
 
 
 def test_one_contract_covers_both_arms() -> None:

@@ -12,8 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from apprentice.motors import BUS_CLASSES, BusError, VirtualServoBus, load_calibration
-from apprentice.robots import RobotError, default_calibration_path, load_robot, run_calibration
+from apprentice.motors import (
+    BUS_CLASSES,
+    BusError,
+    MotorCalibration,
+    VirtualServoBus,
+    load_calibration,
+    save_calibration,
+)
+from apprentice.robots import (
+    RobotError,
+    default_calibration_path,
+    find_calibration_file,
+    legacy_calibration_path,
+    load_robot,
+    run_calibration,
+)
 from apprentice.robots.calibrate_cli import main as calibrate_main
 
 SRC = Path(__file__).parents[2] / "src"
@@ -85,7 +99,9 @@ def test_cli_non_interactive_show_and_from_file(
         flags = ["--robot.type=so100_follower", f"--robot.port={virtual.port}", "--robot.id=lab_arm"]
         assert calibrate_main([*flags, "--non_interactive", "--duration_s=0.5"]) == 0
         path = default_calibration_path(load_robot("so100_follower"), "lab_arm")
-        assert path == tmp_path / "calib" / "robots" / "so100_follower" / "lab_arm.json"
+        # lerobot >= 0.4.3 (0.6.1 too) drives SO-100 and SO-101 as SOFollower, name "so_follower"
+        assert path == tmp_path / "calib" / "robots" / "so_follower" / "lab_arm.json"
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json")) == [path.relative_to(tmp_path)]
         saved = json.loads(path.read_text())
         assert set(saved["wrist_roll"]) == {"id", "drive_mode", "homing_offset", "range_min", "range_max"}
         assert (saved["wrist_roll"]["range_min"], saved["wrist_roll"]["range_max"]) == (0, 4095)
@@ -209,3 +225,79 @@ def test_robot_definitions_load_and_bad_ones_are_explained(tmp_path: Path) -> No
     bad.write_text("type: x\nvendor: feetech\njoints: [{name: a, id: 1, model: sts9999}]\n")
     with pytest.raises(BusError, match="unknown servo model 'sts9999'"):
         load_robot(bad)
+
+
+def file_with_offset(path: Path, offset: int) -> Path:
+    return save_calibration(path, {"gripper": MotorCalibration(6, 0, offset, 1000, 3000)})
+
+
+@pytest.mark.parametrize(
+    ("robot_type", "newest", "oldest"),
+    [
+        ("so101_follower", "robots/so_follower", "robots/so101_follower"),
+        ("so100_follower", "robots/so_follower", "robots/so100_follower"),
+        ("so101_leader", "teleoperators/so_leader", "teleoperators/so101_leader"),
+        ("so100_leader", "teleoperators/so_leader", "teleoperators/so100_leader"),
+    ],
+)
+def test_calibration_file_is_found_in_the_newest_lerobot_layout_then_the_old_one(
+    robot_type: str, newest: str, oldest: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    definition = load_robot(robot_type)
+    assert find_calibration_file(definition, "arm") is None
+    old = file_with_offset(tmp_path / oldest / "arm.json", 111)  # written by lerobot < 0.4.3
+    assert legacy_calibration_path(definition, "arm") == old
+    assert find_calibration_file(definition, "arm") == old  # the fallback
+    new = file_with_offset(tmp_path / newest / "arm.json", 222)  # written by lerobot >= 0.4.3
+    assert default_calibration_path(definition, "arm") == new
+    assert find_calibration_file(definition, "arm") == new  # both there: the newest wins
+    assert load_calibration(find_calibration_file(definition, "arm"))["gripper"].homing_offset == 222
+    old.unlink()
+    assert find_calibration_file(definition, "arm") == new
+    assert find_calibration_file(definition, "other_arm") is None
+
+
+def test_arms_whose_lerobot_name_is_their_type_have_one_location(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    # lerobot 0.6.1's class names: KochFollower "koch_follower", KochLeader "koch_leader", OmxFollower
+    # "omx_follower", OmxLeader "omx_leader", LeKiwi "lekiwi"; ViperX/WidowX (removed in 0.4.0) "viperx"/"widowx".
+    for robot_type in ("koch_follower", "koch_leader", "omx_follower", "omx_leader", "lekiwi", "viperx", "widowx"):
+        definition = load_robot(robot_type)
+        kind = "robots" if definition.role == "follower" else "teleoperators"
+        assert definition.calibration_name == robot_type
+        assert default_calibration_path(definition, "a") == tmp_path / kind / robot_type / "a.json"
+        assert legacy_calibration_path(definition, "a") is None
+        assert find_calibration_file(definition, "a") is None
+        written = file_with_offset(tmp_path / kind / robot_type / "a.json", 1)
+        assert find_calibration_file(definition, "a") == written
+
+
+def test_calibrate_cli_writes_the_newest_layout_and_names_an_old_file_it_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
+    old = file_with_offset(tmp_path / "robots" / "so101_follower" / "lab_arm.json", 111)
+    before = old.read_text()
+    with virtual_arm("so101_follower") as virtual:
+        flags = ["--robot.type=so101_follower", f"--robot.port={virtual.port}", "--robot.id=lab_arm"]
+        assert calibrate_main([*flags, "--non_interactive", "--duration_s=0.3"]) == 0
+    new = tmp_path / "robots" / "so_follower" / "lab_arm.json"
+    out = capsys.readouterr().out
+    assert f"saved to {new}" in out and f"left as it was: {old}" in out
+    assert set(load_calibration(new)) == set(load_robot("so101_follower").joint_names)
+    assert old.read_text() == before  # lerobot < 0.4.3's file is not touched
+    assert find_calibration_file(load_robot("so101_follower"), "lab_arm") == new
+
+
+def test_bad_calibration_name_is_explained(tmp_path: Path) -> None:
+    arm = "type: x\nvendor: feetech\njoints: [{name: a, id: 1, model: sts3215}]\n"
+    bad = tmp_path / "arm.yaml"
+    for name in ("../so_follower", "'..'", "[so_follower]"):
+        bad.write_text(f"{arm}calibration_name: {name}\n")
+        with pytest.raises(RobotError, match=rf"{bad}: calibration_name must be one folder name"):
+            load_robot(bad)
+    bad.write_text(f"{arm}calibration_name: my_arms\n")
+    assert load_robot(bad).calibration_name == "my_arms"
+    bad.write_text(arm)
+    assert load_robot(bad).calibration_name == "x"

@@ -41,7 +41,7 @@ def test_omx_factory_calibration_file_is_lerobots(robot_type: str, tmp_path, mon
         calibration = calibrate(robot_type, virtual, wait_for_middle=never, recording_done=never)
         path = save_calibration(default_calibration_path(definition, "omx1"), calibration)
     kind = "robots" if robot_type == "omx_follower" else "teleoperators"
-    assert path == tmp_path / kind / robot_type / "omx1.json"  # lerobot's <kind>/<type>/<id>.json
+    assert path == tmp_path / kind / robot_type / "omx1.json"  # lerobot's <kind>/<Robot.name>/<id>.json
     data = json.loads(path.read_text())
     ids = [11, 12, 13, 14, 15, 16] if robot_type == "omx_follower" else [1, 2, 3, 4, 5, 6]
     assert list(data) == definition.joint_names and [e["id"] for e in data.values()] == ids

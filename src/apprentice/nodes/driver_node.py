@@ -37,8 +37,11 @@ from apprentice.robots import (
     Arm,
     BimanualArm,
     BimanualDefinition,
+    RobotDefinition,
     RobotError,
     default_calibration_path,
+    find_calibration_file,
+    legacy_calibration_path,
     load_definition,
 )
 from apprentice.robots.trajectory import TrajectoryPlayer
@@ -49,8 +52,8 @@ from apprentice.teleop import TeleopError
 def open_arm(node: Node, prefix: str = "") -> tuple[Arm | BimanualArm, VirtualRobot | None]:
     """Build an Arm from the node's `<prefix>robot_type`, `port`, `robot_id`, `calibration_file` parameters.
 
-    Shared by the driver and teleop nodes. The calibration file is, in order: the parameter, LeRobot's
-    default location for (type, id) if it exists, else the calibration the motors already hold.
+    Shared by the driver and teleop nodes. The calibration file is, in order: the parameter, the newest
+    LeRobot's file for (type, id), lerobot < 0.4.3's, else the calibration the motors already hold.
     A two-arm robot takes two ports and two calibration files, comma-separated, left first.
     """
     p = {
@@ -70,17 +73,17 @@ def open_arm(node: Node, prefix: str = "") -> tuple[Arm | BimanualArm, VirtualRo
         port = virtual.start()
     ports = port.split(",")
     if isinstance(definition, BimanualDefinition):
-        defaults = list(definition.calibration_paths(p["robot_id"]).values())
+        arm_ids = [(definition.arms[side], i) for side, i in definition.arm_ids(p["robot_id"]).items()]
     else:
-        defaults = [default_calibration_path(definition, p["robot_id"])]
+        arm_ids = [(definition, p["robot_id"])]
     given = p["calibration_file"].split(",") if p["calibration_file"] else []
-    if given and len(given) != len(defaults):
+    if given and len(given) != len(arm_ids):
         raise RobotError(
-            f"{node.get_name()}: parameter {prefix}calibration_file needs {len(defaults)} comma-separated file(s) "
+            f"{node.get_name()}: parameter {prefix}calibration_file needs {len(arm_ids)} comma-separated file(s) "
             f"for {definition.type}, got {len(given)}"
         )
-    files = given or defaults
-    calibrations = [load_calibration(f) if given or Path(f).is_file() else None for f in files]
+    files: list[Path | None] = [Path(f) for f in given] or [find_calibration_file(d, i) for d, i in arm_ids]
+    calibrations = [load_calibration(f) if f is not None else None for f in files]
     for one_port in ports:
         if (warning := latency_timer_warning(one_port)) is not None:
             node.get_logger().warning(warning)
@@ -96,13 +99,22 @@ def open_arm(node: Node, prefix: str = "") -> tuple[Arm | BimanualArm, VirtualRo
         )
     else:
         arm = Arm(definition, port, calibration=calibrations[0], **options)
-    used = [str(f) for f, c in zip(files, calibrations) if c is not None]
     node.get_logger().info(
         f"{definition.type} on {port}"
         + (" (virtual bus)" if virtual else "")
-        + f", calibration: {', '.join(used) if used else 'read from the motors'}"
+        + f", calibration: {', '.join(_calibration_source(f, d, i) for f, (d, i) in zip(files, arm_ids))}"
     )
     return arm, virtual
+
+
+def _calibration_source(path: Path | None, definition: RobotDefinition, robot_id: str) -> str:
+    """Which file an arm's calibration came from, for the start-up log; says when it is the fallback."""
+    newest = default_calibration_path(definition, robot_id)
+    if path is None:
+        return f"read from the motors (no {newest})"
+    if path == legacy_calibration_path(definition, robot_id):
+        return f"{path} (lerobot < 0.4.3 layout; lerobot >= 0.4.3 reads {newest})"
+    return str(path)
 
 
 def arm_parameters(prefix: str, robot_type: str) -> tuple[Param, ...]:
@@ -111,7 +123,11 @@ def arm_parameters(prefix: str, robot_type: str) -> tuple[Param, ...]:
         Param(prefix + "robot_type", robot_type, "robot definition: a type in config/robots/ or a YAML path"),
         Param(prefix + "port", "", "serial port (/dev/ttyACM0) or 'virtual' for the in-process virtual bus"),
         Param(prefix + "robot_id", "default", "calibration id (LeRobot's --robot.id)"),
-        Param(prefix + "calibration_file", "", "calibration JSON; '' = the default path for robot_id, if there"),
+        Param(
+            prefix + "calibration_file",
+            "",
+            "calibration JSON; '' = lerobot's file for robot_id (newest layout, else pre-0.4.3), if there",
+        ),
         Param(prefix + "max_relative_target", 0.0, "largest change per command in radians; 0 = no clamp"),
         Param(prefix + "virtual_motion", "none", "with port:=virtual: none | sine (each joint sways on its own)"),
     )

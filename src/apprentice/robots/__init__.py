@@ -3,7 +3,13 @@ No ROS imports."""
 
 from apprentice.robots.arm import Arm
 from apprentice.robots.bimanual import BimanualArm, BimanualDefinition, load_definition
-from apprentice.robots.calibrate import calibration_root, default_calibration_path, run_calibration
+from apprentice.robots.calibrate import (
+    calibration_root,
+    default_calibration_path,
+    find_calibration_file,
+    legacy_calibration_path,
+    run_calibration,
+)
 from apprentice.robots.definition import Joint, RobotDefinition, load_robot
 from apprentice.robots.errors import RobotError
 from apprentice.robots.units import lerobot_to_radians, radians_to_lerobot
@@ -17,6 +23,8 @@ __all__ = [
     "RobotError",
     "calibration_root",
     "default_calibration_path",
+    "find_calibration_file",
+    "legacy_calibration_path",
     "lerobot_to_radians",
     "load_definition",
     "load_robot",

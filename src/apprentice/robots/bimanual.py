@@ -2,8 +2,9 @@
 
 A bimanual YAML names its two arms' definitions (`arms: {left: so101_follower, right: so101_follower}`);
 joints are `left_<joint>` then `right_<joint>`, so one `joint_states` / `commands` vector of 12 values
-drives both. Calibration stays per arm, in lerobot's files for the bimanual id `<id>`:
-`<root>/robots/so101_follower/<id>_left.json` and `<id>_right.json` (leaders under teleoperators/).
+drives both. Calibration stays per arm, in lerobot's files for the bimanual id `<id>`: the arm's own
+file for id `<id>_left` / `<id>_right`, e.g. `<root>/robots/so_follower/<id>_left.json` (leaders under
+teleoperators/so_leader/; lerobot < 0.4.3's `robots/so101_follower/` is the fallback when reading).
 `BimanualArm` owns two `Arm`s and answers what the driver and teleop nodes ask of one arm.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from apprentice.motors import BusError, BusHealth, MotorCalibration
 from apprentice.robots.arm import Arm
-from apprentice.robots.calibrate import default_calibration_path
+from apprentice.robots.calibrate import default_calibration_path, find_calibration_file
 from apprentice.robots.definition import ROLES, RobotDefinition, load_robot, read_robot_yaml
 from apprentice.robots.errors import RobotError
 
@@ -43,9 +44,17 @@ class BimanualDefinition:
             raise RobotError(f"{where}: both arms must be {self.role}s ({'; '.join(wrong)})")
         self.joint_names = [f"{side}_{name}" for side, d in self.arms.items() for name in d.joint_names]
 
+    def arm_ids(self, robot_id: str) -> dict[str, str]:
+        """Each arm's own id, as lerobot's bi_so_follower / bi_so_leader give them: `<id>_left`, `<id>_right`."""
+        return {side: f"{robot_id}_{side}" for side in self.arms}
+
     def calibration_paths(self, robot_id: str) -> dict[str, Path]:
-        """lerobot's files for this bimanual id: the arm type's directory, `<id>_left` and `<id>_right`."""
-        return {side: default_calibration_path(d, f"{robot_id}_{side}") for side, d in self.arms.items()}
+        """Where each arm's file is written: the newest lerobot's file for the arm's own id."""
+        return {side: default_calibration_path(self.arms[side], i) for side, i in self.arm_ids(robot_id).items()}
+
+    def find_calibration_files(self, robot_id: str) -> dict[str, Path | None]:
+        """Each arm's existing file (newest lerobot layout first, then lerobot < 0.4.3's), or None."""
+        return {side: find_calibration_file(self.arms[side], i) for side, i in self.arm_ids(robot_id).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> BimanualDefinition:

@@ -31,9 +31,28 @@ def calibration_root() -> Path:
 
 
 def default_calibration_path(definition: RobotDefinition, robot_id: str) -> Path:
-    """<root>/robots/<type>/<id>.json for followers, <root>/teleoperators/<type>/<id>.json for leaders."""
-    kind = "robots" if definition.role == "follower" else "teleoperators"
-    return calibration_root() / kind / definition.type / f"{robot_id}.json"
+    """Where the newest lerobot reads (and we write): <root>/<robots|teleoperators>/<calibration_name>/<id>.json."""
+    return calibration_root() / _kind(definition) / definition.calibration_name / f"{robot_id}.json"
+
+
+def legacy_calibration_path(definition: RobotDefinition, robot_id: str) -> Path | None:
+    """lerobot < 0.4.3's file, <root>/<kind>/<type>/<id>.json, where that folder differs (so100/so101 arms)."""
+    if definition.calibration_name == definition.type:
+        return None
+    return calibration_root() / _kind(definition) / definition.type / f"{robot_id}.json"
+
+
+def find_calibration_file(definition: RobotDefinition, robot_id: str) -> Path | None:
+    """The newest lerobot's file if it exists, else the pre-0.4.3 one if that exists, else None."""
+    for path in (default_calibration_path(definition, robot_id), legacy_calibration_path(definition, robot_id)):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _kind(definition: RobotDefinition) -> str:
+    # lerobot files arms it drives under robots/ and arms it reads (teleoperators) under teleoperators/.
+    return "robots" if definition.role == "follower" else "teleoperators"
 
 
 def run_calibration(

@@ -27,7 +27,7 @@ from apprentice.motors import (
     save_calibration,
 )
 from apprentice.motors.setup import setup_motor
-from apprentice.robots.calibrate import default_calibration_path, run_calibration
+from apprentice.robots.calibrate import default_calibration_path, legacy_calibration_path, run_calibration
 from apprentice.robots.definition import RobotDefinition, load_robot
 
 
@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{prefix}.id",
             dest=f"{prefix}_id",
             default="default",
-            help="name of this arm; the file is <calibration dir>/<kind>/<type>/<id>.json",
+            help="name of this arm; the file is <calibration dir>/<kind>/<lerobot name>/<id>.json",
         )
-    p.add_argument("--calibration_file", help="where to write (default: LeRobot's calibration directory)")
+    p.add_argument(
+        "--calibration_file", help="where to write (default: where the newest LeRobot reads, e.g. robots/so_follower/)"
+    )
     p.add_argument(
         "--non_interactive",
         action="store_true",
@@ -109,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\napprentice calibrate: interrupted; nothing was saved", file=sys.stderr)
         return 130
     print(f"Calibration of {definition.type} '{arm_id}' saved to {saved}")
+    legacy = legacy_calibration_path(definition, arm_id)
+    if not args.calibration_file and legacy is not None and legacy.is_file():
+        # Both lerobot >= 0.4.3 and apprentice read the new file first; the old one stays for older lerobots.
+        print(f"(left as it was: {legacy}, lerobot < 0.4.3's file for this arm; the file above is read first)")
     return 0
 
 

@@ -96,10 +96,20 @@ class RobotDefinition:
     shadows: list[ShadowMotor] = field(default_factory=list)
     wheels: list[Wheel] = field(default_factory=list)
     base: BaseGeometry | None = None
+    # lerobot's calibration folder for this arm: its class's `name` (SO-100/101 share `so_follower` /
+    # `so_leader` since lerobot 0.4.3); "" = the type, which is lerobot's name for every other arm.
+    calibration_name: str = ""
     source: str = ""
 
     def __post_init__(self) -> None:
         where = self.source or self.type
+        self.calibration_name = self.calibration_name or self.type
+        name = self.calibration_name
+        if not isinstance(name, str) or name in (".", "..") or any(c in name for c in "/\\"):
+            raise RobotError(
+                f"{where}: calibration_name must be one folder name (lerobot's robot name, e.g. so_follower), "
+                f"got {name!r}"
+            )
         if self.vendor not in BUS_CLASSES:
             raise RobotError(f"{where}: vendor must be one of {sorted(BUS_CLASSES)}, got '{self.vendor}'")
         if self.role not in ROLES:
@@ -186,6 +196,7 @@ class RobotDefinition:
             "shadows",
             "wheels",
             "base",
+            "calibration_name",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -232,6 +243,7 @@ class RobotDefinition:
                 shadows=shadows,
                 wheels=wheels,
                 base=base,
+                calibration_name=data.get("calibration_name") or "",
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
