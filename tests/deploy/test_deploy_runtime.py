@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deploy_doubles import MS, FakeClock
+from deploy_helpers import MS, FakeClock
 
 from apprentice.contract import load_contract
 from apprentice.deploy import DeployError, SafetyLimits

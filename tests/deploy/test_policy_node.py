@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
-from deploy_doubles import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
+from deploy_helpers import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402

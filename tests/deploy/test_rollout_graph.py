@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each starts a recorder and a
 
 rclpy = pytest.importorskip("rclpy")
 
-from deploy_doubles import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
+from deploy_helpers import JOINTS, SimReachInputs, spin, wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
