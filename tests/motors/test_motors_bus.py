@@ -139,6 +139,23 @@ def test_dynamixel_eeprom_is_write_protected_while_torque_is_on() -> None:
         bus.disconnect()
 
 
+def test_a_motor_that_answers_a_moment_late_still_connects() -> None:
+    """The connect check looks again at a silent motor (a servo booting after power-on) before it fails."""
+    import threading
+
+    with VirtualServoBus("feetech", {1: "sts3215", 2: "sts3215"}) as virtual:
+        virtual.fault(2).silent = True
+        wake = threading.Timer(0.15, lambda: setattr(virtual.fault(2), "silent", False))
+        wake.start()
+        bus = FeetechBus(virtual.port, {"a": Motor(1, "sts3215"), "b": Motor(2, "sts3215")}, num_retry=0)
+        try:
+            bus.connect()
+            assert bus.is_connected and bus.ping("b") is not None
+        finally:
+            wake.cancel()
+            bus.disconnect(disable_torque=False)
+
+
 def test_wrong_model_or_missing_motor_fails_the_handshake() -> None:
     with VirtualServoBus("feetech", {1: "sts3215", 2: "sts3215"}) as virtual:
         bus = FeetechBus(virtual.port, {"a": Motor(1, "sts3215"), "c": Motor(3, "sts3215")}, num_retry=0)

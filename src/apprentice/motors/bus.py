@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import termios
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ NORMALIZED_REGISTERS = ("Goal_Position", "Present_Position")
 # One SYNC_READ may span several registers, but every byte of the span is in every motor's reply: past
 # this, bytes nobody asked for cost more bus time than a second transaction would.
 MAX_SYNC_READ_SPAN = 32
+
+
+CHECK_ROUNDS = 2  # extra pings of a motor that did not answer at connect
+CHECK_PAUSE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,14 @@ class MotorsBus:
         problems = []
         for name, motor in self.motors.items():
             found = self.ping(motor.id)
+            # A silent motor gets CHECK_ROUNDS more looks, CHECK_PAUSE_S apart, before the connect fails: a
+            # servo that was just powered boots for a moment, and on a loaded 2-core machine a launch of 12
+            # processes once left an in-process virtual bus unscheduled past one ping's retries.
+            for _ in range(CHECK_ROUNDS):
+                if found is not None:
+                    break
+                time.sleep(CHECK_PAUSE_S)
+                found = self.ping(motor.id)
             expected = self._specs[name].model_number
             if found is None:
                 problems.append(f"'{name}' (id {motor.id}, {motor.model}) does not answer")
