@@ -55,7 +55,7 @@ eval)
     "$py" - "$work/eval_$step/eval_info.json" "$step" <<'EOF'
 import json, sys
 info = json.load(open(sys.argv[1]))
-print(json.dumps({"checkpoint_step": int(sys.argv[2]), **info.get("aggregated", {})}))
+print(json.dumps({"checkpoint_step": int(sys.argv[2]), **info.get("overall", {})}))
 EOF
   done
   ;;

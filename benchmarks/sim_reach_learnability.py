@@ -97,8 +97,8 @@ def main() -> None:
                 "train_s": round(train_s, 1),
                 "final_loss": float(loss.detach()),
                 "eval_episodes": args.eval_episodes,
-                "success_rate": info["aggregated"]["success_rate"],
-                "avg_max_reward": info["aggregated"]["avg_max_reward"],
+                "success_rate": info["overall"]["success_rate"],
+                "avg_max_reward": info["overall"]["avg_max_reward"],
             }
         )
     )

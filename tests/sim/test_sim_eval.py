@@ -15,26 +15,30 @@ from apprentice.sim.eval_cli import main as eval_main
 
 
 def test_expert_as_policy_scores_the_expert_rate_and_zero_policy_scores_nothing(tmp_path: Path) -> None:
-    # 5 episodes in batches of 2: the last batch is smaller than the number of envs
+    # 5 episodes in batches of 2: the last batch has a spare env that must not count
     expert = evaluate(ExpertPolicy, "reach", n_episodes=5, batch_size=2, output_dir=tmp_path, max_episodes_rendered=3)
-    agg = expert["aggregated"]
-    assert agg["success_rate"] == 1.0 and agg["pc_success"] == 100.0
-    assert [e["seed"] for e in expert["per_episode"]] == [100_000 + i for i in range(5)]
-    assert all(e["length"] < 120 for e in expert["per_episode"])  # terminated on success, not by the time limit
+    agg = expert["overall"]
+    metrics = expert["per_task"][0]["metrics"]
+    assert agg["success_rate"] == 1.0 and agg["pc_success"] == 100.0 and agg["n_episodes"] == 5
+    assert metrics["seeds"] == [100_000 + i for i in range(5)]
+    assert all(n < 120 for n in metrics["lengths"])  # terminated on success, not by the time limit
     assert agg["avg_max_reward"] > 0.9
     zero = evaluate(ZeroPolicy(6), "reach", n_episodes=3, batch_size=3)
-    assert zero["aggregated"]["success_rate"] == 0.0
-    assert all(e["length"] == 120 for e in zero["per_episode"])
-    assert zero["aggregated"]["avg_max_reward"] < agg["avg_max_reward"]
-    assert zero["aggregated"]["avg_sum_reward"] < agg["avg_sum_reward"] * 3  # held far from every target
+    assert zero["overall"]["success_rate"] == 0.0
+    assert zero["per_task"][0]["metrics"]["lengths"] == [120, 120, 120]
+    assert zero["overall"]["avg_max_reward"] < agg["avg_max_reward"]
+    assert zero["overall"]["avg_sum_reward"] < agg["avg_sum_reward"] * 3  # held far from every target
 
     on_disk = json.loads((tmp_path / "eval_info.json").read_text())
-    assert on_disk["aggregated"]["success_rate"] == 1.0 and len(on_disk["per_episode"]) == 5
-    assert len(on_disk["video_paths"]) == 3
-    for path, episode in zip(on_disk["video_paths"], on_disk["per_episode"]):
+    assert on_disk["overall"]["success_rate"] == 1.0 and on_disk["per_task"][0]["metrics"]["successes"] == [True] * 5
+    # lerobot-eval's names: videos/<task_group>_<task_id>/eval_episode_<i>.mp4, the first episodes of the task
+    videos = [str(tmp_path / f"videos/reach_0/eval_episode_{i}.mp4") for i in range(3)]
+    assert on_disk["overall"]["video_paths"] == videos
+    assert on_disk["per_group"]["reach"]["video_paths"] == on_disk["overall"]["video_paths"]
+    for path, length in zip(on_disk["overall"]["video_paths"], metrics["lengths"]):
         with av.open(path) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-        assert len(frames) == episode["length"] + 1  # the reset frame, then one per step
+        assert len(frames) == length + 1  # the reset frame, then one per step of this episode only
         assert frames[0].shape == (96, 128, 3)
 
 
@@ -42,8 +46,8 @@ def test_same_seed_gives_the_same_results_and_another_seed_does_not() -> None:
     a = evaluate(ZeroPolicy(6), "reach", n_episodes=2, batch_size=2, seed=7)
     b = evaluate(ZeroPolicy(6), "reach", n_episodes=2, batch_size=1, seed=7)
     c = evaluate(ZeroPolicy(6), "reach", n_episodes=2, batch_size=2, seed=8)
-    assert a["per_episode"] == b["per_episode"]
-    assert a["per_episode"] != c["per_episode"]
+    assert a["per_task"] == b["per_task"]
+    assert a["per_task"][0]["metrics"]["sum_rewards"] != c["per_task"][0]["metrics"]["sum_rewards"]
 
 
 def test_eval_cli_with_a_saved_torch_policy_and_action_mse(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -85,7 +89,7 @@ def test_eval_cli_with_a_saved_torch_policy_and_action_mse(tmp_path: Path, capsy
     assert eval_main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     info = json.loads((out / "eval_info.json").read_text())
-    assert info["aggregated"] == printed
+    assert info["overall"] == printed
     assert 0.0 <= printed["success_rate"] <= 1.0 and printed["action_mse"] > 0.0
     # the same checkpoint on another robot: refused by name before any rollout
     assert eval_main([f"--policy.path={policy_dir}", "--env.type=pusht", "--eval.n_episodes=1"]) == 1
@@ -102,7 +106,7 @@ def test_eval_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "missing" in capsys.readouterr().err
     with pytest.raises(SimError):
         evaluate(ZeroPolicy(6), "reach", n_episodes=0)
-    assert np.isfinite(evaluate(ZeroPolicy(6), "reach", n_episodes=1)["aggregated"]["avg_sum_reward"])
+    assert np.isfinite(evaluate(ZeroPolicy(6), "reach", n_episodes=1)["overall"]["avg_sum_reward"])
 
 
 def test_observations_reach_the_policy_on_its_device() -> None:
@@ -125,4 +129,4 @@ def test_observations_reach_the_policy_on_its_device() -> None:
     policy = OnMeta()
     result = evaluate(policy, "reach", n_episodes=2, batch_size=2)
     assert policy.devices == {"meta"}
-    assert result["aggregated"]["success_rate"] == 0.0
+    assert result["overall"]["success_rate"] == 0.0

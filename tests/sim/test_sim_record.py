@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import torch
 
-from apprentice.dataset import LeRobotDataset
+from apprentice.dataset import DatasetWriter, LeRobotDataset
+from apprentice.policies import features_from_dataset
 from apprentice.sim import SimError, make_env, make_expert
 from apprentice.sim.cli import main as sim_main
 from apprentice.sim.cli import resolve_task
@@ -23,19 +26,37 @@ def test_sim_record_cli_writes_a_dataset_with_the_expert_actions(tmp_path: Path)
     assert ds.meta.info["robot_type"] == "sim_so101"
     assert ds.meta.tasks == ["Move the gripper tip to the red target."]
     assert set(ds.features) >= {"observation.state", "observation.environment_state", "observation.images.top"}
-    # Episode 1 is seed 1: replaying the expert on that seed gives the very actions stored.
-    env = make_env("reach", render=False)
+    # Episode 1 is seed 1: replaying the expert on that seed (the env as record makes it) gives the very
+    # actions and transitions stored.
+    env = make_env("reach", render=False, terminate_on_success=False)
     frames: list[dict] = []
     ok, n = run_expert_episode(env, make_expert(env), 1, 5, frames.append)
     assert ok
     ep = next(e for e in ds.meta.episodes if e["episode_index"] == 1)
     assert ep["length"] == n
-    actions = ds.column("action")[ep["dataset_from_index"] : ep["dataset_from_index"] + n]
-    np.testing.assert_allclose(actions, np.stack([f["action"] for f in frames]), atol=1e-6)
+    rows = slice(ep["dataset_from_index"], ep["dataset_from_index"] + n)
+    np.testing.assert_allclose(ds.column("action")[rows], np.stack([f["action"] for f in frames]), atol=1e-6)
     video = ds.episode_frames(1, "observation.images.top")
     assert video.shape == (n, 96, 128, 3)
     item = ds[ep["dataset_from_index"]]
     assert tuple(item["observation.images.top"].shape) == (3, 96, 128)
+
+    # The transition columns of LeRobot's sim datasets (lerobot/pusht's info.json declares exactly these).
+    for key, dtype in [("next.reward", "float32"), ("next.done", "bool"), ("next.success", "bool")]:
+        assert ds.features[key] == {"dtype": dtype, "shape": [1], "names": None}
+    schema = pq.read_schema(next((root / "data").rglob("*.parquet")))
+    columns = ("next.reward", "next.done", "next.success")
+    assert [str(schema.field(k).type) for k in columns] == ["float", "bool", "bool"]  # scalars, as lerobot's
+    reward, done, success = (ds.column(k)[rows].reshape(n) for k in columns)
+    np.testing.assert_array_equal(reward, np.concatenate([f["next.reward"] for f in frames]))
+    np.testing.assert_array_equal(success, np.concatenate([f["next.success"] for f in frames]))
+    assert done.tolist() == [False] * (n - 1) + [True]  # the episode's last frame
+    assert success[-1] and not success[0] and reward[-1] > reward[0]  # the expert closes in, then succeeds
+    last = ds[rows.stop - 1]
+    assert last["next.done"].dtype == torch.bool and last["next.done"].item() and last["next.reward"].shape == ()
+    # Training takes observations and actions only (as LeRobot's dataset_to_policy_features does).
+    inputs, outputs = features_from_dataset(ds.features)
+    assert not any(k.startswith("next.") for k in [*inputs, *outputs])
 
 
 def test_record_refuses_an_existing_root_and_resume_appends(tmp_path: Path) -> None:
@@ -46,6 +67,12 @@ def test_record_refuses_an_existing_root_and_resume_appends(tmp_path: Path) -> N
         record("reach", root, 1, log=lambda _: None)
     record("reach", root, 1, seed=50, resume=True, frames_after_success=2, log=lambda _: None)
     assert LeRobotDataset(root).num_episodes == 3
+    # a dataset recorded before the transition columns existed is appended to without them
+    old = tmp_path / "old"
+    features = {k: v for k, v in LeRobotDataset(root).features.items() if not k.startswith("next.")}
+    DatasetWriter.create(old, features=features, fps=30, robot_type="sim_so101").finalize()
+    record("reach", old, 1, resume=True, frames_after_success=2, log=lambda _: None)
+    assert LeRobotDataset(old).num_episodes == 1 and "next.reward" not in LeRobotDataset(old).features
     with pytest.raises(SimError, match=r"observation\.images\.top shape"):
         record("reach", root, 1, resume=True, env_kwargs={"image_height": 48, "image_width": 64}, log=print)
     assert LeRobotDataset(root).num_episodes == 3

@@ -24,6 +24,11 @@ TASKS: dict[str, tuple[str, str]] = {
     "pusht": ("apprentice.sim.pusht:PushTEnv", "apprentice.sim.pusht_expert:PushTExpert"),
 }
 
+# suite name -> its tasks, for multi-task evaluation (LIBERO's suites, Meta-World's difficulty groups):
+# a list whose items are TASKS names or (TASKS name, make_env kwargs), or "module:function" returning
+# that list on first use (a suite read from a benchmark's own files costs nothing until evaluated).
+SUITES: dict[str, list[str | tuple[str, dict[str, Any]]] | str] = {}
+
 
 def _resolve(name: str, index: int) -> Any:
     import importlib
@@ -34,8 +39,25 @@ def _resolve(name: str, index: int) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def suite_tasks(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (task, env kwargs) pairs of suite `name`, in the suite's order."""
+    import importlib
+
+    if name not in SUITES:
+        raise SimError(f"unknown sim suite {name!r}; choose one of {sorted(SUITES)}")
+    members = SUITES[name]
+    if isinstance(members, str):
+        module, attribute = members.split(":")
+        members = getattr(importlib.import_module(module), attribute)()
+    tasks = [(m, {}) if isinstance(m, str) else (m[0], dict(m[1])) for m in members]
+    unknown = sorted({t for t, _ in tasks if t not in TASKS})
+    if unknown or not tasks:
+        raise SimError(f"sim suite {name!r} names no task or unknown tasks {unknown}; known: {sorted(TASKS)}")
+    return tasks
+
+
 def make_env(name: str, seed: int | None = 0, render: bool = True, **kwargs: Any) -> Any:
-    """A gymnasium-style env for task `name` ("reach" | "aloha_transfer_cube" | "pusht")."""
+    """A gymnasium env for task `name` (a key of TASKS)."""
     env = _resolve(name, 0)(seed=seed, render=render, **kwargs)
     env.name = name
     return env
@@ -49,4 +71,4 @@ def make_expert(env: Any, **kwargs: Any) -> Any:
     return _resolve(name, 1)(env, **kwargs)
 
 
-__all__ = ["TASKS", "MujocoTask", "SimError", "make_env", "make_expert"]
+__all__ = ["SUITES", "TASKS", "MujocoTask", "SimError", "make_env", "make_expert", "suite_tasks"]

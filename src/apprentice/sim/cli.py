@@ -12,9 +12,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from apprentice.sim import TASKS, SimError, make_env, make_expert
+from apprentice.sim import SUITES, TASKS, SimError, make_env, make_expert, suite_tasks
+from apprentice.sim.eval import EvalTask, eval_tasks
 
-# LeRobot's (env.type, env.task) names -> our task names; env.task may be omitted where a type has one task.
+# LeRobot's (env.type, env.task) names -> our registry names (a TASKS task, or a SUITES suite for
+# multi-task evaluation); env.task None is the type's default. Help and errors list what is here.
 ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("reach", None): "reach",
     ("aloha", None): "aloha_transfer_cube",
@@ -25,23 +27,63 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
 }
 
 
-def resolve_task(env_type: str, env_task: str | None) -> str:
-    """Map `--env.type/--env.task` (LeRobot's names, or one of our task names) to a task name."""
-    if env_task in TASKS:
+def _lookup(env_type: str, env_task: str | None) -> str:
+    """The registry name (a TASKS task or a SUITES suite) for one `--env.type/--env.task` pair."""
+    if env_task in TASKS or env_task in SUITES:
         return env_task
     if (env_type, env_task) in ENV_TASKS:
         return ENV_TASKS[(env_type, env_task)]
-    if env_task is None and env_type in TASKS:
+    if env_task is None and (env_type in TASKS or env_type in SUITES):
         return env_type
-    known = sorted({f"{t}{'/' + k if k else ''}" for t, k in ENV_TASKS})
-    raise SimError(f"no simulated task for --env.type={env_type} --env.task={env_task}; known: {known}")
+    raise SimError(f"no simulated task for --env.type={env_type} --env.task={env_task}; valid: {env_choices()}")
+
+
+def env_choices() -> str:
+    """Every valid `--env.type`/`--env.task`, from the registries (ENV_TASKS, TASKS, SUITES), on one line."""
+    per_type: dict[str, list[str]] = {}
+    for env_type, env_task in ENV_TASKS:
+        per_type.setdefault(env_type, [])
+        if env_task is not None:
+            per_type[env_type].append(env_task)
+    types = "; ".join(
+        f"--env.type={t}" + (f" --env.task={'|'.join(sorted(k))}" if k else "") for t, k in sorted(per_type.items())
+    )
+    suites = f", suites {', '.join(sorted(SUITES))}" if SUITES else ""
+    return f"{types} (or --env.task=<registry name>: tasks {', '.join(sorted(TASKS))}{suites})"
+
+
+def resolve_task(env_type: str, env_task: str | None) -> str:
+    """Map `--env.type/--env.task` (LeRobot's names, or one of our task names) to a task name."""
+    name = _lookup(env_type, env_task)
+    if name not in TASKS:
+        raise SimError(f"--env.task={env_task} is a suite of {len(suite_tasks(name))} tasks; name one of its tasks")
+    return name
+
+
+def resolve_eval_tasks(env_type: str, env_task: str | None) -> list[EvalTask]:
+    """`--env.task=a,b,c` (tasks or suites, LeRobot's names or ours) as EvalTasks grouped as lerobot-eval:
+    one task alone is group `<env.type>` (task_id 0); in a list, each task is a group of its own and
+    each suite a group of its tasks, named as typed."""
+    entries: list[str | None] = [e.strip() for e in (env_task or "").split(",") if e.strip()] or [None]
+    names = [_lookup(env_type, entry) for entry in entries]
+    if len(names) == 1 and names[0] in TASKS:
+        return [EvalTask(env_type, 0, names[0])]
+    tasks: list[EvalTask] = []
+    for entry, name in zip(entries, names):
+        group = entry or env_type
+        if name in SUITES:
+            tasks += [EvalTask(group, i, task, kwargs) for i, (task, kwargs) in enumerate(suite_tasks(name))]
+        else:
+            tasks.append(EvalTask(group, 0, name))
+    return eval_tasks(tasks)  # refuses an entry named twice
 
 
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env.type", dest="env_type", default="reach", help="reach | aloha | pusht")
+    types = sorted({t for t, _ in ENV_TASKS})
     parser.add_argument(
-        "--env.task", dest="env_task", default=None, help="AlohaTransferCube-v0 | AlohaInsertion-v0 | PushT-v0"
+        "--env.type", dest="env_type", default="reach", help=f"{' | '.join(types)} (LeRobot's names; default reach)"
     )
+    parser.add_argument("--env.task", dest="env_task", default=None, help=f"valid: {env_choices()}")
     parser.add_argument("--env.image_height", dest="image_height", type=int, default=None)
     parser.add_argument("--env.image_width", dest="image_width", type=int, default=None)
 

@@ -1,55 +1,78 @@
-"""Policy evaluation in simulation: batched seeded rollouts → success rate, rewards, videos, eval_info.json.
+"""Policy evaluation in simulation, as lerobot-eval: vectorised seeded rollouts per task → eval_info.json.
 
-The layout of eval_info.json follows LeRobot's eval (`per_episode`, `aggregated`, `video_paths`), with
-`success_rate` (0..1) beside LeRobot's `pc_success` (percent).
+`evaluate` runs `n_episodes` episodes of every task (a task, a list of tasks, or a suite such as a LIBERO
+suite or a Meta-World difficulty group) in batches of `batch_size` envs stepped together, and aggregates
+per task, per task group and overall in LeRobot's layout (`apprentice.sim.eval_info`). Episode i of
+every task uses env seed `seed + i` whatever the batch size: each episode runs in its own slot of the
+vector env, and an ended episode never leaks into the next (`apprentice.sim.vector`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from apprentice.sim import SimError, make_env, make_expert
+from apprentice.sim import SUITES, TASKS, SimError, suite_tasks
+from apprentice.sim.eval_info import build_eval_info, task_metrics, write_eval_info
+from apprentice.sim.vector import ROLLOUT_OPTION, auto_batch_size, make_vector_env
 
 # Eval seeds start far from the recording seeds (0, 1, ...) so evaluation episodes are held out.
 DEFAULT_EVAL_SEED = 100_000
 
 
 @dataclass
-class EpisodeResult:
-    episode_ix: int
-    seed: int
-    success: bool
-    sum_reward: float
-    max_reward: float
-    length: int
+class EvalTask:
+    """One task of an evaluation: LeRobot's (task_group, task_id), the TASKS name and its env kwargs."""
+
+    group: str
+    task_id: int
+    name: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    """lerobot-eval's `--eval.*` options (batch_size 0: one env per ~1.4 cores, as LeRobot's auto)."""
+
+    n_episodes: int = 50  # per task
+    batch_size: int = 10  # envs stepped together, one batched policy call per step
+    use_async_envs: bool = False  # AsyncVectorEnv: one worker process per env
+    max_episodes_rendered: int = 10  # per task, with an output_dir
+
+    def __post_init__(self) -> None:
+        if self.n_episodes < 1:
+            raise SimError(f"--eval.n_episodes must be >= 1, got {self.n_episodes}")
+        if self.batch_size < 0:
+            raise SimError(f"--eval.batch_size must be >= 1 (or 0 for automatic), got {self.batch_size}")
+        if self.max_episodes_rendered < 0:
+            raise SimError(f"--eval.max_episodes_rendered must be >= 0, got {self.max_episodes_rendered}")
+        self.batch_size = min(self.batch_size or auto_batch_size(self.n_episodes), self.n_episodes)
 
 
 class ExpertPolicy:
-    """The task's scripted expert behind the policy interface (reset / batched select_action): a baseline."""
+    """The task's scripted expert in each env slot (a baseline); build it with the vector env: `ExpertPolicy(vec)`.
 
-    def __init__(self, envs: Sequence[Any]) -> None:
-        self.experts = [make_expert(env) for env in envs]
+    The experts read the simulator's privileged state, so they run where each env lives (in its worker
+    process with AsyncVectorEnv), reached through `VectorEnv.call`.
+    """
+
+    def __init__(self, envs: Any) -> None:
+        self.envs = envs
         self._fresh = True
 
     def reset(self) -> None:
         self._fresh = True
 
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
-        rows = _unbatch(obs, len(obs["task"]))  # the last batch of an eval may be smaller than the envs
         if self._fresh:
-            for expert, row in zip(self.experts, rows):
-                expert.reset(row)
+            self.envs.call("expert_reset")
             self._fresh = False
-        return np.stack([expert.act(row) for expert, row in zip(self.experts, rows)])
+        return np.stack(self.envs.call("expert_action"))
 
 
 class ZeroPolicy:
@@ -58,6 +81,11 @@ class ZeroPolicy:
     def __init__(self, action_dim: int) -> None:
         self.action_dim = action_dim
 
+    @classmethod
+    def for_envs(cls, envs: Any) -> ZeroPolicy:
+        """A policy factory for `evaluate`: zeros of each task's own action size."""
+        return cls(envs.single_action_space.shape[0])
+
     def reset(self) -> None:
         pass
 
@@ -65,25 +93,42 @@ class ZeroPolicy:
         return np.zeros((len(obs["task"]), self.action_dim), dtype=np.float32)
 
 
-def _unbatch(obs: dict[str, Any], n: int) -> list[dict[str, np.ndarray]]:
-    return [{k: np.asarray(v[i]) for k, v in obs.items() if k != "task"} for i in range(n)]
+def eval_tasks(tasks: str | EvalTask | Sequence[str | EvalTask]) -> list[EvalTask]:
+    """EvalTasks for registry names (a TASKS task: group = its name, task_id 0; a SUITES suite: group =
+    the suite, task_id = position in it) or EvalTasks as they are."""
+    items = [tasks] if isinstance(tasks, str | EvalTask) else list(tasks)
+    out: list[EvalTask] = []
+    for item in items:
+        if isinstance(item, EvalTask):
+            out.append(item)
+        elif item in SUITES:
+            out += [EvalTask(item, i, name, kwargs) for i, (name, kwargs) in enumerate(suite_tasks(item))]
+        elif item in TASKS:
+            out.append(EvalTask(item, 0, item))
+        else:
+            raise SimError(f"unknown sim task or suite {item!r}; tasks: {sorted(TASKS)}; suites: {sorted(SUITES)}")
+    seen = [(t.group, t.task_id) for t in out]
+    twice = sorted({f"{g}_{i}" for g, i in seen if seen.count((g, i)) > 1})
+    if twice:
+        raise SimError(f"the evaluation names task {twice[0]!r} twice; list each task or suite once")
+    if not out:
+        raise SimError("no task to evaluate; name a task or a suite")
+    return out
 
 
-def _batch(
-    observations: Sequence[dict[str, np.ndarray]], task: str, as_torch: bool, device: Any = "cpu"
-) -> dict[str, Any]:
-    """Stack per-env observations the way the dataset gives them: images (B, 3, H, W) float in [0, 1]."""
+def _batch(obs: dict[str, np.ndarray], tasks: list[str], as_torch: bool, device: Any) -> dict[str, Any]:
+    """A vector env's observations the way the dataset gives them: camera frames (B, 3, H, W) float in [0, 1]."""
     batch: dict[str, Any] = {}
-    for key in observations[0]:
-        stacked = np.stack([o[key] for o in observations])
-        if key.startswith("observation.images."):
-            stacked = stacked.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        batch[key] = stacked.astype(np.float32)
+    for key, value in obs.items():
+        value = np.asarray(value)
+        if value.dtype == np.uint8 and value.ndim == 4:  # (B, H, W, C) frames, whatever the camera key
+            value = value.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        batch[key] = value.astype(np.float32)
     if as_torch:
         import torch
 
         batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-    batch["task"] = [task] * len(observations)
+    batch["task"] = list(tasks)
     return batch
 
 
@@ -93,148 +138,153 @@ def _to_numpy(action: Any) -> np.ndarray:
     return np.asarray(action, dtype=np.float32)
 
 
-def rollout(
-    envs: Sequence[Any],
-    policy: Any,
-    seeds: Sequence[int],
-    first_episode_ix: int,
-    record_frames: int = 0,
-) -> tuple[list[EpisodeResult], list[list[np.ndarray]]]:
-    """Run one episode in each of the first len(seeds) envs in lockstep; the policy sees the batch.
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    sum_reward: float
+    max_reward: float
+    length: int
 
-    An env that is done keeps being fed to the policy (batch shape stays fixed) but is not stepped.
-    Returns per-episode results and the rendered frames of the first `record_frames` envs.
+
+def rollout(
+    envs: Any, policy: Any, seeds: Sequence[int], n_live: int, video_paths: Sequence[Path] = ()
+) -> list[EpisodeResult]:
+    """One episode in each of the first `n_live` slots of vector env `envs`, slot j seeded `seeds[j]`.
+
+    The policy always sees the full batch (a spare slot of a short last batch holds still). An episode's
+    numbers are its own steps up to its termination or truncation; success is sticky (any step's
+    `info["is_success"]`, as LeRobot). `video_paths[j]` records slot j. Policies with a `device` (every
+    learned policy) get torch tensors there; others (experts, baselines) get numpy.
     """
-    n = len(seeds)
-    envs = envs[:n]
-    as_torch = not isinstance(policy, ExpertPolicy | ZeroPolicy)
-    observations = [env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]
+    n = envs.num_envs
+    if len(seeds) != n or not 1 <= n_live <= n:
+        raise SimError(f"rollout needs {n} seeds and 1..{n} live slots, got {len(seeds)} and {n_live}")
+    plan = {"live": n_live, "videos": {j: str(p) for j, p in enumerate(video_paths)}}
+    obs, _ = envs.reset(seed=[int(s) for s in seeds], options={ROLLOUT_OPTION: plan})
     policy.reset()
-    done = np.zeros(n, dtype=bool)
+    tasks = list(envs.get_attr("task"))
+    max_steps = max(int(m) for m in envs.get_attr("max_episode_steps"))
+    as_torch, device = hasattr(policy, "device"), getattr(policy, "device", "cpu")
+    done = np.arange(n) >= n_live
     success = np.zeros(n, dtype=bool)
     sums = np.zeros(n)
     maxes = np.full(n, -np.inf)
     lengths = np.zeros(n, dtype=int)
-    frames: list[list[np.ndarray]] = [[] for _ in range(min(record_frames, n))]
-    camera_key = f"observation.images.{envs[0].camera}"
-
-    def keep_frames(stepped: np.ndarray) -> None:
-        for i in range(len(frames)):
-            if stepped[i]:
-                frame = observations[i].get(camera_key)
-                frames[i].append(frame if frame is not None else envs[i].render())
-
-    keep_frames(~done)
-    while not done.all():
-        actions = _to_numpy(
-            policy.select_action(_batch(observations, envs[0].task, as_torch, getattr(policy, "device", "cpu")))
-        )
-        if actions.shape[0] != n:
-            raise SimError(f"policy returned {actions.shape[0]} actions for a batch of {n} observations")
-        stepped = ~done
-        for i in np.flatnonzero(stepped):
-            obs, reward, terminated, truncated, info = envs[i].step(actions[i])
-            observations[i] = obs
-            sums[i] += reward
-            maxes[i] = max(maxes[i], reward)
-            lengths[i] += 1
-            success[i] |= bool(info["is_success"])  # sticky: success at any step counts, as in LeRobot
-            done[i] = terminated or truncated
-        keep_frames(stepped)
-    results = [
-        EpisodeResult(
-            first_episode_ix + i,
-            int(seeds[i]),
-            bool(success[i]),
-            float(sums[i]),
-            float(maxes[i]),
-            int(lengths[i]),
-        )
-        for i in range(n)
+    for _ in range(max_steps):  # every env truncates by then: the bound only guards a broken env
+        if done.all():
+            break
+        actions = _to_numpy(policy.select_action(_batch(obs, tasks, as_torch, device)))
+        if actions.ndim != 2 or actions.shape[0] != n:
+            raise SimError(f"the policy returned actions of shape {actions.shape} for a batch of {n} observations")
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        live = ~done
+        sums[live] += reward[live]
+        maxes[live] = np.maximum(maxes[live], reward[live])
+        lengths[live] += 1
+        success[live] |= np.asarray(info.get("is_success", np.zeros(n, dtype=bool)), dtype=bool)[live]
+        done |= np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
+    envs.call("finish_video")
+    return [
+        EpisodeResult(int(seeds[j]), bool(success[j]), float(sums[j]), float(maxes[j]), int(lengths[j]))
+        for j in range(n_live)
     ]
-    return results, frames
 
 
 def evaluate(
-    policy: Any | Callable[[Sequence[Any]], Any],
-    task: str,
+    policy: Any | Callable[[Any], Any],
+    tasks: str | EvalTask | Sequence[str | EvalTask],
     n_episodes: int = 50,
     batch_size: int = 10,
     seed: int = DEFAULT_EVAL_SEED,
     output_dir: str | Path | None = None,
-    max_episodes_rendered: int = 4,
+    max_episodes_rendered: int = 10,
     env_kwargs: dict[str, Any] | None = None,
+    use_async_envs: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `policy` (or a factory `envs -> policy`, e.g. ExpertPolicy) on `n_episodes` seeded episodes.
+    """Evaluate `policy` (or a factory `vector env -> policy`, e.g. ExpertPolicy) on `n_episodes` seeded
+    episodes of each task; returns (and with `output_dir` writes) LeRobot's eval_info dict.
 
-    Episode i uses env seed `seed + i`, so a (policy, seed) pair always gives the same numbers. With
-    `output_dir`, writes eval_info.json and the first `max_episodes_rendered` rollouts as mp4.
+    `tasks`: TASKS/SUITES names or EvalTasks (`eval_tasks`). With `output_dir`, the first
+    `max_episodes_rendered` episodes of each task are written to
+    `videos/<task_group>_<task_id>/eval_episode_<i>.mp4`, as lerobot-eval names them.
     """
-    if n_episodes < 1 or batch_size < 1:
-        raise SimError(f"n_episodes and batch_size must be >= 1, got {n_episodes} and {batch_size}")
-    batch_size = min(batch_size, n_episodes)
-    envs = [make_env(task, seed=seed, **_env_kwargs_for(policy, env_kwargs)) for _ in range(batch_size)]
-    if isinstance(policy, type) or not hasattr(policy, "select_action"):
-        policy = policy(envs)
-    _check_policy_fits(policy, envs[0], task)
+    config = EvalConfig(n_episodes, batch_size, use_async_envs, max_episodes_rendered)
+    todo = eval_tasks(tasks)
     started = time.perf_counter()
-    results: list[EpisodeResult] = []
-    video_paths: list[str] = []
-    try:
-        for start in range(0, n_episodes, batch_size):
-            seeds = [seed + i for i in range(start, min(start + batch_size, n_episodes))]
-            to_render = max(0, min(max_episodes_rendered - start, len(seeds))) if output_dir else 0
-            batch_results, frames = rollout(envs, policy, seeds, start, record_frames=to_render)
-            results += batch_results
-            for result, episode_frames in zip(batch_results, frames):
-                video_paths.append(str(_write_video(Path(output_dir), result, episode_frames, envs[0].fps)))
-            if log is not None:
-                done = len(results)
-                rate = np.mean([r.success for r in results])
-                log(f"{done}/{n_episodes} episodes, success so far {rate:.0%}")
-    finally:
-        for env in envs:
-            env.close()
-    elapsed = time.perf_counter() - started
-    info = {
-        "task": task,
-        "per_episode": [asdict(r) for r in results],
-        "aggregated": {
-            "avg_sum_reward": float(np.mean([r.sum_reward for r in results])),
-            "avg_max_reward": float(np.mean([r.max_reward for r in results])),
-            "success_rate": float(np.mean([r.success for r in results])),
-            "pc_success": float(100.0 * np.mean([r.success for r in results])),
-            "n_episodes": n_episodes,
-            "seed": seed,
-            "eval_s": elapsed,
-            "eval_ep_s": elapsed / n_episodes,
-        },
-        "video_paths": video_paths,
-    }
+    per_task = []
+    for task in todo:
+        metrics = _evaluate_task(policy, task, config, seed, output_dir, env_kwargs, log)
+        per_task.append({"task_group": task.group, "task_id": task.task_id, "metrics": metrics})
+    info = build_eval_info(per_task, time.perf_counter() - started, seed)
     if output_dir is not None:
         write_eval_info(output_dir, info)
     return info
 
 
-def _check_policy_fits(policy: Any, env: Any, task: str) -> None:
+def _evaluate_task(
+    policy: Any,
+    task: EvalTask,
+    config: EvalConfig,
+    seed: int,
+    output_dir: str | Path | None,
+    env_kwargs: dict[str, Any] | None,
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    kwargs = {**_env_kwargs_for(policy, env_kwargs), **task.env_kwargs}
+    envs = make_vector_env(task.name, config.batch_size, kwargs, config.use_async_envs)
+    results: list[EpisodeResult] = []
+    videos: list[Path] = []
+    try:
+        task_policy = policy(envs) if isinstance(policy, type) or not hasattr(policy, "select_action") else policy
+        _check_policy_fits(task_policy, envs, task.name)
+        for start in range(0, config.n_episodes, config.batch_size):
+            n_live = min(config.batch_size, config.n_episodes - start)
+            seeds = [seed + start + j for j in range(config.batch_size)]  # spare slots too, as LeRobot
+            rendered = []
+            if output_dir is not None:
+                videos_dir = Path(output_dir) / "videos" / f"{task.group}_{task.task_id}"
+                last = min(start + n_live, config.max_episodes_rendered)
+                rendered = [videos_dir / f"eval_episode_{i}.mp4" for i in range(start, last)]
+            results += rollout(envs, task_policy, seeds, n_live, rendered)
+            videos += rendered
+            if log is not None:
+                rate = np.mean([r.success for r in results])
+                log(f"{task.group}_{task.task_id} ({task.name}): {len(results)}/{config.n_episodes} episodes, "
+                    f"success so far {rate:.0%}")
+    finally:
+        envs.close()
+    return task_metrics(
+        task.name,
+        [r.seed for r in results],
+        [r.success for r in results],
+        [r.sum_reward for r in results],
+        [r.max_reward for r in results],
+        [r.length for r in results],
+        [str(p) for p in videos],
+    )
+
+
+def _check_policy_fits(policy: Any, envs: Any, task: str) -> None:
     """A policy trained for another robot or camera size fails here, by name, not deep inside torch."""
     config = getattr(policy, "config", None)
     if config is None:
         return
-    spaces = env.observation_space.spaces
+    spaces = envs.single_observation_space.spaces
     for key, ft in config.input_features.items():
         shape = tuple(ft.shape)
-        if key.startswith("observation.images.") and len(shape) == 3:
-            shape = (shape[1], shape[2], shape[0])  # policies see (C, H, W), envs give (H, W, C)
         if key not in spaces:
             raise SimError(f"the policy needs {key!r}, which task {task!r} does not give (it gives {sorted(spaces)})")
+        if len(shape) == 3 and spaces[key].dtype == np.uint8:
+            shape = (shape[1], shape[2], shape[0])  # policies see (C, H, W), envs give (H, W, C)
         if tuple(spaces[key].shape) != shape:
             raise SimError(f"the policy expects {key} of shape {shape}; task {task!r} gives {spaces[key].shape}")
     action = config.output_features.get("action")
-    if action is not None and tuple(action.shape) != tuple(env.action_space.shape):
+    single_action = tuple(envs.single_action_space.shape)
+    if action is not None and tuple(action.shape) != single_action:
         raise SimError(
-            f"the policy outputs actions of shape {tuple(action.shape)}; task {task!r} takes {env.action_space.shape}"
+            f"the policy outputs actions of shape {tuple(action.shape)}; task {task!r} takes {single_action}"
         )
 
 
@@ -243,34 +293,12 @@ def _env_kwargs_for(policy: Any, env_kwargs: dict[str, Any] | None) -> dict[str,
     the size the policy was trained on unless the caller says otherwise; videos render on their own."""
     kwargs = dict(env_kwargs or {})
     inputs = getattr(getattr(policy, "config", None), "input_features", None) or {}
-    cameras = [ft for key, ft in inputs.items() if key.startswith("observation.images.")]
+    cameras = [ft for key, ft in inputs.items() if key.startswith("observation.image")]
     kwargs.setdefault("render", bool(cameras))
     if cameras and len(cameras[0].shape) == 3:
         kwargs.setdefault("image_height", int(cameras[0].shape[1]))
         kwargs.setdefault("image_width", int(cameras[0].shape[2]))
     return kwargs
-
-
-def _write_video(out_dir: Path, result: EpisodeResult, frames: list[np.ndarray], fps: int) -> Path:
-    from apprentice.dataset.video import EpisodeEncoder
-
-    path = out_dir / "videos" / f"eval_episode_{result.episode_ix}.mp4"
-    encoder = EpisodeEncoder(path, fps=fps, vcodec="h264", crf=23)
-    for frame in frames:
-        encoder.put(frame)
-    encoder.finish()
-    return path
-
-
-def write_eval_info(output_dir: str | Path, info: dict) -> Path:
-    """Write `output_dir`/eval_info.json atomically (a reader never sees half a file)."""
-    path = Path(output_dir) / "eval_info.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, path)
-    return path
 
 
 def action_mse(policy: Any, dataset_root: str | Path, episodes: list[int] | None = None, batch_size: int = 64) -> float:
@@ -297,3 +325,17 @@ def action_mse(policy: Any, dataset_root: str | Path, episodes: list[int] | None
             total += float(((predicted - target) ** 2).sum())
             count += target.numel()
     return total / count
+
+
+__all__ = [
+    "DEFAULT_EVAL_SEED",
+    "EvalConfig",
+    "EvalTask",
+    "ExpertPolicy",
+    "ZeroPolicy",
+    "action_mse",
+    "eval_tasks",
+    "evaluate",
+    "rollout",
+    "write_eval_info",
+]

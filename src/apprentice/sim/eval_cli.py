@@ -1,7 +1,9 @@
-"""`apprentice eval`: evaluate a policy in simulation (LeRobot-style dotted flags).
+"""`apprentice eval`: evaluate a policy in simulation, as lerobot-eval (its dotted flags, its eval_info.json).
 
     apprentice eval --policy.path=outputs/train/checkpoints/last/pretrained_model --env.type=reach \\
         --eval.n_episodes=50 --eval.batch_size=10 --output_dir=outputs/eval/reach
+    apprentice eval --policy.path=... --env.type=aloha --env.task=AlohaTransferCube-v0,AlohaInsertion-v0 \\
+        --eval.use_async_envs=true                                                 # two tasks, worker processes
     apprentice eval --policy.type=expert --env.type=aloha --eval.n_episodes=50     # scripted baseline
     apprentice eval -p outputs/train/checkpoints/last/pretrained_model --env.type=pusht --eval.n_episodes=50 \
         --eval.batch_size=10                                                        # the seed's eval.py spelling
@@ -16,15 +18,17 @@ from collections.abc import Sequence
 
 from apprentice.pretrained_path import PretrainedPathError, check_pretrained_dir
 from apprentice.sim import SimError
-from apprentice.sim.cli import add_env_arguments, env_kwargs, resolve_task
-from apprentice.sim.eval import (
-    DEFAULT_EVAL_SEED,
-    ExpertPolicy,
-    ZeroPolicy,
-    action_mse,
-    evaluate,
-    write_eval_info,
-)
+from apprentice.sim.cli import add_env_arguments, env_kwargs, resolve_eval_tasks
+from apprentice.sim.eval import DEFAULT_EVAL_SEED, ExpertPolicy, ZeroPolicy, action_mse, evaluate
+from apprentice.sim.eval_info import write_eval_info
+
+
+def _bool(text: str) -> bool:
+    """draccus-style booleans, as lerobot's CLI takes them: --eval.use_async_envs=true."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -46,16 +50,27 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--policy.device", dest="device", default="cpu")
     add_env_arguments(parser)
-    parser.add_argument("--eval.n_episodes", dest="n_episodes", type=int, default=50)
+    parser.add_argument("--eval.n_episodes", dest="n_episodes", type=int, default=50, help="episodes per task")
     parser.add_argument(
         "--eval.batch_size",
         dest="batch_size",
         type=int,
         default=10,
-        help="environments stepped together, one batched policy call per step (episodes run in batches of this)",
+        help="envs stepped together (a gymnasium vector env), one batched policy call per step; 0: automatic",
     )
-    parser.add_argument("--eval.max_episodes_rendered", dest="max_rendered", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of episode 0; then seed+1, ...")
+    parser.add_argument(
+        "--eval.use_async_envs",
+        dest="use_async_envs",
+        type=_bool,
+        default=False,
+        help="true: AsyncVectorEnv, one worker process per env (false: SyncVectorEnv in this process)",
+    )
+    parser.add_argument(
+        "--eval.max_episodes_rendered", dest="max_rendered", type=int, default=10, help="videos per task"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of episode 0 of every task; then seed+1, ..."
+    )
     parser.add_argument("--output_dir", default=None, help="where eval_info.json and videos/ go")
     parser.add_argument(
         "--dataset.root",
@@ -91,16 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         errors = (SimError, PolicyError, DatasetError)
     try:
-        task = resolve_task(args.env_type, args.env_task)
+        tasks = resolve_eval_tasks(args.env_type, args.env_task)
         kwargs = env_kwargs(args)
         if args.policy_type == "expert":
             policy = ExpertPolicy
         elif args.policy_type == "zero":
-            from apprentice.sim import make_env
-
-            probe = make_env(task, render=False)
-            policy = ZeroPolicy(probe.action_space.shape[0])
-            probe.close()
+            policy = ZeroPolicy.for_envs
         else:
             from apprentice.policies import load_policy
 
@@ -108,26 +119,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy.eval()
         info = evaluate(
             policy,
-            task,
+            tasks,
             n_episodes=args.n_episodes,
             batch_size=args.batch_size,
             seed=args.seed,
             output_dir=args.output_dir,
             max_episodes_rendered=args.max_rendered,
             env_kwargs=kwargs,
+            use_async_envs=args.use_async_envs,
             log=lambda line: print(line, file=sys.stderr),
         )
         if args.dataset_root is not None:
             if args.policy_path is None:
                 raise SimError("--dataset.root (action_mse) needs a learned policy: pass --policy.path")
             episodes = [int(e) for e in args.dataset_episodes.split(",")] if args.dataset_episodes else None
-            info["aggregated"]["action_mse"] = action_mse(policy, args.dataset_root, episodes)
+            info["overall"]["action_mse"] = action_mse(policy, args.dataset_root, episodes)
             if args.output_dir is not None:
                 write_eval_info(args.output_dir, info)
     except errors as exc:
         print(f"apprentice eval: error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(info["aggregated"]))
+    print(json.dumps(info["overall"]))
     return 0
 
 

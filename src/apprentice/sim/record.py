@@ -1,4 +1,10 @@
-"""Scripted demonstrations straight into a LeRobot v3.0 dataset, through the dataset writer."""
+"""Scripted demonstrations straight into a LeRobot v3.0 dataset, through the dataset writer.
+
+Every frame also carries what its action led to, as LeRobot's sim datasets (lerobot/pusht,
+lerobot/aloha_sim_*) store it for reward-based learners (TD-MPC, SAC / HIL-SERL): `next.reward`
+(float32 [1]), `next.done` (bool [1], true on the episode's last frame) and `next.success`
+(bool [1], the env's `info["is_success"]` after the step).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from apprentice.sim import SimError, make_env, make_expert
+
+# The transition columns, with the dtypes, shapes and (null) names of LeRobot's sim datasets' info.json.
+REWARD_FEATURES: dict[str, dict[str, Any]] = {
+    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+    "next.done": {"dtype": "bool", "shape": [1], "names": None},
+    "next.success": {"dtype": "bool", "shape": [1], "names": None},
+}
 
 
 @dataclass
@@ -33,11 +48,12 @@ def run_expert_episode(
     frames_after_success: int | None,
     on_frame: Callable[[dict], None] | None = None,
 ) -> tuple[bool, int]:
-    """Run one seeded expert episode; `on_frame` gets {observation..., "action"} before each step.
+    """Run one seeded expert episode; `on_frame` gets each frame after its step: {observation...,
+    "action", "next.reward", "next.done", "next.success"} (the observation the action was chosen on).
 
     The episode runs until `frames_after_success` frames after the first success (so demonstrations show
-    the robot settling at the goal, which a policy must learn to do too; None: to the env's time limit)
-    or the env's time limit.
+    the robot settling at the goal, which a policy must learn to do too; None: to the env's time limit),
+    the env's time limit, or the env's own termination.
     Returns (succeeded, frames).
     """
     obs, _ = env.reset(seed=seed)
@@ -46,14 +62,23 @@ def run_expert_episode(
     frames = 0
     while True:
         action = expert.act(obs)
-        if on_frame is not None:
-            on_frame({**obs, "action": action})
-        obs, _, _, truncated, info = env.step(action)
+        next_obs, reward, terminated, truncated, info = env.step(action)
         frames += 1
-        if info["is_success"] and success_at is None:
+        success = bool(info["is_success"])
+        if success and success_at is None:
             success_at = frames
         settled = success_at is not None and frames_after_success is not None
-        if truncated or (settled and frames - success_at >= frames_after_success):
+        done = bool(terminated or truncated or (settled and frames - success_at >= frames_after_success))
+        if on_frame is not None:
+            on_frame({
+                **obs,
+                "action": action,
+                "next.reward": np.array([reward], dtype=np.float32),
+                "next.done": np.array([done]),
+                "next.success": np.array([success]),
+            })
+        obs = next_obs
+        if done:
             return success_at is not None, frames
 
 
@@ -88,9 +113,12 @@ def record(
     max_attempts = max_attempts if max_attempts is not None else 2 * num_episodes + 10
     result = RecordResult(root=root, episodes_saved=0, episodes_failed=0, frames=0)
     started = time.perf_counter()
+    features = {**env.features, **REWARD_FEATURES}
     if resume:
         writer = DatasetWriter.open(root)
-        mismatch = _feature_mismatch(writer.features, env.features)
+        # A dataset recorded before the reward columns existed is appended to without them.
+        features = {k: v for k, v in features.items() if k in env.features or k in writer.features}
+        mismatch = _feature_mismatch(writer.features, features)
         if mismatch:
             writer.finalize()
             raise SimError(f"{root} holds other features than {task!r} records ({mismatch}); record into a new --out")
@@ -98,7 +126,7 @@ def record(
         if root.exists():
             raise SimError(f"{root} already exists; choose a new --out, or pass --resume to append episodes")
         create_kwargs: dict[str, Any] = {
-            "features": env.features,
+            "features": features,
             "fps": env.fps,
             "robot_type": env.robot_type,
         }
@@ -116,7 +144,7 @@ def record(
                     expert,
                     ep_seed,
                     frames_after_success,
-                    lambda f: writer.add_frame({**f, "task": env.task}),
+                    lambda f: writer.add_frame({**{k: f[k] for k in features}, "task": env.task}),
                 )
                 if ok or keep_failed:
                     index = writer.save_episode(task=env.task)
