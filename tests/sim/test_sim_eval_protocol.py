@@ -15,6 +15,7 @@ import pytest
 from apprentice.sim import SUITES, TASKS, SimError
 from apprentice.sim.cli import ENV_TASKS, resolve_eval_tasks, resolve_task
 from apprentice.sim.eval import EvalTask, ExpertPolicy, evaluate, rollout
+from apprentice.sim.eval_cli import _build_parser
 from apprentice.sim.eval_cli import main as eval_main
 from apprentice.sim.eval_info import wilson_interval
 from apprentice.sim.vector import make_vector_env
@@ -160,3 +161,9 @@ def test_unknown_env_or_task_lists_every_registered_one(capsys: pytest.CaptureFi
         evaluate(HoldPolicy(), "nope")
     assert eval_main(["--policy.type=zero", "--eval.batch_size=-1", "--eval.n_episodes=1"]) == 1
     assert "--eval.batch_size" in capsys.readouterr().err
+    # lerobot's boolean spelling; anything else is argparse's usage error
+    assert _build_parser().parse_args(["--eval.use_async_envs=true"]).use_async_envs is True
+    assert _build_parser().parse_args(["--eval.use_async_envs=false"]).use_async_envs is False
+    with pytest.raises(SystemExit):
+        _build_parser().parse_args(["--eval.use_async_envs=maybe"])
+    assert "expected true or false" in capsys.readouterr().err
