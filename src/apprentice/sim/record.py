@@ -1,7 +1,7 @@
 """Scripted demonstrations straight into a LeRobot v3.0 dataset, through the dataset writer.
 
-Every frame also carries what its action led to, as LeRobot's sim datasets (lerobot/pusht,
-lerobot/aloha_sim_*) store it for reward-based learners (TD-MPC, SAC / HIL-SERL): `next.reward`
+Every frame also carries what its action led to, as LeRobot's sim datasets (lerobot/pusht has all
+three) store it for reward-based learners (TD-MPC, SAC / HIL-SERL): `next.reward`
 (float32 [1]), `next.done` (bool [1], true on the episode's last frame) and `next.success`
 (bool [1], the env's `info["is_success"]` after the step).
 """
