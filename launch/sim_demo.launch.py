@@ -114,7 +114,7 @@ def evaluation_result(path: str, since: float) -> str | None:
         if os.path.getmtime(path) < since:
             return None  # an earlier run's file: this evaluation wrote nothing
         with open(path) as f:
-            aggregated = json.load(f)["aggregated"]
+            aggregated = json.load(f)["overall"]
     except (OSError, ValueError, KeyError):
         return None
     return f"{aggregated['success_rate']:.0%} over {aggregated['n_episodes']} episodes"

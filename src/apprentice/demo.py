@@ -305,7 +305,7 @@ class Demo:
             dataset = self.check_dataset()
             checkpoint = self.train(procs)
             result = self.deploy(procs, checkpoint)
-        agg = result["aggregated"]
+        agg = result["overall"]
         runtime = result.get("runtime", {})
         summary = {
             "success_rate": agg["success_rate"],

@@ -116,6 +116,11 @@ def test_eval_book_success_is_sticky_and_written_atomically(tmp_path) -> None:
     assert book.success_rate == 0.5
     path = book.write(tmp_path / "eval" / "eval_info.json", extra={"policy": "x"})
     data = json.loads(path.read_text())
-    assert data["aggregated"]["pc_success"] == 50.0 and data["policy"] == "x"
-    assert [e["seed"] for e in data["per_episode"]] == [7, 8]
+    # LeRobot's eval_info layout; on a robot the reward is the success signal
+    assert data["overall"]["pc_success"] == 50.0 and data["policy"] == "x"
+    assert data["overall"]["avg_max_reward"] == 0.5 and data["per_group"]["robot"]["n_episodes"] == 2
+    metrics = data["per_task"][0]["metrics"]
+    assert metrics["seeds"] == [7, 8] and metrics["successes"] == [True, False]
+    assert metrics["durations_s"] == [3.0, 3.0] and metrics["first_success_s"] == [1.5, None]
+    assert metrics["lengths"] == [1, 0] and metrics["held_ticks"] == [1, 0]
     assert not list(path.parent.glob(".*"))  # no temporary file left behind

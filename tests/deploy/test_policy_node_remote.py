@@ -54,10 +54,10 @@ def test_evaluation_episodes_in_sim_through_the_policy_server(ros_env, tmp_path:
         stop(sim)
         assert stop(server) == 0, "".join(server.lines)
     info = json.loads(out.read_text())
-    episode = info["per_episode"][0]
-    assert info["aggregated"]["n_episodes"] == 1 and episode["seed"] > 100
+    metrics = info["per_task"][0]["metrics"]
+    assert info["overall"]["n_episodes"] == 1 and metrics["seeds"][0] > 100
     # ~120 ticks in 4 s, commanded from chunks that crossed the server (fewer on a loaded box: held ticks).
-    assert episode["steps"] >= 10, (episode, info["runtime"], result.stderr[-3000:])
+    assert metrics["lengths"][0] >= 10, (metrics, info["runtime"], result.stderr[-3000:])
     runtime = info["runtime"]
     assert runtime["server_connected"] == "True" and float(runtime["inferences"]) >= 2
     assert float(runtime["server_round_trip_p50_ms"]) > 0 and runtime["watchdog_trips"] == 0

@@ -127,7 +127,7 @@ def test_sim_demo_reports_only_an_evaluation_this_run_wrote(tmp_path: Path) -> N
     spec.loader.exec_module(module)
     info = tmp_path / "eval_info.json"
     assert module.evaluation_result(str(info), 0.0) is None  # the policy node wrote nothing
-    info.write_text(json.dumps({"aggregated": {"success_rate": 0.75, "n_episodes": 4}}))
+    info.write_text(json.dumps({"overall": {"success_rate": 0.75, "n_episodes": 4}}))
     assert module.evaluation_result(str(info), 0.0) == "75% over 4 episodes"
     assert module.evaluation_result(str(info), time.time() + 60) is None  # left over from an earlier run
     info.write_text("{")

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from apprentice.eval_info import wilson_interval
 from apprentice.sim import SUITES, TASKS, SimError
 from apprentice.sim.cli import ENV_TASKS, resolve_eval_tasks, resolve_task
 from apprentice.sim.eval import EvalTask, ExpertPolicy, evaluate, rollout
 from apprentice.sim.eval_cli import _build_parser
 from apprentice.sim.eval_cli import main as eval_main
-from apprentice.sim.eval_info import wilson_interval
 from apprentice.sim.vector import make_vector_env
 
 # The arm holding its start pose touches the target only where the target spawned within `tolerance`

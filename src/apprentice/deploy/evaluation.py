@@ -3,7 +3,9 @@
 Used by the policy node's evaluation mode (sim or hardware): an episode starts (the policy is reset),
 success signals arrive (a topic such as `sim/is_success`, or an operator's verdict), the episode
 ends after its time or on success; the book writes `eval_info.json` in the layout of LeRobot's eval
-(`per_episode` + `aggregated`).
+(`per_task`, `per_group`, `overall`; `apprentice.eval_info`), as `apprentice eval` does in simulation.
+On a robot there is no reward signal, so each episode's reward is its success (1.0 or 0.0): the sparse
+reward of the sim benchmarks, which keeps `avg_max_reward` equal to the success rate.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from apprentice.deploy import DeployError
+from apprentice.eval_info import build_eval_info, task_metrics
 
 
 @dataclass
@@ -29,9 +32,13 @@ class EpisodeResult:
 
 
 class EvalBook:
-    """Episodes in progress and done; ``success`` is sticky within an episode (as LeRobot's eval)."""
+    """Episodes in progress and done; ``success`` is sticky within an episode (as LeRobot's eval).
 
-    def __init__(self) -> None:
+    `task_group` / `task` name the evaluation in eval_info.json (LeRobot: the env type and task).
+    """
+
+    def __init__(self, task_group: str = "robot", task: str = "robot") -> None:
+        self.task_group, self.task = task_group, task
         self.episodes: list[EpisodeResult] = []
         self._current: dict | None = None
 
@@ -79,17 +86,28 @@ class EvalBook:
         return sum(e.success for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
 
     def summary(self) -> dict:
-        return {
-            "per_episode": [asdict(e) for e in self.episodes],
-            "aggregated": {
-                "n_episodes": len(self.episodes),
-                "pc_success": 100.0 * self.success_rate,
-                "success_rate": self.success_rate,
-                "avg_duration_s": (
-                    sum(e.duration_s for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
-                ),
-            },
-        }
+        """eval_info.json's content: LeRobot's keys, plus each episode's duration, held ticks and success time."""
+        episodes = self.episodes
+        rewards = [float(e.success) for e in episodes]
+        metrics = task_metrics(
+            self.task,
+            seeds=[],
+            successes=[e.success for e in episodes],
+            sum_rewards=rewards,
+            max_rewards=rewards,
+            lengths=[e.steps for e in episodes],
+            video_paths=[],
+        )
+        # Hardware episodes may have no seed; a sim-driven evaluation passes one per episode.
+        metrics["seeds"] = [e.seed for e in episodes]
+        metrics["durations_s"] = [e.duration_s for e in episodes]
+        metrics["held_ticks"] = [e.held_ticks for e in episodes]
+        metrics["first_success_s"] = [e.first_success_s for e in episodes]
+        eval_s = sum(e.duration_s for e in episodes)
+        seed = episodes[0].seed if episodes else None
+        info = build_eval_info([{"task_group": self.task_group, "task_id": 0, "metrics": metrics}], eval_s, seed)
+        info["overall"]["avg_duration_s"] = eval_s / len(episodes) if episodes else 0.0
+        return info
 
     def write(self, path: str | Path, extra: dict | None = None) -> Path:
         """Write eval_info.json atomically (rename), so a reader never sees half a file."""

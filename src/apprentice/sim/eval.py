@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from apprentice.eval_info import build_eval_info, task_metrics, write_eval_info
 from apprentice.sim import SUITES, TASKS, SimError, suite_tasks
-from apprentice.sim.eval_info import build_eval_info, task_metrics, write_eval_info
 from apprentice.sim.vector import ROLLOUT_OPTION, auto_batch_size, make_vector_env
 
 # Eval seeds start far from the recording seeds (0, 1, ...) so evaluation episodes are held out.

@@ -16,11 +16,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from apprentice.eval_info import write_eval_info
 from apprentice.pretrained_path import PretrainedPathError, check_pretrained_dir
 from apprentice.sim import SimError
 from apprentice.sim.cli import add_env_arguments, env_kwargs, resolve_eval_tasks
 from apprentice.sim.eval import DEFAULT_EVAL_SEED, ExpertPolicy, ZeroPolicy, action_mse, evaluate
-from apprentice.sim.eval_info import write_eval_info
 
 
 def _bool(text: str) -> bool:

@@ -1,5 +1,8 @@
 """eval_info.json: LeRobot's layout (`per_task`, `per_group`, `overall`) plus a Wilson interval on success.
 
+One writer for both evaluations: `apprentice eval` in simulation and the policy node's evaluation mode
+(sim or hardware, `deploy.evaluation.EvalBook`). Plain Python, so a robot without the sim extras writes it too.
+
 The keys and their order are those of lerobot-eval's `eval_policy_all` (lerobot 0.4 – 0.6), so a reader
 of LeRobot's eval output reads ours. Our additions sit beside them and rename nothing: `success_rate`
 (0..1), `pc_success_ci95` ([low, high] in percent), `seed` (overall), and per task the env `task`
@@ -80,7 +83,7 @@ def _mean(values: Sequence[float]) -> float:
     return float("nan") if not values else float(sum(float(v) for v in values) / len(values))
 
 
-def build_eval_info(per_task: Sequence[dict[str, Any]], eval_s: float, seed: int) -> dict[str, Any]:
+def build_eval_info(per_task: Sequence[dict[str, Any]], eval_s: float, seed: int | None) -> dict[str, Any]:
     """The eval_info dict from `per_task` entries ({"task_group", "task_id", "metrics"}) in run order."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in per_task:
