@@ -34,8 +34,15 @@ FEATURES = {
 }
 ACTION_DIM = 2
 SMALL = {
-    "horizon": 3, "latent_dim": 8, "mlp_dim": 16, "state_encoder_hidden_dim": 16, "image_encoder_hidden_dim": 4,
-    "n_gaussian_samples": 16, "n_pi_samples": 4, "n_elites": 5, "cem_iterations": 2,
+    "horizon": 3,
+    "latent_dim": 8,
+    "mlp_dim": 16,
+    "state_encoder_hidden_dim": 16,
+    "image_encoder_hidden_dim": 4,
+    "n_gaussian_samples": 16,
+    "n_pi_samples": 4,
+    "n_elites": 5,
+    "cem_iterations": 2,
 }
 N_STEPS, SEED = 5, 7
 
@@ -81,7 +88,12 @@ def _stats() -> dict[str, dict[str, list[float]]]:
     gen = torch.Generator().manual_seed(1)
     low = -1.0 - torch.rand(ACTION_DIM, generator=gen)
     return {
-        "action": {"min": low.tolist(), "max": (low + 2.5).tolist(), "mean": [0.0] * ACTION_DIM, "std": [1.0] * ACTION_DIM},
+        "action": {
+            "min": low.tolist(),
+            "max": (low + 2.5).tolist(),
+            "mean": [0.0] * ACTION_DIM,
+            "std": [1.0] * ACTION_DIM,
+        },
         "observation.state": {"mean": [0.0] * 4, "std": [1.0] * 4, "min": [-1.0] * 4, "max": [1.0] * 4},
     }
 
@@ -132,9 +144,7 @@ def main() -> int:
         subprocess.run([*side, "act", str(root), str(out), str(N_STEPS), str(SEED), str(obs_file)], check=True)
         theirs = json.loads(out.read_text())
         mine = ours(root)
-        diff = max(
-            float((torch.tensor(theirs[k]) - torch.tensor(mine[k])).abs().max()) for k in ("mpc", "pi")
-        )
+        diff = max(float((torch.tensor(theirs[k]) - torch.tensor(mine[k])).abs().max()) for k in ("mpc", "pi"))
         from apprentice.policies import load_policy, save_policy
 
         our_keys = {k: list(v.shape) for k, v in load_policy(root).state_dict().items()}
@@ -148,21 +158,38 @@ def main() -> int:
             float((torch.tensor(theirs2[k]) - torch.tensor(mine2[k])).abs().max()) for k in ("mpc", "pi")
         )
         if args.write_reference:
-            files = {n: json.loads((root / n).read_text()) for n in
-                     ("config.json", "policy_preprocessor.json", "policy_postprocessor.json")}
+            files = {
+                n: json.loads((root / n).read_text())
+                for n in ("config.json", "policy_preprocessor.json", "policy_postprocessor.json")
+            }
             stats_files = {p.name: sorted(load_file(str(p))) for p in root.glob("*processor.safetensors")}
             REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-            REFERENCE.write_text(json.dumps(
-                {"files": files, "stats": _stats(), "stats_files": stats_files, "model_keys": shapes,
-                 "seed": SEED, "n_steps": N_STEPS, "actions": theirs}, indent=1))
-    print(json.dumps({
-        "benchmark": "tdmpc_lerobot_compat",
-        "max_abs_action_diff": diff,
-        "max_abs_action_diff_our_checkpoint_in_lerobot": diff_ours_dir,
-        "same_state_dict_keys_and_shapes": our_keys == shapes,
-        "n_keys": len(shapes),
-        "steps_compared": N_STEPS,
-    }))
+            REFERENCE.write_text(
+                json.dumps(
+                    {
+                        "files": files,
+                        "stats": _stats(),
+                        "stats_files": stats_files,
+                        "model_keys": shapes,
+                        "seed": SEED,
+                        "n_steps": N_STEPS,
+                        "actions": theirs,
+                    },
+                    indent=1,
+                )
+            )
+    print(
+        json.dumps(
+            {
+                "benchmark": "tdmpc_lerobot_compat",
+                "max_abs_action_diff": diff,
+                "max_abs_action_diff_our_checkpoint_in_lerobot": diff_ours_dir,
+                "same_state_dict_keys_and_shapes": our_keys == shapes,
+                "n_keys": len(shapes),
+                "steps_compared": N_STEPS,
+            }
+        )
+    )
     return 0 if max(diff, diff_ours_dir) < 1e-5 and our_keys == shapes else 1
 
 

@@ -48,6 +48,7 @@ class EnvConfig:
 
     type: str | None = None
     task: str | None = None
+    max_episode_steps: int | None = None  # None: the task's own limit (reach: 120)
 
 
 @dataclass

@@ -45,7 +45,9 @@ def _make_env(cfg: TrainConfig, config: Any, seed: int) -> Any:
     from apprentice.sim.cli import resolve_task
 
     kwargs: dict[str, Any] = {"render": bool(config.image_features) if config is not None else False}
-    for ft in (config.image_features.values() if config is not None else []):
+    if cfg.env.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.env.max_episode_steps
+    for ft in config.image_features.values() if config is not None else []:
         kwargs["image_height"], kwargs["image_width"] = int(ft.shape[1]), int(ft.shape[2])
     try:
         return make_env(resolve_task(cfg.env.type, cfg.env.task), seed=seed, **kwargs)
@@ -100,7 +102,9 @@ def train_online(cfg: TrainConfig) -> Path:
     np.random.seed(seed)
     torch.manual_seed(seed)
     out = _output_dir(cfg)
-    resume_from = resolve_checkpoint(Path(cfg.output_dir) if cfg.output_dir else None, cfg.config_path) if cfg.resume else None
+    resume_from = (
+        resolve_checkpoint(Path(cfg.output_dir) if cfg.output_dir else None, cfg.config_path) if cfg.resume else None
+    )
     if resume_from is None and (out / "checkpoints").exists():
         raise TrainError(f"{out} already holds checkpoints; pass --resume=true or choose another --output_dir")
 
@@ -183,8 +187,14 @@ def train_online(cfg: TrainConfig) -> Path:
             if not math.isfinite(mean_loss):
                 raise TrainError(f"loss is {mean_loss} at step {step}; lower --policy.lr or check the data")
             elapsed = max(time.perf_counter() - t_window, 1e-9)
-            record = {"step": step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
-                      "samples_per_s": len(window) * cfg.batch_size / elapsed, "online_buffer_size": len(buffer)}
+            record = {
+                "step": step,
+                "loss": mean_loss,
+                "grad_norm": float(grad_norm),
+                "lr": optimizer.param_groups[0]["lr"],
+                "samples_per_s": len(window) * cfg.batch_size / elapsed,
+                "online_buffer_size": len(buffer),
+            }
             _append(out / "logs" / "train.jsonl", record)
             log.info("step %d/%d loss=%.4f buffer=%d frames", step, total, mean_loss, len(buffer))
             window.clear()
@@ -198,14 +208,28 @@ def train_online(cfg: TrainConfig) -> Path:
         while step < cfg.steps:  # offline phase: dataset samples only
             update(batch_of(0))
         while step < total:
-            episodes = collect_episodes(env, policy, cfg.online.rollout_n_episodes, env_seed + buffer.episodes_added, device)
+            episodes = collect_episodes(
+                env, policy, cfg.online.rollout_n_episodes, env_seed + buffer.episodes_added, device
+            )
             for ep in episodes:
                 buffer.add_episode(ep.frames, ep.has_action)
-                _append(out / "logs" / "online.jsonl", {"step": step, "seed": ep.seed, "sum_reward": ep.sum_reward,
-                                                         "success": ep.success, "length": ep.length,
-                                                         "online_buffer_size": len(buffer)})
-            log.info("rollout at step %d: success %s, sum_reward %s", step, [e.success for e in episodes],
-                     [round(e.sum_reward, 2) for e in episodes])
+                _append(
+                    out / "logs" / "online.jsonl",
+                    {
+                        "step": step,
+                        "seed": ep.seed,
+                        "sum_reward": ep.sum_reward,
+                        "success": ep.success,
+                        "length": ep.length,
+                        "online_buffer_size": len(buffer),
+                    },
+                )
+            log.info(
+                "rollout at step %d: success %s, sum_reward %s",
+                step,
+                [e.success for e in episodes],
+                [round(e.sum_reward, 2) for e in episodes],
+            )
             if len(buffer) < cfg.online.buffer_seed_size:
                 continue
             n_updates = cfg.online.steps_between_rollouts or sum(e.length for e in episodes)

@@ -94,9 +94,7 @@ class TDMPCConfig(PolicyConfig):
             if not self.use_mpc:
                 raise PolicyError("tdmpc: n_action_steps > 1 needs use_mpc=true (π gives one action)")
             if self.n_action_steps > self.horizon:
-                raise PolicyError(
-                    f"tdmpc: n_action_steps={self.n_action_steps} exceeds horizon={self.horizon}"
-                )
+                raise PolicyError(f"tdmpc: n_action_steps={self.n_action_steps} exceeds horizon={self.horizon}")
         if not 0.0 <= self.expectile_weight <= 1.0:
             raise PolicyError(f"tdmpc: expectile_weight must be in [0, 1] (got {self.expectile_weight})")
         if len(self.image_features) > 1:
@@ -111,9 +109,7 @@ class TDMPCConfig(PolicyConfig):
                     "Record square frames or set --policy.max_random_shift_ratio=0"
                 )
         if self.input_features and self.robot_state_feature is None:
-            raise PolicyError(
-                "tdmpc: needs observation.state among the inputs (its padding mask marks episode ends)"
-            )
+            raise PolicyError("tdmpc: needs observation.state among the inputs (its padding mask marks episode ends)")
 
     # Windows of a training sample: horizon+1 observations, horizon actions and rewards.
     @property

@@ -36,7 +36,9 @@ class TDMPCPolicy(Policy):
         self.model = TDMPCTOLD(config)
         self.model_target = copy.deepcopy(self.model)
         self.model_target.requires_grad_(False)
-        self._encode_keys = [k for k in (*config.image_features, OBS_ENV_STATE, OBS_STATE) if k in config.input_features]
+        self._encode_keys = [
+            k for k in (*config.image_features, OBS_ENV_STATE, OBS_STATE) if k in config.input_features
+        ]
         self.reset()
 
     def reset(self) -> None:
@@ -101,8 +103,10 @@ class TDMPCPolicy(Policy):
         reward = batch[REWARD]
         reward = (reward.squeeze(-1) if reward.dim() == 3 else reward).transpose(0, 1).to(action.dtype)
         horizon, bsz = action.shape[:2]
-        valid = {name: self._valid(batch, name, horizon + (name == STATE_PAD), bsz) for name in
-                 (STATE_PAD, f"{ACTION}_is_pad", f"{REWARD}_is_pad")}
+        valid = {
+            name: self._valid(batch, name, horizon + (name == STATE_PAD), bsz)
+            for name in (STATE_PAD, f"{ACTION}_is_pad", f"{REWARD}_is_pad")
+        }
         first_valid = valid[STATE_PAD][0] & valid[f"{ACTION}_is_pad"]  # (T, B): z_t is a real rollout
         next_valid, reward_valid = valid[STATE_PAD][1:], valid[f"{REWARD}_is_pad"]
 
@@ -132,8 +136,10 @@ class TDMPCPolicy(Policy):
 
         decay = cfg.temporal_decay_coeff ** torch.arange(horizon, device=action.device, dtype=action.dtype)
         decay = decay.unsqueeze(-1)  # (T, 1): later steps of the horizon weigh less
-        consistency = (decay * F.mse_loss(z[1:], z_targets, reduction="none").mean(-1) * first_valid * next_valid)
-        reward_loss = decay * F.mse_loss(torch.stack(reward_preds), reward, reduction="none") * reward_valid * first_valid
+        consistency = decay * F.mse_loss(z[1:], z_targets, reduction="none").mean(-1) * first_valid * next_valid
+        reward_loss = (
+            decay * F.mse_loss(torch.stack(reward_preds), reward, reduction="none") * reward_valid * first_valid
+        )
         q_err = F.mse_loss(q_preds, q_targets.expand_as(q_preds), reduction="none").sum(0)  # summed over the ensemble
         q_loss = decay * q_err * first_valid * reward_valid * next_valid
         diff = v_targets - v_preds

@@ -32,13 +32,20 @@ def _mlp_head(d_in: int, hidden: int, d_out: int, activation: type[nn.Module]) -
 def _value_head(d_in: int, hidden: int) -> nn.Sequential:
     """Q and V: Linear-LN-tanh, Linear-ELU, Linear -> one value."""
     return nn.Sequential(
-        nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1)
+        nn.Linear(d_in, hidden),
+        nn.LayerNorm(hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden),
+        nn.ELU(),
+        nn.Linear(hidden, 1),
     )
 
 
 def _state_encoder(d_in: int, hidden: int, latent: int) -> nn.Sequential:
     # The sigmoid keeps every modality's latent in (0, 1), so their mean is a latent of the same kind.
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.ELU(), nn.Linear(hidden, latent), nn.LayerNorm(latent), nn.Sigmoid())
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.ELU(), nn.Linear(hidden, latent), nn.LayerNorm(latent), nn.Sigmoid()
+    )
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
@@ -61,7 +68,12 @@ class TDMPCObservationEncoder(nn.Module):
                 layers += [nn.Conv2d(c if i == 0 else dim, dim, kernel, stride=stride), nn.ReLU()]
                 h, w = _conv_out(h, kernel, stride), _conv_out(w, kernel, stride)
             # (B, dim, h, w) -> (B, latent_dim)
-            layers += [nn.Flatten(), nn.Linear(dim * h * w, config.latent_dim), nn.LayerNorm(config.latent_dim), nn.Sigmoid()]
+            layers += [
+                nn.Flatten(),
+                nn.Linear(dim * h * w, config.latent_dim),
+                nn.LayerNorm(config.latent_dim),
+                nn.Sigmoid(),
+            ]
             self.image_enc_layers = nn.Sequential(*layers)
         if self.has_state:
             self.state_enc_layers = _state_encoder(
@@ -134,15 +146,15 @@ class TDMPCTOLD(nn.Module):
             action = action + noise * std
         return action
 
-    def V(self, z: Tensor) -> Tensor:  # noqa: N802 (the paper's name)
+    def V(self, z: Tensor) -> Tensor:
         return self._V(z).squeeze(-1)
 
-    def Qs(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: N802
+    def Qs(self, z: Tensor, a: Tensor) -> Tensor:
         """Every ensemble member's Q(z, a): (ensemble, *)."""
         x = torch.cat([z, a], dim=-1)
         return torch.stack([q(x).squeeze(-1) for q in self._Qs])
 
-    def Q_min_of_two(self, z: Tensor, a: Tensor) -> Tensor:  # noqa: N802
+    def Q_min_of_two(self, z: Tensor, a: Tensor) -> Tensor:
         """FOWM App. C: the minimum of two ensemble members drawn at random (numpy's RNG, as LeRobot)."""
         members = list(self._Qs)
         if len(members) > 2:
@@ -155,7 +167,7 @@ def random_shifts_aug(images: Tensor, max_random_shift_ratio: float) -> Tensor:
     """DrQ-v2's augmentation: pad by ratio·size (replicating the border), then crop at a random integer
     offset per image. (B, C, H, W) -> same shape."""
     b, _, h, w = images.shape
-    pad = int(round(max_random_shift_ratio * h))
+    pad = round(max_random_shift_ratio * h)
     if pad == 0:
         return images
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
