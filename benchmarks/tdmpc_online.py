@@ -86,8 +86,8 @@ def record_expert(task: str, root: Path, episodes: int, render: bool, max_steps:
                 for key in list(frame):
                     if key.startswith("observation.images."):
                         frame[key] = frame[key].transpose(1, 2, 0)  # stored (C, H, W) -> the writer's (H, W, C)
-                frame["next.reward"] = ep.frames["next.reward"][t]
-                frame["next.done"] = ep.frames["next.done"][t]
+                frame["next.reward"] = ep.frames["next.reward"][t : t + 1]
+                frame["next.done"] = ep.frames["next.done"][t : t + 1]
                 w.add_frame(frame)
             w.save_episode(task=env.task)
             frames += ep.length

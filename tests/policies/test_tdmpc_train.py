@@ -92,3 +92,13 @@ def test_online_flags_take_lerobots_names():
         TrainConfig.from_args(
             ["--policy.type=tdmpc", "--env.type=reach", "--online_steps=5", "--online_sampling_ratio=2"]
         )
+
+
+def test_reward_windows_match_the_dataset_readers(reward_dataset, tmp_path):
+    # The frame cache's next.reward / observation windows and pad masks equal LeRobotDataset's delta_timestamps
+    # samples (streaming path): the same seed gives the same loss curve.
+    for name, extra in (("cache", {}), ("streaming", {"dataset.streaming": "true", "num_workers": 0})):
+        train(TrainConfig.from_args(_flags(reward_dataset, tmp_path / name, steps=3, log_freq=1, **extra)))
+    assert [r["loss"] for r in read_metrics(tmp_path / "cache")] == [
+        r["loss"] for r in read_metrics(tmp_path / "streaming")
+    ]

@@ -36,12 +36,12 @@ def test_expert_episode_on_reach_has_a_dense_rising_reward():
     frames = episode.frames
     assert frames["observation.state"].shape == (n + 1, 6) and frames["action"].shape == (n + 1, 6)
     assert episode.has_action.tolist() == [True] * n + [False]
-    rewards = frames["next.reward"][:n, 0]
+    rewards = frames["next.reward"][:n]
     assert np.isclose(rewards.sum(), episode.sum_reward) and (rewards >= 0).all() and (rewards <= 1).all()
     # Dense: the reward climbs as the tip closes in (not a sparse 0/1 at the goal).
     assert rewards[-1] > 0.9 and rewards[-1] - rewards[0] > 0.2 and len(np.unique(rewards.round(3))) > n // 2
-    assert frames["next.done"][n - 1, 0] and not frames["next.done"][: n - 1].any()
+    assert frames["next.done"][n - 1] and not frames["next.done"][: n - 1].any()
     buffer = ReplayBuffer()
     buffer.add_episode(episode.frames, episode.has_action)
     batch = buffer.sample(4, {"observation.state": [0, 1], "action": [0], "next.reward": [0]}, np.random.default_rng(0))
-    assert batch["observation.state"].shape == (4, 2, 6) and batch["next.reward"].shape == (4, 1, 1)
+    assert batch["observation.state"].shape == (4, 2, 6) and batch["next.reward"].shape == (4, 1)

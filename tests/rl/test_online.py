@@ -72,3 +72,46 @@ def test_online_loop_collects_trains_and_resumes(tmp_path):
     assert ReplayBuffer.load(resumed.parent / "training_state" / "replay_buffer.safetensors").num_episodes == 3
     a, b = load_file(str(first / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("model."))  # it kept training
+
+
+def _reach_dataset(root: Path, episodes: int = 2, steps: int = 10) -> Path:
+    """Reach episodes with rewards written by DatasetWriter (what `sim record` with rewards gives)."""
+    from test_collect import ExpertAsPolicy
+
+    from apprentice.dataset import DatasetWriter
+    from apprentice.rl import collect_episode
+    from apprentice.sim import make_env
+
+    env = make_env("reach", seed=0, render=False, max_episode_steps=steps)
+    features = {
+        **env.features,
+        "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+        "next.done": {"dtype": "bool", "shape": [1], "names": None},
+    }
+    with DatasetWriter.create(root, features=features, fps=env.fps, robot_type=env.robot_type) as w:
+        for seed in range(episodes):
+            ep = collect_episode(env, ExpertAsPolicy(env), seed=seed)
+            for t in range(ep.length):
+                w.add_frame(
+                    {
+                        **{k: ep.frames[k][t] for k in env.features},
+                        "next.reward": ep.frames["next.reward"][t : t + 1],
+                        "next.done": ep.frames["next.done"][t : t + 1],
+                    }
+                )
+            w.save_episode(task=env.task)
+    env.close()
+    return root
+
+
+def test_offline_then_online_mixes_dataset_and_replay(tmp_path):
+    root = _reach_dataset(tmp_path / "data")
+    out = tmp_path / "mixed"
+    last = train(
+        TrainConfig.from_args(
+            _flags(out, steps=2, online_steps=2, **{"dataset.root": root, "online.sampling_ratio": 0.5})
+        )
+    )
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4]
+    assert [r["online_buffer_size"] for r in read_metrics(out)] == [0, 0, 11, 11]  # offline first, then replay
+    assert len(read_online_log(out)) == 1 and load_policy(last).config.type == "tdmpc"

@@ -73,9 +73,10 @@ def collect_episode(env: Any, policy: Any, seed: int, device: str | torch.device
     frames = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
     # The final observation has no action: its transition slots are padding (has_action false).
     frames["action"] = np.concatenate([np.stack(actions), np.zeros((1, actions[0].shape[0]), np.float32)])
-    frames["next.reward"] = np.asarray([*rewards, 0.0], dtype=np.float32)[:, None]
-    frames["next.done"] = np.asarray([*dones, True], dtype=bool)[:, None]
-    frames["next.success"] = np.asarray([*successes, success], dtype=bool)[:, None]
+    # One value per frame, (T + 1,), as LeRobotDataset gives its shape-[1] reward/done columns.
+    frames["next.reward"] = np.asarray([*rewards, 0.0], dtype=np.float32)
+    frames["next.done"] = np.asarray([*dones, True], dtype=bool)
+    frames["next.success"] = np.asarray([*successes, success], dtype=bool)
     has_action = np.arange(n + 1) < n
     return Episode(frames, has_action, int(seed), float(np.sum(rewards)), success)
 

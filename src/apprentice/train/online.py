@@ -155,7 +155,9 @@ def train_online(cfg: TrainConfig) -> Path:
         if cache is not None and cfg.batch_size - n_online:
             ids = torch.from_numpy(rng.integers(0, len(cache), size=cfg.batch_size - n_online))
             parts.append(cache.gather(ids))
-        merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        if len(parts) == 2:  # replay frames shaped like the dataset's (a shape-[1] column comes as (N,))
+            parts[0] = {k: v.reshape(v.shape[0], *parts[1][k].shape[1:]) for k, v in parts[0].items()}
+        merged = {k: torch.cat([p[k].to(parts[-1][k].dtype) for p in parts]) for k in parts[0]}
         return to_device(merged, device, image_keys)
 
     out.mkdir(parents=True, exist_ok=True)
