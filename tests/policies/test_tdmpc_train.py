@@ -35,7 +35,7 @@ def _flags(root: Path, out: Path, **extra: object) -> list[str]:
 def test_tiny_tdmpc_overfits_a_reward_dataset(reward_dataset, tmp_path):
     train(
         TrainConfig.from_args(
-            _flags(reward_dataset, tmp_path / "run", steps=200, log_freq=20, save_freq=200, **{"policy.lr": "1e-3"})
+            _flags(reward_dataset, tmp_path / "run", steps=120, log_freq=20, save_freq=120, **{"policy.lr": "1e-3"})
         )
     )
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
