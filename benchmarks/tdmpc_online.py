@@ -180,7 +180,7 @@ def main() -> int:
         t0 = time.perf_counter()
         torch.manual_seed(0)
         info = evaluate(policy, task, n_episodes=args.eval_episodes, batch_size=5, env_kwargs=eval_kwargs)
-        agg = info["aggregated"]
+        agg = info.get("overall") or info["aggregated"]  # eval_info's LeRobot layout, or the older one
         result[f"success_rate_{phase}"] = agg["success_rate"]
         result[f"avg_sum_reward_{phase}"] = round(agg["avg_sum_reward"], 3)
         result[f"eval_s_{phase}"] = round(time.perf_counter() - t0, 1)
