@@ -1,4 +1,4 @@
-"""Training throughput (samples/s) of `apprentice train` for ACT and Diffusion at batch 8 and 64.
+"""Training throughput (samples/s) of `apprentice train` for ACT, Diffusion (and TD-MPC) at batch 8 and 64.
 
 Generates its own dataset (DatasetWriter: parquet + h264 mp4, 640x480 like an SO-101 camera), then
 runs the real trainer (`apprentice.train.train`) in two data modes on the same data and config:
@@ -18,6 +18,9 @@ Prints one JSON object. Examples:
   python benchmarks/train_throughput.py --device cuda --batch-sizes 8,64 --steps 30
   python benchmarks/train_throughput.py --device cpu --policies act --batch-sizes 8 --modes cache,lerobot \
       --steps 40 --lerobot-python /path/to/lerobot-venv/bin/python
+  TD-MPC (one square camera, like xarm's 84x84; the dataset carries next.reward/next.done):
+  python benchmarks/train_throughput.py --device cuda --policies tdmpc --batch-sizes 256 --height 84 --width 84 \
+      --modes cache,lerobot --steps 60 --lerobot-python /path/to/lerobot-venv/bin/python
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def make_dataset(root: Path, episodes: int, length: int, height: int, width: int
         "observation.images.top": {"dtype": "video", "shape": [height, width, 3],
                                    "names": ["height", "width", "channels"]},
         "action": {"dtype": "float32", "shape": [6], "names": JOINTS},
+        # TD-MPC learns from these; ACT and Diffusion ignore them.
+        "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+        "next.done": {"dtype": "bool", "shape": [1], "names": None},
     }
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -68,7 +74,9 @@ def make_dataset(root: Path, episodes: int, length: int, height: int, width: int
                 img[..., 0] = (xx * 255 // width).astype(np.uint8)
                 img[(yy - cy) ** 2 + (xx - cx) ** 2 < 900] = (250, 220, 30)
                 action = (state + 0.05 * rng.normal(size=6)).astype(np.float32)
-                w.add_frame({"observation.state": state, "observation.images.top": img, "action": action})
+                reward = np.array([-np.linalg.norm(action[:2] - target)], dtype=np.float32)
+                w.add_frame({"observation.state": state, "observation.images.top": img, "action": action,
+                             "next.reward": reward, "next.done": np.array([t == length - 1])})
                 state = action
             w.save_episode(task="reach the target")
     return time.perf_counter() - t0
@@ -114,9 +122,11 @@ def _big_number(text: str) -> int:
 def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, device: str, steps: int,
                 log_every: int, workers: int) -> dict:
     flags = [f"--dataset.repo_id=local/{root.name}", f"--dataset.root={root}", f"--policy.type={policy}",
-             f"--policy.device={device}", "--policy.push_to_hub=false", "--policy.pretrained_backbone_weights=null",
+             f"--policy.device={device}", "--policy.push_to_hub=false",
              "--save_checkpoint=false", "--wandb.enable=false", f"--batch_size={batch}", f"--steps={steps}",
              f"--log_freq={log_every}", f"--num_workers={workers}", "--seed=0", f"--output_dir={out}"]
+    if policy != "tdmpc":  # TD-MPC has no pretrained backbone field
+        flags.append("--policy.pretrained_backbone_weights=null")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-m", "lerobot.scripts.lerobot_train", *flags], env=env, capture_output=True,

@@ -44,6 +44,9 @@ class Policy(nn.Module):
     def select_action(self, obs: dict[str, Any]) -> Tensor:
         raise NotImplementedError
 
+    def update(self) -> None:
+        """Called by the trainer after every optimizer step (EMA target networks); most policies have none."""
+
     def init_pretrained_backbone(self) -> None:
         """Load ImageNet (or other) backbone weights named by the config; only when training from scratch."""
 

@@ -120,6 +120,11 @@ class PolicyConfig:
     def action_delta_indices(self) -> list[int]:
         raise NotImplementedError
 
+    # Offsets of the `next.reward` frames a sample needs; None = the policy does not learn from rewards.
+    @property
+    def reward_delta_indices(self) -> list[int] | None:
+        return None
+
     # --- (de)serialization -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}

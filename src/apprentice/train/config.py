@@ -43,6 +43,38 @@ class WandbConfig:
 
 
 @dataclass
+class EnvConfig:
+    """The sim env online training collects episodes in (`--env.type=reach`, `--env.type=xarm`, …)."""
+
+    type: str | None = None
+    task: str | None = None
+    max_episode_steps: int | None = None  # None: the task's own limit (reach: 120)
+
+
+@dataclass
+class OnlineConfig:
+    """Online training (TD-MPC's "online adaptation"), after the `--steps` offline updates:
+
+        repeat until `steps` updates are done:
+            collect `rollout_n_episodes` episodes with the current policy into the replay buffer
+            do `steps_between_rollouts` updates on batches mixing replay and dataset samples
+
+    Names are LeRobot's `online.*` (also accepted as its older flat `--online_<name>` flags).
+    """
+
+    steps: int = 0
+    rollout_n_episodes: int = 1
+    # None: as many updates as the last rollout had frames (FOWM's choice).
+    steps_between_rollouts: int | None = None
+    # Share of each batch drawn from the replay buffer; the rest comes from the dataset (if any).
+    sampling_ratio: float = 0.5
+    # Seed of the first online episode; episode k uses env_seed + k. None: the run's --seed.
+    env_seed: int | None = None
+    buffer_capacity: int | None = None  # frames, FIFO; None = unbounded
+    buffer_seed_size: int = 0  # collect until the buffer holds this many frames before updating
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     policy_type: str | None = None
@@ -62,6 +94,8 @@ class TrainConfig:
     grad_clip_norm: float = 10.0
     gradient_accumulation_steps: int = 1
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     # Apprentice's speed levers (README, "Training", measures each).
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
@@ -73,7 +107,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.batch_size >= 1, f"--batch_size must be >= 1 (got {self.batch_size})"),
-            (self.steps >= 1, f"--steps must be >= 1 (got {self.steps})"),
+            (
+                self.steps >= 1 or (self.steps == 0 and self.online.steps > 0),
+                f"--steps must be >= 1, or 0 with --online.steps > 0 (got {self.steps})",
+            ),
+            (self.online.steps >= 0, f"--online.steps must be >= 0 (got {self.online.steps})"),
+            (
+                0.0 <= self.online.sampling_ratio <= 1.0,
+                f"--online.sampling_ratio must be in [0, 1] (got {self.online.sampling_ratio})",
+            ),
+            (self.online.rollout_n_episodes >= 1, "--online.rollout_n_episodes must be >= 1"),
+            (
+                self.online.steps == 0 or self.env.type is not None,
+                "--online.steps > 0 collects episodes in a sim env: pass --env.type (e.g. reach, xarm)",
+            ),
             (self.gradient_accumulation_steps >= 1, "--gradient_accumulation_steps must be >= 1"),
             (self.save_freq >= 1 and self.log_freq >= 1, "--save_freq and --log_freq must be >= 1"),
             (
@@ -102,7 +149,7 @@ class TrainConfig:
     @classmethod
     def from_args(cls, args: Sequence[str]) -> TrainConfig:
         """Build from `--a.b=value` / `--a.b value` flags; unknown flags raise TrainError listing valid ones."""
-        flags = _split_flags(args)
+        flags = {_ONLINE_ALIASES.get(k, k): v for k, v in _split_flags(args).items()}
         base: dict[str, Any] = {}
         if "config_path" not in flags and str(flags.get("resume", "")).lower() in ("true", "1", "yes"):
             # `--output_dir=X --resume=true`: the run's own settings (batch, seed, schedule, policy fields)
@@ -145,10 +192,12 @@ class TrainConfig:
         flags = {
             f.name
             for f in dataclasses.fields(self)
-            if f.name not in ("dataset", "wandb", "policy_overrides", "policy_type")
+            if f.name not in ("dataset", "wandb", "env", "online", "policy_overrides", "policy_type")
         }
         flags |= {f"dataset.{f.name}" for f in dataclasses.fields(DatasetConfig)}
         flags |= {f"wandb.{f.name}" for f in dataclasses.fields(WandbConfig)}
+        flags |= {f"env.{f.name}" for f in dataclasses.fields(EnvConfig)}
+        flags |= {f"online.{f.name}" for f in dataclasses.fields(OnlineConfig)}
         flags |= {"policy.type", "policy.lr", "policy.path"}
         if self.policy_type:
             flags |= {f"policy.{f.name}" for f in dataclasses.fields(self._policy_config_class())}
@@ -193,6 +242,8 @@ class TrainConfig:
         cfg.policy_overrides = {k: v for k, v in policy.items() if k != "type"}
         cfg.dataset = _sub(DatasetConfig, data.pop("dataset", None) or {}, f"{source}: dataset")
         cfg.wandb = _sub(WandbConfig, data.pop("wandb", None) or {}, f"{source}: wandb")
+        cfg.env = _sub(EnvConfig, data.pop("env", None) or {}, f"{source}: env")
+        cfg.online = _sub(OnlineConfig, data.pop("online", None) or {}, f"{source}: online")
         optimizer = data.get("optimizer") or {}
         if "grad_clip_norm" in optimizer and "grad_clip_norm" not in data:
             data["grad_clip_norm"] = optimizer["grad_clip_norm"]
@@ -203,6 +254,10 @@ class TrainConfig:
                 log.debug("%s: ignoring %r", source, key)
         cfg.__post_init__()
         return cfg
+
+
+# LeRobot's flat pre-2025 names of the online options (`--online_steps`, …) -> `online.<name>`.
+_ONLINE_ALIASES = {f"online_{f.name}": f"online.{f.name}" for f in dataclasses.fields(OnlineConfig)}
 
 
 def _sub(cls: type, data: dict[str, Any], source: str) -> Any:

@@ -42,6 +42,7 @@ from apprentice.train.data import FrameCache, Prefetcher, SampleOrder, Streaming
 from apprentice.train.progress import Progress
 
 log = logging.getLogger("apprentice.train")
+REWARD = "next.reward"
 
 
 def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -83,10 +84,28 @@ def _with_deltas(ds: Any, config: Any, cfg: TrainConfig) -> Any:
     """For the streaming path: the dataset re-opened with LeRobot's delta_timestamps for this policy."""
     from apprentice.dataset import LeRobotDataset
 
-    deltas = {"action": [i / ds.fps for i in config.action_delta_indices]}
-    for key in config.input_features if config.observation_delta_indices else []:
-        deltas[key] = [i / ds.fps for i in config.observation_delta_indices]
+    deltas = {k: [i / ds.fps for i in v] for k, v in sample_deltas(config).items()}
     return LeRobotDataset(ds.root, episodes=cfg.dataset.episodes, delta_timestamps=deltas)
+
+
+def sample_deltas(config: Any) -> dict[str, list[int]]:
+    """Frame offsets of each key of a training sample: actions, observations, and rewards (TD-MPC)."""
+    deltas = {"action": list(config.action_delta_indices)}
+    if config.observation_delta_indices:
+        deltas.update({k: list(config.observation_delta_indices) for k in config.input_features})
+    if config.reward_delta_indices is not None:
+        deltas[REWARD] = list(config.reward_delta_indices)
+    return deltas
+
+
+def check_reward_features(config: Any, features: dict[str, Any], source: str) -> None:
+    """A policy that learns from rewards (TD-MPC) needs next.reward in the data; say so before training."""
+    if config.reward_delta_indices is not None and REWARD not in features:
+        raise TrainError(
+            f"{source}: --policy.type={config.type} learns from rewards but the dataset has no {REWARD!r} "
+            f"feature (it has {sorted(features)}); record it with rewards (next.reward, next.done) or train "
+            "online in sim (--online.steps, --env.type)"
+        )
 
 
 def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy:
@@ -134,6 +153,10 @@ def _output_dir(cfg: TrainConfig) -> Path:
 
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume/fine-tune) a policy; returns the last checkpoint's pretrained_model dir."""
+    if cfg.online.steps > 0:  # collect-and-train in sim (train/online.py), after any offline steps
+        from apprentice.train.online import train_online
+
+        return train_online(cfg)
     rank, world, device = _init_distributed(cfg)
     main = rank == 0
     out = _output_dir(cfg)
@@ -162,6 +185,7 @@ def train(cfg: TrainConfig) -> Path:
     ds = _open_dataset(cfg)
     policy = _build_policy(cfg, ds, resume_from)
     config = policy.config
+    check_reward_features(config, ds.features, f"dataset {cfg.dataset.root or cfg.dataset.repo_id}")
     config.device = device.type
     if cfg.freeze_backbone:
         for p in policy.backbone_parameters():
@@ -198,10 +222,9 @@ def train(cfg: TrainConfig) -> Path:
         )
         source.skip_to(start_step * accum)
     else:
-        deltas = {"action": config.action_delta_indices}
-        if config.observation_delta_indices:
-            deltas.update({k: config.observation_delta_indices for k in config.input_features})
-        numeric = [k for k in [*config.input_features, *config.output_features] if k not in image_keys]
+        deltas = sample_deltas(config)
+        numeric = [k for k in [*config.input_features, *config.output_features, *deltas] if k not in image_keys]
+        numeric = list(dict.fromkeys(numeric))
         cache_device = _cache_device(cfg, device, ds, image_keys)
         t0 = time.perf_counter()
         cache = FrameCache(
@@ -245,6 +268,7 @@ def train(cfg: TrainConfig) -> Path:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm, error_if_nonfinite=False)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            policy.update()  # EMA target networks (TD-MPC); a no-op for most policies
             if scheduler is not None:
                 scheduler.step()
             window_steps += 1
