@@ -46,7 +46,7 @@ def test_vqvae_phase_switches_to_gpt_phase_at_n_vqvae_training_steps(run):
     assert not bool(at2[PHASE]) and int(at2[STEPS]) == 2
     assert bool(at4[PHASE]) and int(at4[STEPS]) == 3
     vq = [k for k in at4 if ".vqvae_model." in k]
-    gpt = [k for k in at4 if k.startswith("vqbet.policy.") and not k.endswith("attn.bias")]
+    gpt = [k for k in at4 if k.startswith("vqbet.policy.") and not k.endswith(".attn.bias")]
     at6 = _weights(run, "000006")
     assert all(torch.equal(at4[k], at6[k]) for k in vq)  # frozen after the switch
     assert not all(torch.equal(at4[k], at6[k]) for k in gpt)  # the GPT trains
