@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,8 @@ OBS_IMAGES = "observation.images"
 
 class VQBeTPolicy(Policy):
     config_class = VQBeTConfig
+    # Phase 1 trains only the VQ-VAE, phase 2 everything but it: DDP must expect parameters without grads.
+    find_unused_parameters: ClassVar[bool] = True
 
     def __init__(self, config: VQBeTConfig, stats: Stats) -> None:
         super().__init__(config, stats)
