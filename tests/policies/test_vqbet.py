@@ -199,3 +199,21 @@ def test_inputs_must_be_state_and_one_camera():
         make_config("vqbet", input_features=state, output_features=action)
     with pytest.raises(PolicyError, match=r"observation\.state"):
         make_config("vqbet", input_features={"observation.images.top": cam}, output_features=action, crop_shape=None)
+
+
+@pytest.mark.parametrize("sequentially_select", [False, True])
+def test_bf16_autocast_trains_both_phases(dataset, sequentially_select):
+    # The trainer's --precision=bf16: codebook distances and EMA updates stay fp32 inside.
+    torch.manual_seed(0)
+    config, batch, stats = _setup(dataset, n=2, n_vqvae_training_steps=2, sequentially_select=sequentially_select)
+    policy = make_policy(config, stats).train()
+    opt = policy.make_optimizer()
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = policy(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+    codebook = policy.vqbet.action_head.vqvae_model.vq_layer.layers[0]._codebook
+    assert policy.discretized and codebook.embed.dtype == torch.float32

@@ -43,9 +43,12 @@ class EuclideanCodebook(nn.Module):
         self.register_buffer("embed_avg", embed.clone())
         self.register_buffer("embed", embed)
 
-    @torch.autocast("cuda", enabled=False)  # distances in fp32 even under bf16 autocast
     def forward(self, x: Tensor, freeze: bool) -> tuple[Tensor, Tensor]:
         """x (B, n, D) -> quantized (B, n, D), code index (B, n)."""
+        with torch.autocast(x.device.type, enabled=False):  # distances and EMA in fp32 under bf16 autocast
+            return self._quantize(x, freeze)
+
+    def _quantize(self, x: Tensor, freeze: bool) -> tuple[Tensor, Tensor]:
         b, n, d = x.shape
         flat = x.float().reshape(1, b * n, d)  # (1, Bn, D): one codebook "head"
         embed = self.embed.detach()
