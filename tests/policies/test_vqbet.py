@@ -217,3 +217,37 @@ def test_bf16_autocast_trains_both_phases(dataset, sequentially_select):
         assert torch.isfinite(loss)
     codebook = policy.vqbet.action_head.vqvae_model.vq_layer.layers[0]._codebook
     assert policy.discretized and codebook.embed.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["sync", "policy"])
+def test_deploy_runtime_runs_vqbet(mode):
+    """The policy node's runtime: one inference per action_chunk_size ticks (sync) or the policy's own
+    queue and observation history (policy)."""
+    import numpy as np
+
+    from apprentice.contract import load_contract
+    from apprentice.deploy.runtime import PolicyRuntime, RuntimeConfig
+    from apprentice.resources import config_path
+
+    contract = load_contract(config_path("contracts", "omx.yaml"))  # observation.state + one camera
+    inputs, outputs = features_from_dataset(contract.features)
+    config = make_config("vqbet", input_features=inputs, output_features=outputs, **{**TINY, "crop_shape": [32, 32]})
+    stats = {k: {"min": -torch.ones(6), "max": torch.ones(6)} for k in ("observation.state", "action")}
+    policy = make_policy(config, stats).eval()
+    for _ in range(config.n_vqvae_training_steps):  # into the GPT phase, so acting does not warn
+        policy.vqbet.action_head.discretize(torch.zeros(1, 3, 6))
+    ms = 1_000_000
+    runtime = PolicyRuntime(policy, contract, RuntimeConfig(mode=mode), clock=lambda: 10_000 * ms)
+    runtime.enable(True)
+    calls = []
+    inner = policy.vqbet.forward
+    policy.vqbet.forward = lambda *a, **k: calls.append(1) or inner(*a, **k)
+    commands = []
+    for i in range(6):
+        runtime.push("observation.state", (990 + 33 * i) * ms, np.zeros(6, np.float32))
+        runtime.push("observation.images.front", (990 + 33 * i) * ms, np.full((480, 640, 3), 100, np.uint8))
+        outcome = runtime.step((1000 + 33 * i) * ms)
+        assert outcome.reason == "ok", outcome.reason
+        commands.append(outcome.command)
+    assert len(calls) == 2 and all(c.shape == (6,) for c in commands)  # 6 ticks, chunks of 3
+    runtime.close()
