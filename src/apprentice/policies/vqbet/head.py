@@ -64,7 +64,8 @@ class VQBeTHead(nn.Module):
         (and the GPT phase starts) once it has taken `n_vqvae_training_steps` steps."""
         w = self.config.action_chunk_size
         windows = torch.cat([actions[:, j : j + w] for j in range(actions.shape[1] + 1 - w)], dim=0)
-        loss, recon, codes = self.vqvae_model.reconstruction_loss(windows)
+        # LeRobot freezes the codebooks exactly when it marks the VQ-VAE discretized: phase 1 = unfrozen.
+        loss, recon, codes = self.vqvae_model.reconstruction_loss(windows, frozen=self.discretized)
         vq = self.vqvae_model
         if self._steps is None:
             self._phase = None
@@ -122,7 +123,7 @@ class VQBeTHead(nn.Module):
         cfg = self.config
         target = target.flatten(0, 1)  # (NT, W, A)
         predicted = pred["predicted_action"].reshape(target.shape)
-        true_codes = self.vqvae_model.codes(target)  # (NT, G)
+        true_codes = self.vqvae_model.codes(target, frozen=self.discretized)  # (NT, G)
         offset_loss = F.l1_loss(target, predicted)
         logits, sampled = pred["cbet_logits"], pred["sampled_centers"]
         code_loss = (

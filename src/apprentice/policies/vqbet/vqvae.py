@@ -111,9 +111,10 @@ class ResidualVQ(nn.Module):
         """indices (B, num_quantizers) -> the chosen code vectors (num_quantizers, B, D)."""
         return torch.stack([layer._codebook.embed[0][indices[:, i]] for i, layer in enumerate(self.layers)])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, n, D) -> quantized (B, n, D), codes (B, n, num_quantizers), losses (1, num_quantizers)."""
-        freeze = bool(self.freeze_codebook)
+    def forward(self, x: Tensor, freeze: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, n, D) -> quantized (B, n, D), codes (B, n, num_quantizers), losses (1, num_quantizers).
+        `freeze` stands for the freeze_codebook buffer when the caller knows it (reading it syncs a GPU)."""
+        freeze = bool(self.freeze_codebook) if freeze is None else freeze
         out: Tensor | float = 0.0
         residual = x
         indices, losses = [], []
@@ -157,18 +158,18 @@ class VqVae(nn.Module):
     def decode(self, latent: Tensor) -> Tensor:
         return self.decoder(latent).reshape(latent.shape[0], self.chunk, self.action_dim)
 
-    def _quantize(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _quantize(self, actions: Tensor, frozen: bool | None) -> tuple[Tensor, Tensor, Tensor]:
         latent = self.encoder(actions.flatten(1))  # (B, T*A) -> (B, D)
-        quantized, codes, losses = self.vq_layer(latent.unsqueeze(1))
+        quantized, codes, losses = self.vq_layer(latent.unsqueeze(1), frozen)
         return quantized.squeeze(1), codes.squeeze(1), losses.sum()
 
     @torch.no_grad()
-    def codes(self, actions: Tensor) -> Tensor:
+    def codes(self, actions: Tensor, frozen: bool | None = None) -> Tensor:
         """Ground-truth codes (B, 2) of action chunks (B, T, A), the GPT's classification targets."""
-        return self._quantize(actions)[1]
+        return self._quantize(actions, frozen)[1]
 
-    def reconstruction_loss(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def reconstruction_loss(self, actions: Tensor, frozen: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Phase 1 loss (L1 reconstruction + 5 x commitment), the L1 error, and the codes used."""
-        quantized, codes, commit = self._quantize(actions)
+        quantized, codes, commit = self._quantize(actions, frozen)
         recon = (actions.flatten(1) - self.decoder(quantized)).abs().mean()
         return recon + commit * 5, recon.detach(), codes
