@@ -1,4 +1,4 @@
-"""Training throughput (samples/s) of `apprentice train` for ACT, Diffusion (and TD-MPC) at batch 8 and 64.
+"""Training throughput (samples/s) of `apprentice train` for ACT, Diffusion, VQ-BeT (and TD-MPC) at batch 8 and 64.
 
 Generates its own dataset (DatasetWriter: parquet + h264 mp4, 640x480 like an SO-101 camera), then
 runs the real trainer (`apprentice.train.train`) in two data modes on the same data and config:
@@ -14,8 +14,14 @@ runs the real trainer (`apprentice.train.train`) in two data modes on the same d
 
 Speedups are reported against `lerobot` when it ran, else against `streaming`.
 
+VQ-BeT trains its VQ-VAE first (action windows only, no images) for n_vqvae_training_steps; both sides
+run with POLICY_FLAGS' --policy.n_vqvae_training_steps=5, so after the warm-up window every measured
+step is the GPT phase (images through the ResNet, the GPT, the heads) — the cost that dominates training.
+
 Prints one JSON object. Examples:
   python benchmarks/train_throughput.py --device cuda --batch-sizes 8,64 --steps 30
+  python benchmarks/train_throughput.py --device cuda --policies vqbet --batch-sizes 8,64 --steps 30 \
+      --modes cache,streaming,lerobot --lerobot-python /path/to/lerobot-venv/bin/python
   python benchmarks/train_throughput.py --device cpu --policies act --batch-sizes 8 --modes cache,lerobot \
       --steps 40 --lerobot-python /path/to/lerobot-venv/bin/python
   TD-MPC (one square camera, like xarm's 84x84; the dataset carries next.reward/next.done):
@@ -46,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from apprentice.train import TrainConfig, train
 from apprentice.train.loop import read_metrics
 
+# Per-policy flags given to both trainers (ours and lerobot's).
+POLICY_FLAGS = {"vqbet": ["--policy.n_vqvae_training_steps=5"]}
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 
 
@@ -86,7 +94,7 @@ def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: s
             workers: int) -> dict:
     flags = [f"--policy.type={policy}", f"--dataset.root={root}", f"--output_dir={out}", f"--batch_size={batch}",
              f"--steps={steps}", f"--log_freq={log_every}", "--save_checkpoint=false", f"--policy.device={device}",
-             f"--num_workers={workers}", "--seed=0"]
+             f"--num_workers={workers}", "--seed=0", *POLICY_FLAGS.get(policy, [])]
     if mode == "streaming":
         flags += ["--dataset.streaming=true", "--precision=fp32", "--channels_last=false"]
     elif mode == "compiled":
@@ -124,7 +132,8 @@ def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, dev
     flags = [f"--dataset.repo_id=local/{root.name}", f"--dataset.root={root}", f"--policy.type={policy}",
              f"--policy.device={device}", "--policy.push_to_hub=false",
              "--save_checkpoint=false", "--wandb.enable=false", f"--batch_size={batch}", f"--steps={steps}",
-             f"--log_freq={log_every}", f"--num_workers={workers}", "--seed=0", f"--output_dir={out}"]
+             f"--log_freq={log_every}", f"--num_workers={workers}", "--seed=0", f"--output_dir={out}",
+             *POLICY_FLAGS.get(policy, [])]
     if policy != "tdmpc":  # TD-MPC has no pretrained backbone field
         flags.append("--policy.pretrained_backbone_weights=null")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
@@ -150,7 +159,7 @@ def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, dev
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--policies", default="act,diffusion")
+    parser.add_argument("--policies", default="act,diffusion", help="comma-separated: act, diffusion, vqbet")
     parser.add_argument("--batch-sizes", default="8,64")
     parser.add_argument("--modes", default="cache,streaming")
     parser.add_argument("--steps", type=int, default=30, help="steps per run; the first log window is warm-up")

@@ -199,7 +199,12 @@ def train(cfg: TrainConfig) -> Path:
     start_step = load_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
     model: torch.nn.Module = policy
     if world > 1:
-        model = DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(
+            policy,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # A policy that trains only part of itself per step (VQ-BeT's two phases) says so.
+            find_unused_parameters=getattr(policy, "find_unused_parameters", False),
+        )
     if cfg.compile:
         model = torch.compile(model)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
