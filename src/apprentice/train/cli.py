@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from apprentice.train.config import TrainConfig, TrainError
 
-USAGE = """usage: apprentice train --policy.type={act,diffusion} --dataset.root=DIR [--flag=value ...]
+USAGE = """usage: apprentice train --policy.type={act,diffusion,vqbet,tdmpc} --dataset.root=DIR [--flag=value ...]
 
 Flags follow lerobot-train: --dataset.repo_id --dataset.root --dataset.episodes --dataset.streaming
 --policy.type --policy.device --policy.lr --policy.chunk_size --policy.n_action_steps
