@@ -76,7 +76,7 @@ def _batch(
     batch: dict[str, Any] = {}
     for key in observations[0]:
         stacked = np.stack([o[key] for o in observations])
-        if key.startswith("observation.images."):
+        if stacked.dtype == np.uint8 and stacked.ndim == 4:  # camera frames, whatever their key
             stacked = stacked.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         batch[key] = stacked.astype(np.float32)
     if as_torch:
@@ -116,7 +116,7 @@ def rollout(
     maxes = np.full(n, -np.inf)
     lengths = np.zeros(n, dtype=int)
     frames: list[list[np.ndarray]] = [[] for _ in range(min(record_frames, n))]
-    camera_key = f"observation.images.{envs[0].camera}"
+    camera_key = envs[0].image_key
 
     def keep_frames(stepped: np.ndarray) -> None:
         for i in range(len(frames)):
@@ -225,7 +225,7 @@ def _check_policy_fits(policy: Any, env: Any, task: str) -> None:
     spaces = env.observation_space.spaces
     for key, ft in config.input_features.items():
         shape = tuple(ft.shape)
-        if key.startswith("observation.images.") and len(shape) == 3:
+        if ft.type == "VISUAL" and len(shape) == 3:
             shape = (shape[1], shape[2], shape[0])  # policies see (C, H, W), envs give (H, W, C)
         if key not in spaces:
             raise SimError(f"the policy needs {key!r}, which task {task!r} does not give (it gives {sorted(spaces)})")
@@ -243,7 +243,7 @@ def _env_kwargs_for(policy: Any, env_kwargs: dict[str, Any] | None) -> dict[str,
     the size the policy was trained on unless the caller says otherwise; videos render on their own."""
     kwargs = dict(env_kwargs or {})
     inputs = getattr(getattr(policy, "config", None), "input_features", None) or {}
-    cameras = [ft for key, ft in inputs.items() if key.startswith("observation.images.")]
+    cameras = [ft for ft in inputs.values() if ft.type == "VISUAL"]
     kwargs.setdefault("render", bool(cameras))
     if cameras and len(cameras[0].shape) == 3:
         kwargs.setdefault("image_height", int(cameras[0].shape[1]))
