@@ -67,6 +67,11 @@ def normalize_type(msg_type: str) -> str:
     return "/".join(parts)
 
 
+def is_image_key(key: str) -> bool:
+    """A camera feature: `observation.images.<camera>`, or the single `observation.image` of lerobot's pusht."""
+    return key == "observation.image" or key.startswith("observation.images.")
+
+
 @dataclass
 class FeatureSpec:
     """One dataset feature and the topic it comes from."""
@@ -103,8 +108,10 @@ class FeatureSpec:
             self._init_numeric(where)
 
     def _init_image(self, where: str) -> None:
-        if not self.key.startswith("observation.images."):
-            raise ContractError(f"{where}: image features must be named 'observation.images.<camera>'")
+        if not is_image_key(self.key):
+            raise ContractError(
+                f"{where}: image features must be named 'observation.images.<camera>' (or 'observation.image')"
+            )
         self.dtype = self.dtype or "video"
         if self.dtype not in ("video", "image"):
             raise ContractError(f"{where}: image dtype must be 'video' or 'image', got '{self.dtype}'")

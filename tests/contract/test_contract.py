@@ -243,3 +243,13 @@ def test_complementary_info_bool_flag_is_lerobots_float32_feature() -> None:
     assert spec.decode(NS(data=True)).tolist() == [1.0] and spec.decode(NS(data=False)).tolist() == [0.0]
     assert spec.decode(NS(data=True)).dtype == np.float32
     assert spec.stamp_ns(NS(data=True)) is None  # headerless: receive time
+
+
+def test_single_camera_key_of_lerobot_pusht_is_an_image() -> None:
+    d = _base()
+    d["observations"][1]["key"] = "observation.image"  # lerobot/pusht's one camera
+    c = contract_from_dict(d)
+    assert c.features["observation.image"]["dtype"] == "video" and c.spec("observation.image").is_image
+    d["observations"][1]["key"] = "observation.camera"
+    with pytest.raises(ContractError, match=r"observation\.images\.<camera>' \(or 'observation\.image'\)"):
+        contract_from_dict(d)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from apprentice.contract import is_image_key
 from apprentice.deploy import DeployError
 from apprentice.deploy.chunking import ActionScheduler
 from apprentice.deploy.safety import SafetyFilter, SafetyLimits, SafetyReport
@@ -163,7 +164,7 @@ class PolicyRuntime:
         obs: dict[str, Any] = {}
         for key, value in sample.items():
             tensor = torch.from_numpy(np.ascontiguousarray(value))
-            if key.startswith("observation.images."):
+            if is_image_key(key):
                 if tensor.dtype == torch.uint8:
                     tensor = tensor.permute(2, 0, 1).float().div_(255.0)  # HWC uint8 -> CHW [0, 1]
             else:

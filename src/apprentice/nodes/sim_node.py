@@ -168,7 +168,7 @@ class SimNode(Node):
         if velocities is not None:
             js.velocity = velocities().astype(float).tolist()
         self.joint_pub.publish(js)
-        image = self.obs.get(f"observation.images.{self.camera}")
+        image = self.obs.get(self.env.image_key)
         if image is not None:
             img = Image()
             img.header.stamp = stamp

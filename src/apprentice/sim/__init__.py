@@ -1,4 +1,5 @@
-"""Simulated tasks (MuJoCo, pymunk), their privileged scripted experts, and policy evaluation.
+"""Simulated tasks (MuJoCo; the real benchmark packages, e.g. gym-pusht), their privileged scripted experts, and
+policy evaluation.
 
 No ROS here: `apprentice.nodes.sim_node` puts these envs behind a real arm's topics.
 """
@@ -21,7 +22,8 @@ TASKS: dict[str, tuple[str, str]] = {
         "apprentice.sim.aloha_insertion:AlohaInsertionEnv",
         "apprentice.sim.aloha_insertion:AlohaInsertionExpert",
     ),
-    "pusht": ("apprentice.sim.pusht:PushTEnv", "apprentice.sim.pusht_expert:PushTExpert"),
+    # gym-pusht's PushT-v0 (pip install 'apprentice[sim]')
+    "pusht": ("apprentice.sim.benchmarks.pusht:PushTEnv", "apprentice.sim.benchmarks.pusht_expert:PushTExpert"),
 }
 
 # suite name -> its tasks, for multi-task evaluation (LIBERO's suites, Meta-World's difficulty groups):
@@ -58,7 +60,13 @@ def suite_tasks(name: str) -> list[tuple[str, dict[str, Any]]]:
 
 def make_env(name: str, seed: int | None = 0, render: bool = True, **kwargs: Any) -> Any:
     """A gymnasium env for task `name` (a key of TASKS)."""
-    env = _resolve(name, 0)(seed=seed, render=render, **kwargs)
+    try:
+        env = _resolve(name, 0)(seed=seed, render=render, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        # e.g. --env.obs_type given for a task that has one observation layout
+        raise SimError(f"sim task {name!r} does not take that option ({exc}); drop the --env.* flag") from exc
     env.name = name
     return env
 

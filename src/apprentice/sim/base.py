@@ -32,7 +32,7 @@ def dataset_features(env: Any) -> dict[str, dict[str, Any]]:
             "names": list(env.environment_state_names),
         }
     if env.render_images:
-        features[f"observation.images.{env.camera}"] = {
+        features[env.image_key] = {
             "dtype": "video",
             "shape": [env.image_height, env.image_width, 3],
             "names": ["height", "width", "channels"],
@@ -98,7 +98,7 @@ class MujocoTask(gym.Env):
             n = len(self.environment_state_names)
             spaces["observation.environment_state"] = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
         if render:
-            spaces[f"observation.images.{self.camera}"] = gym.spaces.Box(
+            spaces[self.image_key] = gym.spaces.Box(
                 0, 255, (image_height, image_width, 3), np.uint8
             )
         self.observation_space = gym.spaces.Dict(spaces)
@@ -155,6 +155,11 @@ class MujocoTask(gym.Env):
             self._renderer = None
 
     @property
+    def image_key(self) -> str:
+        """The camera's dataset feature (lerobot's single-camera envs, e.g. pusht, use `observation.image`)."""
+        return f"observation.images.{self.camera}"
+
+    @property
     def sim_time(self) -> float:
         return float(self.data.time)
 
@@ -185,5 +190,5 @@ class MujocoTask(gym.Env):
         if self.environment_state_names:
             obs["observation.environment_state"] = self._environment_state().astype(np.float32)
         if self.render_images:
-            obs[f"observation.images.{self.camera}"] = self.render()
+            obs[self.image_key] = self.render()
         return obs

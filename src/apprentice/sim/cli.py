@@ -84,12 +84,20 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
         "--env.type", dest="env_type", default="reach", help=f"{' | '.join(types)} (LeRobot's names; default reach)"
     )
     parser.add_argument("--env.task", dest="env_task", default=None, help=f"valid: {env_choices()}")
+    parser.add_argument(
+        "--env.obs_type",
+        dest="obs_type",
+        default=None,
+        help="pusht: pixels_agent_pos (default; observation.image + state) | environment_state_agent_pos (keypoints)",
+    )
     parser.add_argument("--env.image_height", dest="image_height", type=int, default=None)
     parser.add_argument("--env.image_width", dest="image_width", type=int, default=None)
 
 
-def env_kwargs(args: argparse.Namespace) -> dict[str, int]:
-    kwargs = {}
+def env_kwargs(args: argparse.Namespace) -> dict[str, int | str]:
+    kwargs: dict[str, int | str] = {}
+    if args.obs_type is not None:
+        kwargs["obs_type"] = args.obs_type
     if args.image_height is not None:
         kwargs["image_height"] = args.image_height
     if args.image_width is not None:

@@ -2,7 +2,7 @@
 
 `apprentice.sim.record`, `apprentice.sim.eval`, `nodes/sim_node` and the scripted experts read an env
 through one small interface (the one `MujocoTask` has): `fps`, `task` (the instruction text), `robot_type`,
-`joint_names`, `camera`, `environment_state_names`, `render_images`, `image_height`/`image_width`,
+`joint_names`, `camera`, `image_key`, `environment_state_names`, `render_images`, `image_height`/`image_width`,
 `frames_after_success`, `max_episode_steps`, `features`, and observations keyed by dataset feature name
 (`observation.state`, `observation.images.<camera>`, ...) with `info["is_success"]` on every step.
 """
@@ -78,6 +78,12 @@ class BenchmarkEnv(gym.Env):
         from apprentice.sim.base import dataset_features
 
         return dataset_features(self)
+
+    @property
+    def image_key(self) -> str:
+        """The camera's dataset feature; a single-camera env whose lerobot wrapper says `observation.image`
+        (pusht) sets it as a class attribute."""
+        return f"observation.images.{self.camera}"
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start a new episode; the first reset uses the constructor's seed unless one is given."""
