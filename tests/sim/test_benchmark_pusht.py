@@ -115,8 +115,8 @@ def test_sim_record_writes_lerobot_pusht_layout_and_a_diffusion_policy_evaluates
     assert ds.fps == 10 and ds.meta.info["robot_type"] == "unknown" and ds.meta.tasks == [TASK]
     for key, ft in LEROBOT_PUSHT.items():
         assert {f: ds.features[key][f] for f in ft} == ft, key
-    # the stored actions are the expert's on that seed
-    env = make_env("pusht", render=False)
+    # the stored actions are the expert's on that seed (recording runs past success: no termination)
+    env = make_env("pusht", render=False, terminate_on_success=False)
     frames: list[dict] = []
     assert run_expert_episode(env, make_expert(env), QUICK_SEED, 2, frames.append)[0]
     np.testing.assert_allclose(ds.column("action"), np.stack([f["action"] for f in frames]), atol=1e-4)
@@ -137,7 +137,7 @@ def test_sim_record_writes_lerobot_pusht_layout_and_a_diffusion_policy_evaluates
     policy = load_policy(out / "checkpoints" / "last" / "pretrained_model")
     assert "observation.image" in policy.config.image_features
     info = evaluate(policy, "pusht", n_episodes=1, batch_size=1, env_kwargs={"max_episode_steps": 3})
-    assert info["per_episode"][0]["length"] == 3 and 0.0 <= info["aggregated"]["avg_max_reward"] <= 1.0
+    assert info["per_task"][0]["metrics"]["lengths"] == [3] and 0.0 <= info["overall"]["avg_max_reward"] <= 1.0
     with pytest.raises(SimError, match=r"observation\.image of shape"):
         _check_policy_fits(policy, make_env("pusht", image_height=64, image_width=64), "pusht")
 
