@@ -125,7 +125,7 @@ def test_sim_record_writes_lerobot_pusht_layout_and_a_diffusion_policy_evaluates
 
     # a tiny Diffusion Policy trained two steps on observation.image fits the env and evaluates
     from apprentice.policies import load_policy
-    from apprentice.sim.eval import _check_policy_fits, evaluate
+    from apprentice.sim.eval import evaluate
     from apprentice.train.cli import main as train_main
 
     out = tmp_path / "train"
@@ -139,7 +139,7 @@ def test_sim_record_writes_lerobot_pusht_layout_and_a_diffusion_policy_evaluates
     info = evaluate(policy, "pusht", n_episodes=1, batch_size=1, env_kwargs={"max_episode_steps": 3})
     assert info["per_task"][0]["metrics"]["lengths"] == [3] and 0.0 <= info["overall"]["avg_max_reward"] <= 1.0
     with pytest.raises(SimError, match=r"observation\.image of shape"):
-        _check_policy_fits(policy, make_env("pusht", image_height=64, image_width=64), "pusht")
+        evaluate(policy, "pusht", n_episodes=1, batch_size=1, env_kwargs={"image_height": 64, "image_width": 64})
 
 
 def test_sim_record_keypoints_layout(tmp_path: Path) -> None:
