@@ -10,8 +10,9 @@ from apprentice.policies.image_resize import fit_image, resize_frames, resize_pr
 
 
 class _Config:
-    input_features = {"observation.images.top": PolicyFeature("VISUAL", (3, 2, 4)),
-                      "observation.state": PolicyFeature("STATE", (6,))}
+    def __init__(self) -> None:
+        self.input_features = {"observation.images.top": PolicyFeature("VISUAL", (3, 2, 4)),
+                               "observation.state": PolicyFeature("STATE", (6,))}
 
 
 def test_shrinking_keeps_levels_and_uint8():
