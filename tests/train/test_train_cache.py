@@ -223,3 +223,20 @@ def test_truncated_cache_file_is_an_error(tiny_dataset, tmp_path):
     again = _cache(LeRobotDataset(tiny_dataset), tmp_path, "disk")
     assert path.stat().st_size == 72 * 3 * 48 * 64
     again.close()
+
+
+def test_repo_id_run_reads_hf_lerobot_home_and_caches_under_hf_datasets_cache(tiny_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    from apprentice.train.frame_store import frames_cache_root
+
+    shutil.copytree(tiny_dataset, tmp_path / "lerobot_home" / "someone" / "tiny")
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any Hub request would fail
+    assert frames_cache_root() == tmp_path / "datasets_cache" / "apprentice_frames"
+    assert frames_cache_root("~/elsewhere") == Path.home() / "elsewhere"  # --cache_dir wins
+    flags = [*policy_flags("act"), "--dataset.repo_id=someone/tiny", f"--output_dir={tmp_path / 'run'}",
+             "--batch_size=4", "--steps=1", "--policy.device=cpu", "--cache_max_gb=0"]
+    assert main(flags) == 0
+    assert len(list((tmp_path / "datasets_cache" / "apprentice_frames").glob("top-48x64-*/frames.u8"))) == 1

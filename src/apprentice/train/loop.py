@@ -75,6 +75,10 @@ def _open_dataset(cfg: TrainConfig) -> Any:
     if not source:
         raise TrainError("no dataset: pass --dataset.root=<dir> or --dataset.repo_id=<user/name>")
     try:
+        if cfg.dataset.root and cfg.dataset.repo_id and not (Path(cfg.dataset.root) / "meta/info.json").is_file():
+            from apprentice.dataset.hub import pull  # as lerobot: --dataset.root is where the repo is put
+
+            pull(cfg.dataset.repo_id, root=cfg.dataset.root, revision=cfg.dataset.revision)
         return LeRobotDataset(source, episodes=cfg.dataset.episodes, revision=cfg.dataset.revision)
     except DatasetError as exc:
         raise TrainError(f"dataset {source}: {exc}") from exc
