@@ -34,7 +34,7 @@ def test_cache_dirs_follow_hf_variables_in_lerobots_order(clean_env, tmp_path):
     clean_env.setenv("HF_DATASETS_CACHE", str(tmp_path / "dc"))
     assert default_root(REPO) == tmp_path / "lr" / REPO and hf_datasets_cache() == tmp_path / "dc"
     clean_env.setenv("LEROBOT_HOME", str(tmp_path / "old"))
-    with pytest.raises(DatasetError, match="LEROBOT_HOME=.* is deprecated.*HF_LEROBOT_HOME"):
+    with pytest.raises(DatasetError, match=r"LEROBOT_HOME=.* is deprecated.*HF_LEROBOT_HOME"):
         default_root(REPO)
 
 
