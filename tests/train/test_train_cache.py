@@ -171,14 +171,30 @@ def _flags(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
             "--policy.lr=1e-3", *extra]
 
 
-def test_disk_path_trains_like_memory_and_resumes_mid_epoch(tiny_dataset, tmp_path):
-    disk = [f"--cache_dir={tmp_path / 'cache'}", "--cache_max_gb=0", "--num_workers=2"]
+def test_disk_path_trains_like_memory_and_resumes_mid_epoch(tiny_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    from apprentice.train.frame_store import frames_cache_root
+
+    # The disk run names its dataset by repo id, read from HF_LEROBOT_HOME without the network, and puts
+    # its frame cache under HF_DATASETS_CACHE.
+    shutil.copytree(tiny_dataset, tmp_path / "lerobot_home" / "someone" / "tiny")
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot_home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any Hub request would fail
+    assert frames_cache_root() == tmp_path / "datasets_cache" / "apprentice_frames"
+    assert frames_cache_root("~/elsewhere") == Path.home() / "elsewhere"  # --cache_dir wins
+    disk = ["--cache_max_gb=0", "--num_workers=2"]
+
     assert main(_flags(tiny_dataset, tmp_path / "mem", 4)) == 0
-    assert main(_flags(tiny_dataset, tmp_path / "disk", 2, *disk)) == 0
+    by_id = [f for f in _flags(tiny_dataset, tmp_path / "disk", 2, *disk) if not f.startswith("--dataset.root")]
+    by_id.append("--dataset.repo_id=someone/tiny")
+    assert main(by_id) == 0
+    assert len(list((tmp_path / "datasets_cache" / "apprentice_frames").glob("top-48x64-*/frames.u8"))) == 1
     state = tmp_path / "disk" / "checkpoints" / "000002" / "training_state" / "data_position.json"
     position = json.loads(state.read_text())
     assert position["micro_batch"] == 2 and position["epoch"] == 0 and position["batches_per_epoch"] == 18
-    assert main(_flags(tiny_dataset, tmp_path / "disk", 4, *disk, "--resume=true")) == 0
+    assert main([f"--output_dir={tmp_path / 'disk'}", "--resume=true", "--steps=4"]) == 0
     # The disk cache hands out the memory cache's batches: the same losses, bit for bit, across the resume.
     assert [r["loss"] for r in read_metrics(tmp_path / "disk")] == [r["loss"] for r in read_metrics(tmp_path / "mem")]
     a, b = (load_file(str(tmp_path / run / "checkpoints/last/pretrained_model/model.safetensors"))
@@ -224,19 +240,3 @@ def test_truncated_cache_file_is_an_error(tiny_dataset, tmp_path):
     assert path.stat().st_size == 72 * 3 * 48 * 64
     again.close()
 
-
-def test_repo_id_run_reads_hf_lerobot_home_and_caches_under_hf_datasets_cache(tiny_dataset, tmp_path, monkeypatch):
-    import shutil
-
-    from apprentice.train.frame_store import frames_cache_root
-
-    shutil.copytree(tiny_dataset, tmp_path / "lerobot_home" / "someone" / "tiny")
-    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot_home"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any Hub request would fail
-    assert frames_cache_root() == tmp_path / "datasets_cache" / "apprentice_frames"
-    assert frames_cache_root("~/elsewhere") == Path.home() / "elsewhere"  # --cache_dir wins
-    flags = [*policy_flags("act"), "--dataset.repo_id=someone/tiny", f"--output_dir={tmp_path / 'run'}",
-             "--batch_size=4", "--steps=1", "--policy.device=cpu", "--cache_max_gb=0"]
-    assert main(flags) == 0
-    assert len(list((tmp_path / "datasets_cache" / "apprentice_frames").glob("top-48x64-*/frames.u8"))) == 1

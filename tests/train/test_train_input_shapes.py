@@ -76,3 +76,14 @@ def test_input_shapes_for_an_unknown_camera_names_the_cameras(tiny_dataset, tmp_
     assert main(flags) == 2
     err = capsys.readouterr().err
     assert "--policy.input_shapes.observation.images.wrist" in err and "cameras: ['observation.images.top']" in err
+
+
+def test_data_flags_parse_and_validate():
+    cfg = TrainConfig.from_args(["--policy.type=act", f"{FLAG}=[3,24,32]", "--cache_max_gb=1.5", "--cache_dir=/c"])
+    assert cfg.policy_overrides["input_shapes"] == {IMG: [3, 24, 32]}
+    assert (cfg.cache_max_gb, cfg.cache_dir) == (1.5, "/c")
+    assert TrainConfig.from_dict(cfg.to_dict()).cache_max_gb == 1.5  # a resumed run keeps its bound
+    with pytest.raises(TrainError, match="--cache_max_gb=-1"):
+        TrainConfig.from_args(["--cache_max_gb=-1"])
+    with pytest.raises(TrainError, match="--num_workers=-2"):
+        TrainConfig.from_args(["--num_workers=-2"])

@@ -44,8 +44,8 @@ class CachePlan:
 
     def describe(self) -> str:
         where = f"{self.device.type} memory" if self.storage == "memory" else "disk (read per batch)"
-        return (f"frame cache: {self.frames_bytes / GIB:.2f} GiB of uint8 frames in {where}; "
-                f"budget {self.budget_bytes / GIB:.2f} GiB")
+        return (f"frame cache: {self.frames_bytes / GIB:.3f} GiB of uint8 frames in {where}; "
+                f"budget {self.budget_bytes / GIB:.3f} GiB")
 
 
 def plan_cache(

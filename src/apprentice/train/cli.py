@@ -17,6 +17,8 @@ Flags follow lerobot-train: --dataset.repo_id --dataset.root --dataset.episodes 
 --config_path=train_config.json --resume=true --wandb.enable --seed
 Apprentice: --precision={auto,fp32,bf16} --compile --channels_last --cache_device={auto,cpu,cuda}
 --freeze_backbone. Multi-GPU: torchrun --nproc_per_node=N -m apprentice.train <flags>.
+Data: --cache_max_gb=GiB (frame cache bound; beyond it a disk cache) --cache_dir=DIR
+--policy.input_shapes.observation.images.<camera>=[3,H,W] (train at a smaller image size).
 """
 
 
