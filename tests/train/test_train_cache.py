@@ -240,3 +240,19 @@ def test_truncated_cache_file_is_an_error(tiny_dataset, tmp_path):
     assert path.stat().st_size == 72 * 3 * 48 * 64
     again.close()
 
+
+
+def test_plan_on_cuda_uses_the_gpus_free_memory(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (6 * GIB, 80 * GIB))
+    gpu = torch.device("cuda", 0)
+
+    def plan(frames_gib: float, cache_device: str = "auto", budget: float | None = 64.0):
+        return plan_cache(cache_device, budget, gpu, int(frames_gib * GIB), 2**20, 2**20, 2)
+
+    assert plan(1.0, budget=None).device == gpu  # under a third of free GPU memory
+    assert plan(3.0, budget=None).device.type == "cpu"  # over it: host memory
+    assert plan(3.0, "cuda", budget=None).device == gpu  # asked for: up to 90% of free
+    assert plan(5.0).device == gpu and plan(5.5).device.type == "cpu"  # --cache_max_gb: still <= 90% of free
+    assert plan(2.0, "cpu").device.type == "cpu"
+    with pytest.raises(TrainError, match=r"--cache_device=cuda: the frames take 6\.00 GiB.*--cache_max_gb"):
+        plan(6.0, "cuda")

@@ -1,11 +1,11 @@
 """Where the frame cache goes, within `--cache_max_gb`: GPU memory, host memory, or a file on disk.
 
 Default budget (no flag): half the host's available memory (MemAvailable: free plus reclaimable page
-cache) for a host cache, a third of the GPU's free memory for a cache on cuda — the rest is the model's,
-the optimizer's and the batches'. `--cache_max_gb=X` bounds both at X GiB (the GPU still at most 90% of
-its free memory; 0 = every frame on disk). Frames that fit no memory budget go to disk: then host memory
-holds only the numeric columns, the prefetched batches and the decode chunks, and that is checked against
-the same budget.
+cache) for a host cache, a third of the GPU's free memory for a cache on cuda (90% with
+--cache_device=cuda) — the rest is the model's, the optimizer's and the batches'. `--cache_max_gb=X`
+bounds both at X GiB (the GPU still at most 90% of its free memory; 0 = every frame on disk). Frames
+that fit no memory budget go to disk: then host memory holds only the numeric columns, the prefetched
+batches and the decode chunks, and that is checked against the same budget.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def plan_cache(
     workers = max(1, workers)
     if device.type == "cuda" and cache_device in ("auto", "cuda"):
         free, _ = torch.cuda.mem_get_info(device)
-        gpu = int(GPU_FRACTION * free) if cache_max_gb is None else min(int(cache_max_gb * GIB), int(0.9 * free))
+        if cache_max_gb is not None:
+            gpu = min(int(cache_max_gb * GIB), int(0.9 * free))
+        else:  # --cache_device=cuda asks for the GPU: up to 90% of its free memory, as with an explicit bound
+            gpu = int((0.9 if cache_device == "cuda" else GPU_FRACTION) * free)
         if frames_bytes <= gpu:
             return CachePlan("memory", device, gpu, frames_bytes, _chunk(host, frame_bytes, workers))
         if cache_device == "cuda":
