@@ -73,7 +73,7 @@ def test_plan_picks_memory_then_disk_and_names_the_flags():
     plan = plan_cache("auto", 0.25, cpu, frames_bytes=GIB // 2, frame_bytes=2**20, batch_bytes=2**20, workers=2)
     assert plan.storage == "disk" and plan.chunk_frames >= 1
     assert plan_cache("auto", 0, cpu, GIB, 2**20, 2**20, 2).storage == "disk"  # 0: every frame on disk
-    with pytest.raises(TrainError, match=r"--cache_max_gb=0\.010.*--batch_size"):
+    with pytest.raises(TrainError, match=r"--cache_max_gb=0\.01 \(10\.2 MiB\).*--batch_size"):
         plan_cache("auto", 0.01, cpu, frames_bytes=GIB, frame_bytes=2**20, batch_bytes=8 * 2**20, workers=2)
 
 

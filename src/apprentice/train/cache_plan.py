@@ -44,8 +44,7 @@ class CachePlan:
 
     def describe(self) -> str:
         where = f"{self.device.type} memory" if self.storage == "memory" else "disk (read per batch)"
-        return (f"frame cache: {self.frames_bytes / GIB:.3f} GiB of uint8 frames in {where}; "
-                f"budget {self.budget_bytes / GIB:.3f} GiB")
+        return f"frame cache: {_size(self.frames_bytes)} of uint8 frames in {where}; budget {_size(self.budget_bytes)}"
 
 
 def plan_cache(
@@ -85,8 +84,9 @@ def plan_cache(
     # --cache_max_gb=0 asks for no frames in memory at all; the batches in flight are then the only use.
     if host > 0 and in_flight + workers * chunk * frame_bytes * 3 > host:
         raise TrainError(
-            f"--cache_max_gb={host / GIB:.3f}: even with the frames on disk, {prefetch + 3} batches of "
-            f"{batch_bytes / 2**20:.1f} MiB and the decode buffers exceed it; raise --cache_max_gb, lower "
+            f"--cache_max_gb={cache_max_gb if cache_max_gb is not None else round(host / GIB, 3)} "
+            f"({host / 2**20:.1f} MiB): even with the frames on disk, {prefetch + 3} batches of "
+            f"{batch_bytes / 2**20:.2f} MiB and the decode buffers exceed it; raise --cache_max_gb, lower "
             "--batch_size or --num_workers, or train at a smaller --policy.input_shapes"
         )
     return CachePlan("disk", torch.device("cpu"), host, frames_bytes, chunk)
@@ -96,3 +96,7 @@ def _chunk(budget: int, frame_bytes: int, workers: int) -> int:
     """Frames per decode chunk: up to 32, and the workers' chunks (x3 for decode, resize and copy
     buffers) within a quarter of the budget."""
     return int(max(1, min(32, budget // max(1, 4 * 3 * workers * frame_bytes))))
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / 2**20:.1f} MiB"
