@@ -44,20 +44,21 @@ JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_ro
 IMG = "observation.images.top"
 
 
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as fh:
+def _proc_bytes(field: str, path: str = "/proc/self/status") -> int:
+    """A `Name:   N kB` line of /proc/self/status (VmRSS, VmHWM) or /proc/meminfo, in bytes."""
+    with open(path) as fh:
         for line in fh:
             if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _rss(field: str) -> int:
+    return _proc_bytes(field)
 
 
 def _meminfo(field: str) -> int:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _proc_bytes(field, "/proc/meminfo")
 
 
 def make_dataset(root: Path, base: int, total: int, length: int, height: int, width: int, vcodec: str) -> float:
