@@ -193,13 +193,14 @@ def test_feature_mismatch_is_refused_at_connect_time_with_the_reason(server, con
     message = str(err.value)
     assert "feature mismatch" in message and "observation.environment_state" in message
     assert "the contract lacks it" in message and "so101_two_cameras" in message
-    # Same keys, another camera size: the shapes are named.
+    # Same keys, a camera of another aspect ratio: the shapes are named (another size of the same aspect
+    # ratio is resized to the checkpoint's, as the policy node does).
     raw = yaml.safe_load(config_path("contracts", "sim_reach.yaml").read_text())
-    next(o for o in raw["observations"] if o["key"] == "observation.images.top")["shape"] = [48, 64, 3]
+    next(o for o in raw["observations"] if o["key"] == "observation.images.top")["shape"] = [48, 80, 3]
     small = tmp_path / "small_camera.yaml"
     small.write_text(yaml.safe_dump(raw))
     with pytest.raises(DeployError, match=r"observation.images.top: the checkpoint expects \(3, 96, 128\), "
-                                          r"the contract gives \(3, 48, 64\)"):
+                                          r"the contract gives \(3, 48, 80\) \(another aspect ratio"):
         client(load_contract(small), server.port)
 
 

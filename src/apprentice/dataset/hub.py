@@ -51,11 +51,34 @@ def _hub_error(repo_id: str, action: str, error: Exception) -> DatasetError:
                         "(`hf auth login` or HF_TOKEN) and HF_ENDPOINT")
 
 
+def hf_home() -> Path:
+    """$HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface (huggingface_hub's rule)."""
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(home)))
+
+
+def lerobot_home() -> Path:
+    """Where pulled datasets live, as lerobot: $HF_LEROBOT_HOME, else $HF_HOME/lerobot."""
+    if os.environ.get("LEROBOT_HOME"):  # lerobot refuses it too: a silently ignored variable loses data
+        raise DatasetError(f"LEROBOT_HOME={os.environ['LEROBOT_HOME']} is deprecated (lerobot and Apprentice "
+                           "read HF_LEROBOT_HOME); rename the variable")
+    return Path(os.environ.get("HF_LEROBOT_HOME") or hf_home() / "lerobot").expanduser()
+
+
+def hf_datasets_cache() -> Path:
+    """$HF_DATASETS_CACHE, else $HF_HOME/datasets (the `datasets` library's cache; our frame caches live here)."""
+    return Path(os.environ.get("HF_DATASETS_CACHE") or hf_home() / "datasets").expanduser()
+
+
 def default_root(repo_id: str) -> Path:
-    """Where pulled datasets live, as lerobot: $HF_LEROBOT_HOME/<repo_id> (default ~/.cache/huggingface/lerobot)."""
-    home = os.environ.get("HF_LEROBOT_HOME") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface"),
-                                                     "lerobot")
-    return Path(home) / repo_id
+    """Where a pulled dataset lives, as lerobot: $HF_LEROBOT_HOME/<repo_id> (see lerobot_home)."""
+    return lerobot_home() / repo_id
+
+
+def is_repo_id(text: str) -> bool:
+    """`user/name` that is not a path on this machine (`./user/name` or `/abs` never is)."""
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
 
 
 def dataset_card(info: dict[str, Any], tags: Sequence[str] = (), license: str = "apache-2.0") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,13 @@ class LeRobotDataset(torch.utils.data.Dataset):
                  store: Store | None = None) -> None:
         if store is None:
             path = Path(root)
-            if not path.exists() and str(root).count("/") == 1 and not str(root).startswith((".", "/")):
-                from apprentice.dataset.hub import pull
+            from apprentice.dataset.hub import default_root, is_repo_id, pull
 
-                path = pull(str(root), revision=revision)
+            if is_repo_id(str(root)):
+                # As lerobot: a repo id is read from $HF_LEROBOT_HOME/<repo_id> when it is there (no network),
+                # and pulled there first when it is not.
+                local = default_root(str(root))
+                path = local if (local / "meta" / "info.json").is_file() else pull(str(root), revision=revision)
             store = LocalStore(path)
         self.root = Path(root)
         self.store = store
@@ -233,6 +236,25 @@ class LeRobotDataset(torch.utils.data.Dataset):
         reader = self._open_reader(self.meta.episode_video_rel(ep, video_key), threads=1 if in_worker else None)
         try:
             return reader.frames_at([start + i / self.fps for i in range(ep["length"])])
+        finally:
+            reader.close()
+
+    def episode_frame_chunks(self, episode_index: int, video_key: str, chunk: int,
+                             threads: int | None = None) -> Iterator[np.ndarray]:
+        """The frames of `episode_frames`, as (<=chunk, H, W, 3) uint8 arrays in order: one forward pass
+        whose memory is one chunk, not one episode (a bounded training cache fills with this).
+        `threads`: FFmpeg decoder threads (None: FFmpeg's choice; 1 when decoding several files at once)."""
+        if video_key in self._images or video_key not in self.meta.video_keys:
+            frames = self.episode_frames(episode_index, video_key)  # PNG cells / error messages
+            yield from (frames[i : i + chunk] for i in range(0, len(frames), chunk))
+            return
+        ep = self.meta.episodes[episode_index]
+        start = ep[f"videos/{video_key}/from_timestamp"]
+        reader = self._open_reader(self.meta.episode_video_rel(ep, video_key), threads=threads)
+        try:
+            for first in range(0, ep["length"], chunk):
+                stop = min(first + chunk, ep["length"])
+                yield reader.frames_at([start + i / self.fps for i in range(first, stop)])
         finally:
             reader.close()
 

@@ -113,6 +113,15 @@ class PolicyRuntime:
                 f"{', '.join(sorted(have))}; "
                 "deploy with the contract the policy's dataset was recorded with"
             )
+        from apprentice.policies.image_resize import resize_problem
+
+        inputs = _policy_attr(self.policy, "input_features", {}) or {}
+        for spec in self.observation_specs:
+            feature = inputs.get(spec.key)
+            if spec.is_image and getattr(feature, "type", None) == "VISUAL" and len(spec.shape) == 3:
+                h, w, c = spec.shape
+                if (problem := resize_problem(spec.key, (c, h, w), tuple(feature.shape))) is not None:
+                    raise DeployError(f"{problem}; deploy with the camera the policy's dataset was recorded with")
         action = (_policy_attr(self.policy, "output_features", {}) or {}).get("action")
         shape = getattr(action, "shape", None)
         if shape and int(shape[-1]) != len(self.action_names):
@@ -160,13 +169,16 @@ class PolicyRuntime:
         """The policy's raw batched observation: state (1, D) float32, images (1, 3, H, W) in [0, 1]."""
         import torch
 
+        from apprentice.policies.image_resize import fit_image
+
         device = getattr(self.policy, "device", None) or _policy_attr(self.policy, "device") or "cpu"
         obs: dict[str, Any] = {}
         for key, value in sample.items():
             tensor = torch.from_numpy(np.ascontiguousarray(value))
             if is_image_key(key):
-                if tensor.dtype == torch.uint8:
-                    tensor = tensor.permute(2, 0, 1).float().div_(255.0)  # HWC uint8 -> CHW [0, 1]
+                # HWC uint8 -> CHW [0, 1], resized on the CPU to the size the checkpoint was trained at
+                # (its input_features; --policy.input_shapes), exactly as the training cache resized.
+                tensor = fit_image(tensor, getattr(self.policy, "config", None), key)
             else:
                 tensor = tensor.float()
             obs[key] = tensor.unsqueeze(0).to(device)

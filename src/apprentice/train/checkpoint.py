@@ -40,8 +40,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     train_config: dict[str, Any],
+    extra_state: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Write checkpoint `step` and point `last` at it; a crash mid-write leaves the previous one intact."""
+    """Write checkpoint `step` and point `last` at it; a crash mid-write leaves the previous one intact.
+    `extra_state`: more training_state/<name> JSON files (the data position), written in the same swap."""
     root = checkpoints_dir(output_dir)
     final = root / f"{step:06d}"
     tmp = root / f".{step:06d}.partial"
@@ -57,6 +59,8 @@ def save_checkpoint(
     if scheduler is not None:
         (state_dir / "scheduler_state.json").write_text(json.dumps(scheduler.state_dict(), indent=4))
     save_file(rng_state(), str(state_dir / "rng_state.safetensors"))
+    for name, content in (extra_state or {}).items():
+        (state_dir / name).write_text(json.dumps(content, indent=4))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     link_tmp = root / ".last.partial"

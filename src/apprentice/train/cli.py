@@ -20,6 +20,8 @@ Apprentice: --precision={auto,fp32,bf16} --compile --channels_last --cache_devic
 Online (TD-MPC): --env.type=reach|xarm|... --env.task --env.max_episode_steps --online.steps (--online_steps)
 --online.rollout_n_episodes --online.steps_between_rollouts --online.sampling_ratio --online.env_seed
 --online.buffer_capacity --online.buffer_seed_size (README, "TD-MPC").
+Data: --cache_max_gb=GiB (frame cache bound; beyond it a disk cache) --cache_dir=DIR
+--policy.input_shapes.observation.images.<camera>=[3,H,W] (train at a smaller image size).
 """
 
 

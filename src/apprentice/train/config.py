@@ -17,6 +17,9 @@ from apprentice.policies import PolicyError, available_policies, policy_class
 log = logging.getLogger(__name__)
 
 
+INPUT_SHAPES_FLAG = "policy.input_shapes."
+
+
 class TrainError(Exception):
     """Training cannot start or continue; the message names the flag/file and what to do."""
 
@@ -103,6 +106,10 @@ class TrainConfig:
     cache_device: str = "auto"  # where the decoded uint8 frame cache lives: auto | cpu | cuda
     freeze_backbone: bool = False
     config_path: str | None = None
+    # Frame cache bound (README, "Training data"): decoded uint8 frames beyond it go to a disk cache.
+    # None = half the host's available memory (a third of free GPU memory for a cache on cuda).
+    cache_max_gb: float | None = None
+    cache_dir: str | None = None  # where disk frame caches live; default $HF_DATASETS_CACHE/apprentice_frames
 
     def __post_init__(self) -> None:
         checks = [
@@ -131,6 +138,11 @@ class TrainConfig:
                 self.cache_device in ("auto", "cpu", "cuda"),
                 f"--cache_device={self.cache_device}; use auto|cpu|cuda",
             ),
+            (
+                self.cache_max_gb is None or self.cache_max_gb >= 0,
+                f"--cache_max_gb={self.cache_max_gb}; use a size in GB >= 0 (0 = every frame on disk)",
+            ),
+            (self.num_workers >= 0, f"--num_workers={self.num_workers}; use 0 or more"),
         ]
         for ok, message in checks:
             if not ok:
@@ -177,7 +189,7 @@ class TrainConfig:
         if cfg.policy_type is None and pretrained:
             cfg.policy_type = _pretrained_type(Path(pretrained))
         valid = cfg.valid_flags()
-        unknown = sorted(k for k in flags if k not in valid)
+        unknown = sorted(k for k in flags if k not in valid and not k.startswith(INPUT_SHAPES_FLAG))
         if unknown:
             raise TrainError(
                 f"unknown flag(s) {['--' + k for k in unknown]}. Valid flags: "
@@ -210,6 +222,14 @@ class TrainConfig:
             raise TrainError(f"--policy.type={self.policy_type}: {exc}") from exc
 
     def _set(self, key: str, raw: str) -> None:
+        if key.startswith(INPUT_SHAPES_FLAG):
+            # The seed's `--policy.input_shapes.observation.images.<camera>=[3,H,W]`: train at that image
+            # size (the frames are resized once into the cache; the checkpoint's input_features record it).
+            shape = _parse(raw, "list[int]", key)
+            if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+                raise TrainError(f"--{key}={raw}: expected [C,H,W] positive integers, e.g. [3,240,320]")
+            self.policy_overrides.setdefault("input_shapes", {})[key[len(INPUT_SHAPES_FLAG):]] = shape
+            return
         if key.startswith("policy."):
             name = {"lr": "optimizer_lr", "path": "pretrained_path"}.get(key[7:], key[7:])
             fields = {f.name: f for f in dataclasses.fields(self._policy_config_class())}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
+from apprentice.policies.image_resize import resize_frames, to_uint8
+from apprentice.train.cache_plan import plan_cache
 from apprentice.train.config import TrainError
+from apprentice.train.frame_store import DiskFrames, fill_frames, frames_cache_root
+
+REWARD = "next.reward"  # what reward-learning policies (TD-MPC) read; LeRobot's sim datasets' column
 
 
 def _episode_spans(dataset: Any) -> tuple[list[int], np.ndarray]:
@@ -40,7 +46,9 @@ def sample_rows(dataset: Any, drop_n_last_frames: int = 0) -> np.ndarray:
 
 
 class FrameCache:
-    """All frames and numeric features of the selected episodes, as tensors on `device`."""
+    """All numeric features of the selected episodes as tensors on `device`, and every camera's uint8
+    frames (N, C, H, W) resized to `image_shapes` — in memory on `device` (storage="memory") or in a
+    file under `cache_root` read back per batch (storage="disk", see frame_store.DiskFrames)."""
 
     def __init__(
         self,
@@ -50,8 +58,18 @@ class FrameCache:
         delta_indices: dict[str, list[int]],
         drop_n_last_frames: int = 0,
         device: str | torch.device = "cpu",
+        *,
+        image_shapes: dict[str, tuple[int, int, int]] | None = None,
+        storage: str = "memory",
+        cache_root: Path | None = None,
+        num_workers: int = 0,
+        chunk_frames: int = 32,
+        log: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.device = torch.device(device)
+        if storage not in ("memory", "disk") or (storage == "disk" and self.device.type != "cpu"):
+            raise TrainError(f"frame cache storage {storage!r} on {self.device}: use memory, or disk on cpu")
+        self.storage = storage
         self.image_keys = list(image_keys)
         self.delta = {
             k: torch.tensor(v, dtype=torch.long, device=self.device) for k, v in delta_indices.items()
@@ -70,25 +88,39 @@ class FrameCache:
                     "run `apprentice dataset verify`"
                 )
             self.columns[key] = torch.from_numpy(col).to(self.device)
-        self.frames: dict[str, Tensor] = {}
+        self.shapes = cache_shapes(dataset, self.image_keys, image_shapes)
+        self.frames: dict[str, Any] = {}
         pin = self.device.type == "cpu" and torch.cuda.is_available()
         for key in self.image_keys:
-            h, w, c = _hwc(dataset.features[key])
-            cache = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
-            for ep, start, length in zip(dataset.episodes, starts, lengths):
-                frames = dataset.episode_frames(ep, key)
-                if frames.shape[0] != length or frames.shape[1:3] != (h, w):
-                    raise TrainError(
-                        f"{key} episode {ep}: decoded {frames.shape} frames, expected "
-                        f"{length} of {h}x{w}; run `apprentice dataset verify`"
-                    )
-                cache[start : start + length] = torch.from_numpy(frames).permute(0, 3, 1, 2)
-            self.frames[key] = cache.to(self.device)
+            shape = self.shapes[key]
+            if storage == "disk":
+                root = Path(cache_root) if cache_root is not None else frames_cache_root()
+                self.frames[key] = DiskFrames.open_or_fill(
+                    dataset, key, shape, starts.tolist(), root, num_workers, chunk_frames, log
+                )
+                continue
+            # Allocated where it lives and filled chunk by chunk: a GPU cache never passes through a
+            # host copy of all frames.
+            cache = torch.empty((n, *shape), dtype=torch.uint8, device=self.device, pin_memory=pin)
+
+            def write(row: int, frames: Tensor, cache: Tensor = cache) -> None:
+                cache[row : row + len(frames)].copy_(frames)
+
+            fill_frames(dataset, key, shape, starts.tolist(), write, num_workers, chunk_frames)
+            self.frames[key] = cache
 
     @staticmethod
-    def nbytes(dataset: Any, image_keys: list[str]) -> int:
-        """Bytes the frame cache of `dataset` will take (to choose CPU or GPU before building it)."""
-        return sum(dataset.num_frames * int(np.prod(_hwc(dataset.features[k]))) for k in image_keys)
+    def nbytes(
+        dataset: Any, image_keys: list[str], image_shapes: dict[str, tuple[int, int, int]] | None = None
+    ) -> int:
+        """Bytes the frame cache of `dataset` will take (to choose its place before building it)."""
+        shapes = cache_shapes(dataset, image_keys, image_shapes)
+        return sum(dataset.num_frames * int(np.prod(shapes[k])) for k in image_keys)
+
+    def close(self) -> None:
+        for store in self.frames.values():
+            if isinstance(store, DiskFrames):
+                store.close()
 
     def __len__(self) -> int:
         return len(self.sample_rows)
@@ -126,6 +158,17 @@ def to_device(
             if channels_last and value.dim() == 4:
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
+    return out
+
+
+def cache_shapes(
+    dataset: Any, image_keys: list[str], image_shapes: dict[str, tuple[int, int, int]] | None
+) -> dict[str, tuple[int, int, int]]:
+    """(C, H, W) each camera is cached at: the policy's input shape, else the dataset's own."""
+    out = {}
+    for key in image_keys:
+        h, w, c = _hwc(dataset.features[key])
+        out[key] = tuple(int(d) for d in (image_shapes or {}).get(key, (c, h, w)))
     return out
 
 
@@ -184,8 +227,9 @@ class Prefetcher:
     """Gathers the next batches on a background thread (index_select releases the GIL) while the GPU
     trains on the current one; the gathered CPU tensors are pinned, so the copy overlaps compute too."""
 
-    def __init__(self, cache: FrameCache, order: Iterator[Tensor], depth: int = 3) -> None:
+    def __init__(self, cache: FrameCache, order: Iterator[Tensor], depth: int = 3, start: int = 0) -> None:
         self.cache, self.order = cache, order
+        self.position = start  # micro-batches handed out so far (the data position a checkpoint stores)
         self.pin = cache.device.type == "cpu" and torch.cuda.is_available()
         self.on_device = cache.device.type != "cpu"
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -213,6 +257,7 @@ class Prefetcher:
             self.queue.put(exc)
 
     def next(self) -> dict[str, Tensor]:
+        self.position += 1
         if self.on_device:  # gathers on the GPU are asynchronous kernels already
             return self.cache.gather(next(self.order))
         item = self.queue.get()
@@ -224,6 +269,7 @@ class Prefetcher:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(timeout=5)
+        self.cache.close()
 
 
 class StreamingBatches:
@@ -238,7 +284,10 @@ class StreamingBatches:
         rank: int = 0,
         world_size: int = 1,
         drop_n_last_frames: int = 0,
+        image_shapes: dict[str, tuple[int, int, int]] | None = None,
     ) -> None:
+        if image_shapes:
+            dataset = ResizedSamples(dataset, image_shapes)
         if drop_n_last_frames:  # the same frames as the cache path
             dataset = torch.utils.data.Subset(dataset, sample_rows(dataset, drop_n_last_frames).tolist())
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
@@ -252,6 +301,7 @@ class StreamingBatches:
         self._epoch = 0
 
     def skip_to(self, micro_batch: int) -> None:
+        self.position = micro_batch
         self._epoch = micro_batch // self.per_epoch
         self._iter = self._epoch_iter(skip=micro_batch % self.per_epoch)
 
@@ -275,7 +325,76 @@ class StreamingBatches:
     def next(self) -> dict[str, Tensor]:
         if self._iter is None:
             self.skip_to(0)
+        self.position += 1
         return next(self._iter)
 
     def close(self) -> None:
         self._iter = None
+
+
+class ResizedSamples(torch.utils.data.Dataset):
+    """The per-sample path at the policy's image size: each sample's frames resized exactly as the cache's
+    (through uint8, policies.image_resize), in the DataLoader workers."""
+
+    def __init__(self, dataset: Any, image_shapes: dict[str, tuple[int, int, int]]) -> None:
+        self.dataset, self.image_shapes = dataset, image_shapes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.dataset[i]
+        for key, (_, h, w) in self.image_shapes.items():
+            if key in item and tuple(item[key].shape[-2:]) != (h, w):
+                item[key] = resize_frames(to_uint8(item[key]), (h, w)).float().div_(255.0)
+        return item
+
+
+def apply_input_shapes(
+    inputs: dict[str, Any], shapes: dict[str, list[int]] | None, flag: str = "--policy.input_shapes"
+) -> dict[str, Any]:
+    """The policy's input features with `--policy.input_shapes.<camera>=[C,H,W]` applied to its cameras."""
+    from apprentice.policies import PolicyFeature
+
+    out = dict(inputs)
+    for key, shape in (shapes or {}).items():
+        feature = inputs.get(key)
+        if feature is None or feature.type != "VISUAL":
+            cameras = [k for k, f in inputs.items() if f.type == "VISUAL"]
+            raise TrainError(f"{flag}.{key}: {key} is not a camera of this dataset; cameras: {cameras}")
+        if int(shape[0]) != int(feature.shape[0]):
+            raise TrainError(
+                f"{flag}.{key}={list(shape)}: the dataset's frames have {feature.shape[0]} channels; "
+                f"keep C={feature.shape[0]} and change only H, W"
+            )
+        out[key] = PolicyFeature("VISUAL", tuple(int(d) for d in shape))
+    return out
+
+
+def sample_deltas(config: Any) -> dict[str, list[int]]:
+    """Frame offsets of each key of a training sample: actions, observations, and rewards (TD-MPC)."""
+    deltas = {"action": list(config.action_delta_indices)}
+    if config.observation_delta_indices:
+        deltas.update({k: list(config.observation_delta_indices) for k in config.input_features})
+    if config.reward_delta_indices is not None:
+        deltas[REWARD] = list(config.reward_delta_indices)
+    return deltas
+
+
+def build_frame_cache(cfg: Any, ds: Any, config: Any, device: torch.device, log: Callable[[str], None]) -> FrameCache:
+    """The FrameCache for this run: cameras at the policy's input size, placed per `plan_cache`."""
+    image_keys = list(config.image_features)
+    deltas = sample_deltas(config)
+    numeric = list(dict.fromkeys(k for k in [*config.input_features, *config.output_features, *deltas]
+                                 if k not in image_keys))
+    shapes = {k: tuple(f.shape) for k, f in config.image_features.items()}
+    native = max((int(np.prod(_hwc(ds.features[k]))) for k in image_keys), default=1)
+    window = {k: len(v) for k, v in deltas.items()}
+    batch_bytes = cfg.batch_size * sum(int(np.prod(shapes[k])) * window.get(k, 1) for k in image_keys)
+    plan = plan_cache(cfg.cache_device, cfg.cache_max_gb, device, FrameCache.nbytes(ds, image_keys, shapes),
+                      native, batch_bytes, cfg.num_workers)
+    log(plan.describe())
+    return FrameCache(ds, numeric, image_keys, deltas, getattr(config, "drop_n_last_frames", 0), plan.device,
+                      image_shapes=shapes, storage=plan.storage, cache_root=frames_cache_root(cfg.cache_dir),
+                      num_workers=cfg.num_workers, chunk_frames=plan.chunk_frames, log=log)
+

@@ -32,17 +32,27 @@ from apprentice.policies import (
 )
 from apprentice.train.checkpoint import (
     PRETRAINED,
+    STATE,
     TRAIN_CONFIG,
     load_training_state,
     resolve_checkpoint,
     save_checkpoint,
 )
 from apprentice.train.config import TrainConfig, TrainError
-from apprentice.train.data import FrameCache, Prefetcher, SampleOrder, StreamingBatches, to_device
+from apprentice.train.data import (
+    REWARD,
+    Prefetcher,
+    SampleOrder,
+    StreamingBatches,
+    apply_input_shapes,
+    build_frame_cache,
+    sample_deltas,
+    to_device,
+)
+from apprentice.train.data_position import DATA_POSITION, data_position, resume_position
 from apprentice.train.progress import Progress
 
 log = logging.getLogger("apprentice.train")
-REWARD = "next.reward"
 
 
 def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -67,6 +77,10 @@ def _open_dataset(cfg: TrainConfig) -> Any:
     if not source:
         raise TrainError("no dataset: pass --dataset.root=<dir> or --dataset.repo_id=<user/name>")
     try:
+        if cfg.dataset.root and cfg.dataset.repo_id and not (Path(cfg.dataset.root) / "meta/info.json").is_file():
+            from apprentice.dataset.hub import pull  # as lerobot: --dataset.root is where the repo is put
+
+            pull(cfg.dataset.repo_id, root=cfg.dataset.root, revision=cfg.dataset.revision)
         return LeRobotDataset(source, episodes=cfg.dataset.episodes, revision=cfg.dataset.revision)
     except DatasetError as exc:
         raise TrainError(f"dataset {source}: {exc}") from exc
@@ -88,16 +102,6 @@ def _with_deltas(ds: Any, config: Any, cfg: TrainConfig) -> Any:
     return LeRobotDataset(ds.root, episodes=cfg.dataset.episodes, delta_timestamps=deltas)
 
 
-def sample_deltas(config: Any) -> dict[str, list[int]]:
-    """Frame offsets of each key of a training sample: actions, observations, and rewards (TD-MPC)."""
-    deltas = {"action": list(config.action_delta_indices)}
-    if config.observation_delta_indices:
-        deltas.update({k: list(config.observation_delta_indices) for k in config.input_features})
-    if config.reward_delta_indices is not None:
-        deltas[REWARD] = list(config.reward_delta_indices)
-    return deltas
-
-
 def check_reward_features(config: Any, features: dict[str, Any], source: str) -> None:
     """A policy that learns from rewards (TD-MPC) needs next.reward in the data; say so before training."""
     if config.reward_delta_indices is not None and REWARD not in features:
@@ -114,10 +118,14 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
     inputs, outputs = features_from_dataset(ds.features)
     stats = _dataset_stats(ds, cfg.dataset.use_imagenet_stats)
     overrides = dict(cfg.policy_overrides)
+    input_shapes = overrides.pop("input_shapes", None)  # --policy.input_shapes.<camera>=[C,H,W]
+    inputs = apply_input_shapes(inputs, input_shapes)
     pretrained = overrides.get("pretrained_path")
     if pretrained:  # fine-tuning: the pretrained config and weights, this dataset's stats
         base = load_policy(pretrained, device="cpu")
         fields = {**base.config.to_dict(), **overrides}
+        if input_shapes:
+            fields["input_features"] = apply_input_shapes(base.config.input_features, input_shapes)
         fields.pop("type")
         config = make_config(base.config.type, **fields)
         policy = policy_class(config.type)(config, stats)
@@ -215,6 +223,8 @@ def train(cfg: TrainConfig) -> Path:
     image_keys = list(config.image_features)
     accum = cfg.gradient_accumulation_steps
     seed = cfg.seed or 0
+    image_shapes = {k: tuple(f.shape) for k, f in config.image_features.items()}
+    state_dir = resume_from / STATE if resume_from is not None else None
     if cfg.dataset.streaming:
         source: Any = StreamingBatches(
             _with_deltas(ds, config, cfg),
@@ -224,27 +234,26 @@ def train(cfg: TrainConfig) -> Path:
             rank,
             world,
             drop_n_last_frames=getattr(config, "drop_n_last_frames", 0),
+            image_shapes=image_shapes,
         )
-        source.skip_to(start_step * accum)
+        source.skip_to(resume_position(state_dir, start_step * accum, source.per_epoch, cfg.batch_size))
+        per_epoch = source.per_epoch
     else:
-        deltas = sample_deltas(config)
-        numeric = [k for k in [*config.input_features, *config.output_features, *deltas] if k not in image_keys]
-        numeric = list(dict.fromkeys(numeric))
-        cache_device = _cache_device(cfg, device, ds, image_keys)
         t0 = time.perf_counter()
-        cache = FrameCache(
-            ds, numeric, image_keys, deltas, getattr(config, "drop_n_last_frames", 0), cache_device
-        )
+        cache = build_frame_cache(cfg, ds, config, device, log.info if main else lambda _: None)
         if main:
             log.info(
-                "decoded %d frames x %d cameras into a %s cache in %.1fs",
+                "decoded %d frames x %d cameras into a %s %s cache in %.1fs",
                 ds.num_frames,
                 len(image_keys),
-                cache_device,
+                cache.device,
+                cache.storage,
                 time.perf_counter() - t0,
             )
         order = SampleOrder(len(cache), cfg.batch_size, seed, rank, world, device=cache.device)
-        source = Prefetcher(cache, order.batches(start_step * accum))
+        per_epoch = order.per_epoch
+        start = resume_position(state_dir, start_step * accum, per_epoch, cfg.batch_size)
+        source = Prefetcher(cache, order.batches(start), start=start)
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = (out / "logs" / "train.jsonl") if main else None
@@ -308,7 +317,10 @@ def train(cfg: TrainConfig) -> Path:
                 progress.tick(step)
             if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
                 if main:
-                    last_dir = save_checkpoint(out, step, policy, optimizer, scheduler, train_dict)
+                    position = data_position(source, per_epoch, cfg.batch_size, seed, world)
+                    last_dir = save_checkpoint(
+                        out, step, policy, optimizer, scheduler, train_dict, {DATA_POSITION: position}
+                    )
                 if world > 1:
                     dist.barrier()
     finally:
@@ -322,16 +334,6 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return last_dir
-
-
-def _cache_device(cfg: TrainConfig, device: torch.device, ds: Any, image_keys: list[str]) -> torch.device:
-    if cfg.cache_device == "cpu" or device.type != "cuda":
-        return torch.device("cpu")
-    if cfg.cache_device == "cuda":
-        return device
-    free, _ = torch.cuda.mem_get_info(device)
-    # On the GPU when the uint8 frames take under a third of free memory: batches never cross PCIe.
-    return device if FrameCache.nbytes(ds, image_keys) < free / 3 else torch.device("cpu")
 
 
 def _wandb(cfg: TrainConfig, out: Path) -> Any:

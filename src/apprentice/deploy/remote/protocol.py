@@ -64,6 +64,7 @@ def feature_problems(
 ) -> list[str]:
     """Every way the checkpoint's features and the client's contract features disagree (empty: they fit)."""
     from apprentice.policies.config import PolicyError, features_from_dataset
+    from apprentice.policies.image_resize import resize_problem
 
     try:
         have_in, have_out = features_from_dataset(dict(contract_features))
@@ -74,6 +75,10 @@ def feature_problems(
         got = have_in.get(key)
         if got is None:
             problems.append(f"the checkpoint needs {key} {feature.type} {tuple(feature.shape)}, the contract lacks it")
+        elif feature.type == "VISUAL":
+            # Another size of the same shape is fine: frames are resized to the checkpoint's (image_resize).
+            if (problem := resize_problem(key, tuple(got.shape), tuple(feature.shape))) is not None:
+                problems.append(problem)
         elif tuple(got.shape) != tuple(feature.shape):
             problems.append(
                 f"{key}: the checkpoint expects {tuple(feature.shape)}, the contract gives {tuple(got.shape)}"

@@ -219,12 +219,15 @@ class PolicyServer:
         """The same raw batched observation PolicyRuntime.build_observation makes, then one chunk."""
         import torch
 
+        from apprentice.policies.image_resize import fit_image
+
         device = getattr(self.policy, "device", "cpu")
         obs: dict[str, Any] = {}
         for key in self.policy.config.input_features:
             tensor = torch.from_numpy(np.array(arrays[key]))  # a copy: frombuffer views are read-only
             if tensor.dtype == torch.uint8 and tensor.ndim == 3:
-                tensor = tensor.permute(2, 0, 1).float().div_(255.0)  # HWC uint8 -> CHW [0, 1]
+                # HWC uint8 -> CHW [0, 1] at the checkpoint's trained size (as PolicyRuntime does)
+                tensor = fit_image(tensor, self.policy.config, key)
             obs[key] = tensor.float().unsqueeze(0).to(device)
         obs["task"] = [task]
         with self._lock, torch.inference_mode():
