@@ -22,6 +22,8 @@ TASKS: dict[str, tuple[str, str]] = {
         "apprentice.sim.aloha_insertion:AlohaInsertionExpert",
     ),
     "pusht": ("apprentice.sim.pusht:PushTEnv", "apprentice.sim.pusht_expert:PushTExpert"),
+    # gym-xarm, gym-hil, metaworld, hf-libero (extras xarm, hil, metaworld, libero)
+    "xarm_lift": ("apprentice.sim.benchmarks.xarm:XarmLiftEnv", "apprentice.sim.benchmarks.xarm:XarmLiftExpert"),
 }
 
 

@@ -22,6 +22,8 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("aloha", "AlohaInsertion-v0"): "aloha_insertion",
     ("pusht", None): "pusht",
     ("pusht", "PushT-v0"): "pusht",
+    ("xarm", None): "xarm_lift",
+    ("xarm", "XarmLift-v0"): "xarm_lift",
 }
 
 
