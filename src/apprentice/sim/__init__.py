@@ -9,6 +9,7 @@ from typing import Any
 
 from apprentice.sim.base import MujocoTask, SimError
 
+_HIL_EXPERT = "apprentice.sim.benchmarks.hil:PandaPickCubeExpert"
 # task name -> (env class, expert class) as "module:attribute": imported on first use, so `reach` never
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
@@ -24,6 +25,10 @@ TASKS: dict[str, tuple[str, str]] = {
     "pusht": ("apprentice.sim.pusht:PushTEnv", "apprentice.sim.pusht_expert:PushTExpert"),
     # gym-xarm, gym-hil, metaworld, hf-libero (extras xarm, hil, metaworld, libero)
     "xarm_lift": ("apprentice.sim.benchmarks.xarm:XarmLiftEnv", "apprentice.sim.benchmarks.xarm:XarmLiftExpert"),
+    **{
+        f"gym_hil_pick_cube{suffix}": (f"apprentice.sim.benchmarks.hil:PandaPickCube{cls}Env", _HIL_EXPERT)
+        for suffix, cls in (("", ""), ("_base", "Base"), ("_gamepad", "Gamepad"), ("_keyboard", "Keyboard"))
+    },
 }
 
 

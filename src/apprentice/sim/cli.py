@@ -24,6 +24,13 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("pusht", "PushT-v0"): "pusht",
     ("xarm", None): "xarm_lift",
     ("xarm", "XarmLift-v0"): "xarm_lift",
+    ("gym_hil", None): "gym_hil_pick_cube",
+    # gym-hil's ids under lerobot's type names: gym_hil (the issue's), hil (lerobot 0.3), gym_manipulator (0.4+)
+    **{
+        (env_type, f"PandaPickCube{variant}-v0"): f"gym_hil_pick_cube{variant and '_' + variant.lower()}"
+        for env_type in ("gym_hil", "hil", "gym_manipulator")
+        for variant in ("", "Base", "Gamepad", "Keyboard")
+    },
 }
 
 
