@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from apprentice.sim.base import MujocoTask, SimError
+from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTIONS
 
 _HIL_EXPERT = "apprentice.sim.benchmarks.hil:PandaPickCubeExpert"
+_METAWORLD_EXPERT = "apprentice.sim.benchmarks.metaworld:MetaworldExpert"
 # task name -> (env class, expert class) as "module:attribute": imported on first use, so `reach` never
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
@@ -28,6 +30,10 @@ TASKS: dict[str, tuple[str, str]] = {
     **{
         f"gym_hil_pick_cube{suffix}": (f"apprentice.sim.benchmarks.hil:PandaPickCube{cls}Env", _HIL_EXPERT)
         for suffix, cls in (("", ""), ("_base", "Base"), ("_gamepad", "Gamepad"), ("_keyboard", "Keyboard"))
+    },
+    **{
+        f"metaworld_{name}": (f"apprentice.sim.benchmarks.metaworld:MetaworldEnv[{name}]", _METAWORLD_EXPERT)
+        for name in [*DIFFICULTY_TO_TASKS, *sorted(TASK_DESCRIPTIONS)]
     },
 }
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from apprentice.sim import TASKS, SimError, make_env, make_expert
+from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTIONS
 
 # LeRobot's (env.type, env.task) names -> our task names; env.task may be omitted where a type has one task.
 ENV_TASKS: dict[tuple[str, str | None], str] = {
@@ -31,6 +32,9 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
         for env_type in ("gym_hil", "hil", "gym_manipulator")
         for variant in ("", "Base", "Gamepad", "Keyboard")
     },
+    ("metaworld", None): "metaworld_push-v3",
+    # MT1 tasks by name (push-v3, ...) and lerobot's MT50 groups (easy, medium, hard, very_hard)
+    **{("metaworld", name): f"metaworld_{name}" for name in [*DIFFICULTY_TO_TASKS, *TASK_DESCRIPTIONS]},
 }
 
 
