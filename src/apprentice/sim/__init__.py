@@ -12,6 +12,7 @@ from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTION
 
 _HIL_EXPERT = "apprentice.sim.benchmarks.hil:PandaPickCubeExpert"
 _METAWORLD_EXPERT = "apprentice.sim.benchmarks.metaworld:MetaworldExpert"
+_LIBERO_EXPERT = "apprentice.sim.benchmarks.libero:LiberoExpertUnavailable"
 # task name -> (env class, expert class) as "module:attribute": imported on first use, so `reach` never
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
@@ -34,6 +35,10 @@ TASKS: dict[str, tuple[str, str]] = {
     **{
         f"metaworld_{name}": (f"apprentice.sim.benchmarks.metaworld:MetaworldEnv[{name}]", _METAWORLD_EXPERT)
         for name in [*DIFFICULTY_TO_TASKS, *sorted(TASK_DESCRIPTIONS)]
+    },
+    **{
+        suite: (f"apprentice.sim.benchmarks.libero:LiberoEnv[{suite}]", _LIBERO_EXPERT)
+        for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
     },
 }
 

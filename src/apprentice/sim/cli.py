@@ -35,6 +35,11 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("metaworld", None): "metaworld_push-v3",
     # MT1 tasks by name (push-v3, ...) and lerobot's MT50 groups (easy, medium, hard, very_hard)
     **{("metaworld", name): f"metaworld_{name}" for name in [*DIFFICULTY_TO_TASKS, *TASK_DESCRIPTIONS]},
+    ("libero", None): "libero_10",
+    **{
+        ("libero", suite): suite
+        for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+    },
 }
 
 
