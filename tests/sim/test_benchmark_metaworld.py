@@ -26,34 +26,36 @@ def test_groups_cover_mt50_and_every_task_has_a_policy() -> None:
     assert task_names("metaworld-push-v3") == ["push-v3"] and len(task_names("very_hard")) == 5
 
 
+@pytest.fixture(scope="module")
+def hard():
+    env = make_env(resolve_task("metaworld", "hard"), seed=0, render=False)
+    yield env
+    env.close()
+
+
 def test_keys_shapes_seeded_layouts_and_render() -> None:
     env = make_env(resolve_task("metaworld", "push-v3"), seed=0, image_height=32, image_width=32)
     try:
-        assert env.fps == 80 and env.max_episode_steps == 500 and env.task == "Push the puck to a goal"
+        assert env.fps == 80 and env.max_episode_steps == 500 and env.task == TASK_DESCRIPTIONS["push-v3"]
         obs, _ = env.reset(seed=3)
         assert set(obs) == {"observation.state", "observation.image"} == set(env.features) - {"action"}
         assert obs["observation.state"].shape == (4,) and obs["observation.image"].shape == (32, 32, 3)
         assert obs["observation.image"].std() > 0 and env.action_space.shape == (4,)
-        puck = env._raw[4:7].copy()
+        layout = env.inner._last_rand_vec.copy()  # the object and goal positions drawn at reset
         env.reset(seed=3)
-        np.testing.assert_allclose(env._raw[4:7], puck)
+        np.testing.assert_allclose(env.inner._last_rand_vec, layout)
         env.reset(seed=4)
-        assert not np.allclose(env._raw[4:7], puck)
+        assert not np.allclose(env.inner._last_rand_vec, layout)
     finally:
         env.close()
 
 
-def test_expert_on_a_few_tasks_and_a_group_plays_its_tasks_in_turn() -> None:
-    env = make_env("metaworld_reach-v3", seed=0, render=False)
-    expert = make_expert(env)
-    assert all(run_expert_episode(env, expert, s, 0)[0] for s in (0, 1))
-    env.close()
-    group = make_env("metaworld_hard", seed=0, render=False)  # builds a task's env on first use: 2 here
-    seen = [(group.reset(seed=s), group.task_name)[1] for s in (0, 1, 6, 7)]
-    hard = DIFFICULTY_TO_TASKS["hard"]
-    assert seen == [hard[0], hard[1], hard[0], hard[1]] and group.task == TASK_DESCRIPTIONS[hard[1]]
-    assert run_expert_episode(group, make_expert(group), 1, 0)[0]  # the group's expert follows the task
-    group.close()
+def test_a_group_plays_its_tasks_in_turn_and_the_expert_follows(hard) -> None:
+    seen = [(hard.reset(seed=s), hard.task_name)[1] for s in (0, 1, 6, 7)]
+    tasks = DIFFICULTY_TO_TASKS["hard"]
+    assert seen == [tasks[0], tasks[1], tasks[0], tasks[1]] and hard.task == TASK_DESCRIPTIONS[tasks[1]]
+    expert = make_expert(hard)
+    assert all(run_expert_episode(hard, expert, seed, 0)[0] for seed in (0, 1))  # assembly, hand-insert
 
 
 def test_unknown_task_and_missing_extra(monkeypatch) -> None:
