@@ -27,6 +27,7 @@ def test_suite_task_lists_come_from_the_bddl_files(suite: str) -> None:
     assert all((folder / t.bddl_file).is_file() for t in tasks)
     assert all(t.language and t.language == t.language.strip() for t in tasks)
     assert resolve_task("libero", suite) == suite
+    assert libero.suite_members(suite) == [(suite, {"task_id": i}) for i in range(10)]
 
 
 def test_features_and_state_layout() -> None:

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("metaworld")
 
 from apprentice.sim import SimError, make_env, make_expert
-from apprentice.sim.benchmarks.metaworld import policy_class_name, task_names
+from apprentice.sim.benchmarks.metaworld import policy_class_name, suite_members, task_names
 from apprentice.sim.cli import resolve_task
 from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTIONS
 from apprentice.sim.record import run_expert_episode
@@ -24,6 +24,7 @@ def test_groups_cover_mt50_and_every_task_has_a_policy() -> None:
     assert sorted(grouped) == sorted(TASK_DESCRIPTIONS) == sorted(metaworld.ALL_V3_ENVIRONMENTS)
     assert all(hasattr(metaworld.policies, policy_class_name(t)) for t in TASK_DESCRIPTIONS)
     assert task_names("metaworld-push-v3") == ["push-v3"] and len(task_names("very_hard")) == 5
+    assert suite_members("hard") == [f"metaworld_{t}" for t in DIFFICULTY_TO_TASKS["hard"]]
 
 
 @pytest.fixture(scope="module")

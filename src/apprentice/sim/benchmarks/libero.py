@@ -124,11 +124,18 @@ class LiberoEnv(BenchmarkEnv):
         max_episode_steps: int | None = None,
         obs_type: str = "pixels_agent_pos",
         gym_task: str = "libero_10",
+        task_id: int | None = None,
     ) -> None:
         if obs_type != "pixels_agent_pos":
             raise SimError(f"libero: obs_type {obs_type!r} is not supported; use pixels_agent_pos")
         self.suite = gym_task
         self.tasks = suite_tasks(gym_task)
+        self._first_id = task_id or 0  # the suite's id of self.tasks[0]
+        if task_id is not None:
+            if not 0 <= task_id < len(self.tasks):
+                raise SimError(f"{gym_task}: task_id {task_id} is not in [0, {len(self.tasks) - 1}]")
+            # one task (lerobot-eval's per-task env): its init states in turn, seed s -> state s % n
+            self.tasks = [self.tasks[task_id]]
         assets_dir()
         import_benchmark("robosuite", "libero", "robosuite (an hf-libero dependency)")
         self._libero = import_benchmark("libero.libero", "libero", "hf-libero")
@@ -196,7 +203,7 @@ class LiberoEnv(BenchmarkEnv):
         for robot in self.inner.robots:
             robot.controller.use_delta = True  # lerobot's control_mode="relative"
         self._raw = raw
-        return self._convert(raw), {"is_success": False, "task_id": self.task_id}
+        return self._convert(raw), {"is_success": False, "task_id": self._first_id + self.task_id}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float32).reshape(-1)
@@ -208,7 +215,7 @@ class LiberoEnv(BenchmarkEnv):
         success = bool(self.inner.check_success())
         terminated = bool(done or (success and self.terminate_on_success))
         truncated = self._elapsed >= self.max_episode_steps
-        info = {**info, "is_success": success, "task_id": self.task_id}
+        info = {**info, "is_success": success, "task_id": self._first_id + self.task_id}
         return self._convert(raw), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray:
@@ -237,6 +244,12 @@ class LiberoExpertUnavailable:
             "libero has no scripted expert (its demonstrations are human teleoperation); record with a policy "
             "or use the LIBERO datasets"
         )
+
+
+def suite_members(suite: str) -> list[tuple[str, dict[str, Any]]]:
+    """A suite as per-task envs, in the package's order: [(the suite's TASKS name, {"task_id": i}), ...]
+    (the form of `apprentice.sim.SUITES`, for lerobot-eval's per-task results)."""
+    return [(suite, {"task_id": i}) for i in range(len(suite_tasks(suite)))]
 
 
 def __getattr__(attr: str) -> Any:

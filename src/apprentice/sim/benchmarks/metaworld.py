@@ -42,6 +42,11 @@ def task_names(task: str) -> list[str]:
     )
 
 
+def suite_members(group: str) -> list[str]:
+    """A difficulty group as its MT1 tasks' TASKS names (the form of `apprentice.sim.SUITES`)."""
+    return [f"metaworld_{name}" for name in task_names(group)]
+
+
 def policy_class_name(task: str) -> str:
     """Meta-World's scripted policy for an MT1 task: push-v3 -> SawyerPushV3Policy."""
     words = task.removesuffix("-v3").split("-")
