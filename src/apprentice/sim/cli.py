@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 
 from apprentice.sim import TASKS, SimError, make_env, make_expert
-from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTIONS
 
 # LeRobot's (env.type, env.task) names -> our task names; env.task may be omitted where a type has one task.
 ENV_TASKS: dict[tuple[str, str | None], str] = {
@@ -34,7 +33,7 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
     },
     ("metaworld", None): "metaworld_push-v3",
     # MT1 tasks by name (push-v3, ...) and lerobot's MT50 groups (easy, medium, hard, very_hard)
-    **{("metaworld", name): f"metaworld_{name}" for name in [*DIFFICULTY_TO_TASKS, *TASK_DESCRIPTIONS]},
+    **{("metaworld", name.removeprefix("metaworld_")): name for name in TASKS if name.startswith("metaworld_")},
     ("libero", None): "libero_10",
     **{
         ("libero", suite): suite
