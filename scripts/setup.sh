@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh Debian/Ubuntu machine with Python 3.11 (idempotent; prints each step).
 #   - creates .venv, installs ROS 2 Kilted from PyPI wheels (or uses an apt-installed ROS 2 if found),
-#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev]`) and colcon-builds it into install/,
+#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev,xarm,hil,metaworld]`) and colcon-builds it,
+#   - installs gym-xarm and hf-libero without their dependencies (see "Simulation benchmarks" in README.md),
 #   - builds ROS 2's launch tooling into .ros2-launch/ when ../shared/ros2-launch is there (see below).
 # Afterwards: `source scripts/env.sh`.
-# Environment knobs: PYTHON (interpreter, default python3.11), APPRENTICE_EXTRAS (default ros,train,sim,teleop,dev),
+# Environment knobs: PYTHON (interpreter, default python3.11), APPRENTICE_EXTRAS (default
+# ros,train,sim,teleop,dev,xarm,hil,metaworld),
 # TORCH_SPEC (default torch==2.13.0, the CPU build), APPRENTICE_SKIP_APT=1 to skip system packages.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3.11}
-EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev}
+EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev,xarm,hil,metaworld}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
@@ -86,8 +88,21 @@ else
   step "torch present: $(python -c 'import torch; print(torch.__version__)')"
 fi
 
+# mujoco 4.0 is mujoco-core + mujoco-studio, both owning mujoco/ files: moving such a venv to the 3.x the
+# benchmarks cap at would leave a mix of both versions' files, so 4.x leaves first.
+if python -m pip show -q mujoco-core >/dev/null 2>&1; then
+  step "removing mujoco 4.x (mujoco-core, mujoco-studio) before installing the benchmarks' mujoco 3.x"
+  $PIP uninstall -q -y mujoco mujoco-core mujoco-studio
+fi
 step "pip install -e .[$EXTRAS]"
 $PIP install -q -e ".[$EXTRAS]"
+# gym-xarm 0.1.1 pins mujoco<3 yet runs on 3.x (its dependencies come with the xarm extra); hf-libero's own
+# dependencies (robosuite, robomimic, a CUDA torch, wandb, ...) are GBs, and without the Hub its scene
+# assets are absent anyway: on its own it gives the suites and task lists that the tests check.
+if [[ ",$EXTRAS," == *",xarm,"* ]]; then
+  step "pip install --no-deps gym-xarm==0.1.1 hf-libero==0.1.4"
+  $PIP install -q --no-deps gym-xarm==0.1.1 hf-libero==0.1.4
+fi
 
 if [ -z "$APT_ROS" ]; then
   # The message wheels' CMake exports name the build machine's interpreter paths; make them resolve here.

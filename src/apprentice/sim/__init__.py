@@ -6,10 +6,19 @@ No ROS here: `apprentice.nodes.sim_node` puts these envs behind a real arm's top
 
 from __future__ import annotations
 
+import functools
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from apprentice.sim.base import MujocoTask, SimError
+from apprentice.sim.metaworld_tasks import DIFFICULTY_TO_TASKS, TASK_DESCRIPTIONS
 
+LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+
+_HIL_EXPERT = "apprentice.sim.benchmarks.hil:PandaPickCubeExpert"
+_METAWORLD_EXPERT = "apprentice.sim.benchmarks.metaworld:MetaworldExpert"
+_LIBERO_EXPERT = "apprentice.sim.benchmarks.libero:LiberoExpertUnavailable"
 # task name -> (env class, expert class) as "module:attribute": imported on first use, so `reach` never
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
@@ -24,17 +33,39 @@ TASKS: dict[str, tuple[str, str]] = {
     ),
     # gym-pusht's PushT-v0 (pip install 'apprentice[sim]')
     "pusht": ("apprentice.sim.benchmarks.pusht:PushTEnv", "apprentice.sim.benchmarks.pusht_expert:PushTExpert"),
+    # gym-xarm, gym-hil, metaworld, hf-libero (extras xarm, hil, metaworld, libero)
+    "xarm_lift": ("apprentice.sim.benchmarks.xarm:XarmLiftEnv", "apprentice.sim.benchmarks.xarm:XarmLiftExpert"),
+    **{
+        f"gym_hil_pick_cube{suffix}": (f"apprentice.sim.benchmarks.hil:PandaPickCube{cls}Env", _HIL_EXPERT)
+        for suffix, cls in (("", ""), ("_base", "Base"), ("_gamepad", "Gamepad"), ("_keyboard", "Keyboard"))
+    },
+    **{
+        f"metaworld_{name}": (f"apprentice.sim.benchmarks.metaworld:MetaworldEnv[{name}]", _METAWORLD_EXPERT)
+        for name in sorted(TASK_DESCRIPTIONS)
+    },
+    **{
+        # one task of a LIBERO suite, chosen by make_env's task_id; the suite itself is in SUITES
+        f"{suite}_task": (f"apprentice.sim.benchmarks.libero:LiberoEnv[{suite}]", _LIBERO_EXPERT)
+        for suite in LIBERO_SUITES
+    },
 }
 
 # suite name -> its tasks, for multi-task evaluation (LIBERO's suites, Meta-World's difficulty groups):
 # a list whose items are TASKS names or (TASKS name, make_env kwargs), or "module:function" returning
 # that list on first use (a suite read from a benchmark's own files costs nothing until evaluated).
-SUITES: dict[str, list[str | tuple[str, dict[str, Any]]] | str] = {}
+def _libero_suite(suite: str) -> list[tuple[str, dict[str, Any]]]:
+    return importlib.import_module("apprentice.sim.benchmarks.libero").suite_members(suite)
+
+
+SUITES: dict[str, list[str | tuple[str, dict[str, Any]]] | str | Callable[[], list]] = {
+    # Meta-World's MT50 difficulty groups, as lerobot reports them
+    **{f"metaworld_{group}": [f"metaworld_{t}" for t in tasks] for group, tasks in DIFFICULTY_TO_TASKS.items()},
+    # LIBERO's suites: their task lists come from hf-libero's bddl files, read when first evaluated
+    **{suite: functools.partial(_libero_suite, suite) for suite in LIBERO_SUITES},
+}
 
 
 def _resolve(name: str, index: int) -> Any:
-    import importlib
-
     if name not in TASKS:
         raise SimError(f"unknown sim task {name!r}; choose one of {sorted(TASKS)}")
     module, attribute = TASKS[name][index].split(":")
@@ -43,14 +74,14 @@ def _resolve(name: str, index: int) -> Any:
 
 def suite_tasks(name: str) -> list[tuple[str, dict[str, Any]]]:
     """The (task, env kwargs) pairs of suite `name`, in the suite's order."""
-    import importlib
-
     if name not in SUITES:
         raise SimError(f"unknown sim suite {name!r}; choose one of {sorted(SUITES)}")
     members = SUITES[name]
     if isinstance(members, str):
         module, attribute = members.split(":")
         members = getattr(importlib.import_module(module), attribute)()
+    elif callable(members):
+        members = members()
     tasks = [(m, {}) if isinstance(m, str) else (m[0], dict(m[1])) for m in members]
     unknown = sorted({t for t, _ in tasks if t not in TASKS})
     if unknown or not tasks:

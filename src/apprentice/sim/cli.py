@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from apprentice.sim import SUITES, TASKS, SimError, make_env, make_expert, suite_tasks
+from apprentice.sim import LIBERO_SUITES, SUITES, TASKS, SimError, make_env, make_expert, suite_tasks
 from apprentice.sim.eval import EvalTask, eval_tasks
 
 # LeRobot's (env.type, env.task) names -> our registry names (a TASKS task, or a SUITES suite for
@@ -24,6 +24,24 @@ ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("aloha", "AlohaInsertion-v0"): "aloha_insertion",
     ("pusht", None): "pusht",
     ("pusht", "PushT-v0"): "pusht",
+    ("xarm", None): "xarm_lift",
+    ("xarm", "XarmLift-v0"): "xarm_lift",
+    ("gym_hil", None): "gym_hil_pick_cube",
+    # gym-hil's ids under lerobot's type names: gym_hil (the issue's), hil (lerobot 0.3), gym_manipulator (0.4+)
+    **{
+        (env_type, f"PandaPickCube{variant}-v0"): f"gym_hil_pick_cube{variant and '_' + variant.lower()}"
+        for env_type in ("gym_hil", "hil", "gym_manipulator")
+        for variant in ("", "Base", "Gamepad", "Keyboard")
+    },
+    ("metaworld", None): "metaworld_push-v3",
+    # MT1 tasks by name (push-v3, ...) and lerobot's MT50 groups (easy, medium, hard, very_hard: SUITES)
+    **{
+        ("metaworld", name.removeprefix("metaworld_")): name
+        for name in [*TASKS, *SUITES]
+        if name.startswith("metaworld_")
+    },
+    ("libero", None): "libero_10",
+    **{("libero", suite): suite for suite in LIBERO_SUITES},
 }
 
 
