@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from apprentice.policies.checkpointing import Checkpointable
 from apprentice.policies.config import PolicyError
 
 Norm = Literal["batch", "frozen", "group"]
@@ -67,7 +68,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet18(nn.Module):
+class ResNet18(Checkpointable):
     """ResNet-18 trunk (conv1 … layer4); forward returns the layer4 feature map (B, 512, H/32, W/32)."""
 
     feature_channels = 512
@@ -110,8 +111,9 @@ class ResNet18(nn.Module):
         ]
 
     def forward(self, x: Tensor) -> Tensor:
-        for stage in self.stages():
-            x = stage(x)
+        for i, stage in enumerate(self.stages()):
+            # Checkpoint the four residual layers; the stem (conv1/bn1/in-place relu/maxpool) is cheap.
+            x = self.run(stage, x) if i >= 4 else stage(x)
         return x
 
 

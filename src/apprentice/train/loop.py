@@ -3,7 +3,6 @@ checkpoints. Runs alone or under `torchrun` (DistributedDataParallel, one proces
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -32,14 +31,17 @@ from apprentice.policies import (
 )
 from apprentice.train.checkpoint import (
     PRETRAINED,
+    STATE,
     TRAIN_CONFIG,
     load_training_state,
     resolve_checkpoint,
     save_checkpoint,
 )
 from apprentice.train.config import TrainConfig, TrainError
-from apprentice.train.data import FrameCache, Prefetcher, SampleOrder, StreamingBatches, to_device
+from apprentice.train.data import FrameCache, Prefetcher, SampleOrder, StreamingBatches
+from apprentice.train.ema import EMA
 from apprentice.train.progress import Progress
+from apprentice.train.step import TrainStep
 
 log = logging.getLogger("apprentice.train")
 
@@ -166,22 +168,35 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.freeze_backbone:
         for p in policy.backbone_parameters():
             p.requires_grad_(False)
+    if cfg.cuda_graphs and (device.type != "cuda" or world > 1):
+        raise TrainError(
+            "--cuda_graphs=true needs one CUDA device without torchrun (got "
+            f"{device.type}, {world} process(es)); drop the flag or use --compile=true"
+        )
+    if cfg.grad_checkpointing:
+        try:
+            policy.set_grad_checkpointing(True)
+        except PolicyError as exc:
+            raise TrainError(f"--grad_checkpointing=true: {exc}") from exc
     channels_last = cfg.channels_last and device.type == "cuda"
     policy.to(device)
     if channels_last:
         policy.to(memory_format=torch.channels_last)
+    # After resuming, pretrained_model/ held the EMA weights if EMA was on: the live ones come back here.
+    ema = EMA.resume(policy, cfg.ema, resume_from / STATE) if resume_from is not None else EMA(policy, cfg.ema)
+    ema = ema if cfg.ema.enable and main else None
     optimizer = policy.make_optimizer(lr=config.optimizer_lr, fused=device.type == "cuda")
     scheduler = policy.make_scheduler(optimizer, cfg.steps)
     start_step = load_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
+    for group in optimizer.param_groups:  # a checkpoint from a captured run carries capturable=True
+        group["capturable"] = cfg.cuda_graphs
     model: torch.nn.Module = policy
     if world > 1:
         model = DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        model = torch.compile(model)
+        _compile_cache()
+        model = torch.compile(model, mode=cfg.compile_mode)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    )
 
     image_keys = list(config.image_features)
     accum = cfg.gradient_accumulation_steps
@@ -227,26 +242,42 @@ def train(cfg: TrainConfig) -> Path:
     train_dict["output_dir"] = str(out)
     progress = Progress(cfg.steps, start_step, enabled=main)
     params = [p for p in policy.parameters() if p.requires_grad]
-    loss_sum = torch.zeros((), device=device)
-    window_start, window_steps = time.perf_counter(), 0
+    step_fn = TrainStep(
+        model,
+        params,
+        optimizer,
+        device=device,
+        image_keys=image_keys,
+        grad_clip_norm=cfg.grad_clip_norm,
+        bf16=use_bf16,
+        channels_last=channels_last,
+        accum=accum,
+        no_sync=model.no_sync if world > 1 else None,
+        capture=cfg.cuda_graphs,
+    )
+    # Steps until the step is steady: compilation, cuDNN autotuning and graph capture happen in them.
+    warm_steps = step_fn.warmup + 1 if cfg.cuda_graphs else 1
+    loss_sum = step_fn.loss_sum
+    window_start, window_steps, timed_steps = time.perf_counter(), 0, 0
+    loop_start = time.perf_counter()
     last_dir = resume_from / PRETRAINED if resume_from is not None else None
     step = start_step
     try:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
-            for micro in range(accum):
-                batch = to_device(source.next(), device, image_keys, channels_last)
-                sync = contextlib.nullcontext() if micro == accum - 1 or world == 1 else model.no_sync()
-                with sync:
-                    with autocast():
-                        loss, _ = model(batch)
-                    (loss / accum).backward()
-                loss_sum += loss.detach() / accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm, error_if_nonfinite=False)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_fn(source.next)
             if scheduler is not None:
                 scheduler.step()
+            if ema is not None:
+                ema.update(policy)
+            if step == start_step + warm_steps:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if main:
+                    _report_compile(out, cfg, step_fn, time.perf_counter() - loop_start, warm_steps)
+                window_start, timed_steps = time.perf_counter(), 0
+            else:
+                timed_steps += 1
             window_steps += 1
             # Reading the loss forces a GPU sync, so it happens only every log_freq steps.
             if step % cfg.log_freq == 0 or step == cfg.steps:
@@ -259,9 +290,9 @@ def train(cfg: TrainConfig) -> Path:
                 record = {
                     "step": step,
                     "loss": mean_loss,
-                    "grad_norm": float(grad_norm),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "samples_per_s": window_steps * cfg.batch_size * accum * world / max(elapsed, 1e-9),
+                    "grad_norm": float(step_fn.grad_norm),
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    "samples_per_s": timed_steps * cfg.batch_size * accum * world / max(elapsed, 1e-9),
                 }
                 if not math.isfinite(mean_loss):
                     raise TrainError(
@@ -274,12 +305,12 @@ def train(cfg: TrainConfig) -> Path:
                     wandb_run.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
                 progress.update(step, record)
                 loss_sum.zero_()
-                window_start, window_steps = time.perf_counter(), 0
+                window_start, window_steps, timed_steps = time.perf_counter(), 0, 0
             else:
                 progress.tick(step)
             if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
                 if main:
-                    last_dir = save_checkpoint(out, step, policy, optimizer, scheduler, train_dict)
+                    last_dir = save_checkpoint(out, step, policy, optimizer, scheduler, train_dict, ema=ema)
                 if world > 1:
                     dist.barrier()
     finally:
@@ -303,6 +334,57 @@ def _cache_device(cfg: TrainConfig, device: torch.device, ds: Any, image_keys: l
     free, _ = torch.cuda.mem_get_info(device)
     # On the GPU when the uint8 frames take under a third of free memory: batches never cross PCIe.
     return device if FrameCache.nbytes(ds, image_keys) < free / 3 else torch.device("cpu")
+
+
+def compile_cache_dir() -> Path:
+    """Where torch.compile keeps its artifacts across runs (inductor's FX-graph and AOTAutograd caches,
+    Triton kernels): $TORCHINDUCTOR_CACHE_DIR if set, else $XDG_CACHE_HOME/apprentice/torchinductor
+    (~/.cache/...) — not torch's default under /tmp, which does not survive a reboot."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "apprentice" / "torchinductor"
+
+
+def _compile_cache() -> None:
+    root = compile_cache_dir()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+
+
+def _report_compile(out: Path, cfg: TrainConfig, step_fn: TrainStep, seconds: float, steps: int) -> None:
+    """The warm-up cost (compilation, autotuning, capture) apart from the steady samples/s."""
+    info = {
+        "compile_s": round(seconds, 3),
+        "warmup_steps": steps,
+        "compile": cfg.compile,
+        "compile_mode": cfg.compile_mode if cfg.compile else None,
+        "cuda_graphs": cfg.cuda_graphs,
+        "captured": step_fn.captured,
+        "capture_s": round(step_fn.capture_s, 3),
+        "capture_error": step_fn.fallback,
+        "cache_dir": str(compile_cache_dir()) if cfg.compile else None,
+    }
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "compile.json").write_text(json.dumps(info, indent=2))
+    log.info(
+        "warm-up (%s) took %.1fs over %d step(s)%s",
+        "+".join(k for k, on in (("compile", cfg.compile), ("cuda graph", step_fn.captured)) if on) or "eager",
+        seconds,
+        steps,
+        f"; capture failed: {step_fn.fallback}" if step_fn.fallback else "",
+    )
+
+
+def read_compile_report(output_dir: str | Path) -> dict[str, Any]:
+    """logs/compile.json of a run: compile_s (warm-up wall time) and how the step ran."""
+    return json.loads((Path(output_dir) / "logs" / "compile.json").read_text())
 
 
 def _wandb(cfg: TrainConfig, out: Path) -> Any:
@@ -329,4 +411,4 @@ def read_metrics(output_dir: str | Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["TRAIN_CONFIG", "read_metrics", "train"]
+__all__ = ["TRAIN_CONFIG", "compile_cache_dir", "read_compile_report", "read_metrics", "train"]
