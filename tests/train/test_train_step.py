@@ -34,7 +34,7 @@ def _policy_and_batches(root: Path, kind: str, n: int, seed: int = 0, **extra):
     }
     tiny = TINY_ACT if kind == "act" else TINY_DIFFUSION
     torch.manual_seed(seed)
-    policy = make_policy(make_config(kind, **tiny, **feats, **extra), _dataset_stats(ds, True)).train()
+    policy = make_policy(make_config(kind, **{**tiny, **extra}, **feats), _dataset_stats(ds, True)).train()
     key = (str(root), kind, n, seed)
     if key not in _BATCHES:
         config = policy.config
@@ -57,7 +57,7 @@ def _run(policy, batches, static: bool, model=None) -> tuple[list[float], dict[s
     losses = []
     it = iter(batches)
     for _ in batches:
-        step(lambda: next(it))
+        step(it.__next__)
         losses.append(float(step.loss_sum))
         step.loss_sum.zero_()
     return losses, {k: v.detach().clone() for k, v in policy.state_dict().items()}
@@ -175,3 +175,62 @@ def test_bad_speed_flags_are_clear_errors(tiny_dataset, tmp_path, flags, match):
             "--steps=1", "--policy.device=cpu", "--save_checkpoint=false"]
     with pytest.raises(TrainError, match=match.replace("(", r"\(")):
         train(TrainConfig.from_args(base + flags))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+
+
+@cuda
+def test_cuda_graph_step_matches_eager_on_cuda(tiny_dataset):
+    """On a GPU: the replayed graph trains like the eager step (ACT without dropout/VAE: deterministic)."""
+    device = torch.device("cuda")
+    losses = []
+    for capture in (False, True):
+        policy, batches = _policy_and_batches(tiny_dataset, "act", 8, dropout=0.0, use_vae=False)
+        policy.to(device)
+        opt = policy.make_optimizer(lr=1e-3, fused=True)
+        step = TrainStep(policy, [p for p in policy.parameters() if p.requires_grad], opt, device=device,
+                         image_keys=list(policy.config.image_features), grad_clip_norm=1.0, capture=capture)
+        it = iter(batches)
+        run = []
+        for _ in batches:
+            step(it.__next__)
+            run.append(float(step.loss_sum))
+            step.loss_sum.zero_()
+        assert step.captured == capture, step.fallback
+        losses.append(run)
+    assert losses[0] == pytest.approx(losses[1], rel=2e-3, abs=1e-4)
+
+
+@cuda
+def test_cuda_graph_replays_draw_new_noise(tiny_dataset):
+    """Diffusion under replay: the same batch gives a different loss every step (new noise and timesteps),
+    and the learning rate follows the warm-up schedule through the tensor lr."""
+    device = torch.device("cuda")
+    policy, batches = _policy_and_batches(tiny_dataset, "diffusion", 1, crop_shape=[40, 56],
+                                           scheduler_warmup_steps=50)
+    policy.to(device)
+    opt = policy.make_optimizer(fused=True)
+    sched = policy.make_scheduler(opt, 100)
+    step = TrainStep(policy, [p for p in policy.parameters() if p.requires_grad], opt, device=device,
+                     image_keys=list(policy.config.image_features), grad_clip_norm=10.0, capture=True)
+    losses, lrs = [], []
+    for _ in range(7):
+        step(lambda: batches[0])
+        sched.step()
+        losses.append(float(step.loss_sum))
+        lrs.append(float(opt.param_groups[0]["lr"]))
+        step.loss_sum.zero_()
+    assert step.captured, step.fallback
+    assert len(set(losses[-3:])) == 3
+    assert lrs[-1] > lrs[-2] > lrs[0]  # warm-up continues after capture
+
+
+def test_ema_resume_restores_live_weights_even_with_ema_off(tmp_path):
+    live, averaged = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    EMA(live, EMAConfig(enable=True)).save(live, tmp_path)
+    assert EMA.resume(averaged, EMAConfig(), tmp_path, keep=False) is None
+    assert all(torch.equal(a, b) for a, b in zip(averaged.parameters(), live.parameters()))
+    (tmp_path / "ema_state.json").write_text("{")
+    with pytest.raises(TrainError, match="cannot read the EMA state"):
+        EMA.resume(averaged, EMAConfig(), tmp_path)

@@ -74,16 +74,17 @@ class EMA:
         (state_dir / EMA_STATE).write_text(json.dumps({"optimization_step": self.optimization_step}, indent=4))
 
     @staticmethod
-    def resume(policy: nn.Module, cfg: EMAConfig, state_dir: Path) -> EMA:
+    def resume(policy: nn.Module, cfg: EMAConfig, state_dir: Path, keep: bool = True) -> EMA | None:
         """`policy` was loaded from pretrained_model/ (the EMA weights when EMA was on): those become the
-        shadow, and the live weights come back from training_state/."""
-        ema = EMA(policy, cfg)
+        shadow (when `keep`), and the live weights come back from training_state/ (always: a run resumed
+        with EMA off continues from its live weights, not from the average)."""
+        ema = EMA(policy, cfg) if keep else None
         path = state_dir / LIVE_WEIGHTS
         if not path.is_file():  # a checkpoint written without EMA: start averaging from its weights
             return ema
         try:
             live = load_file(str(path))
-            ema.optimization_step = int(json.loads((state_dir / EMA_STATE).read_text())["optimization_step"])
+            step = int(json.loads((state_dir / EMA_STATE).read_text())["optimization_step"])
         except (OSError, ValueError, KeyError) as exc:
             raise TrainError(
                 f"{state_dir}: cannot read the EMA state ({exc}); resume from an earlier checkpoint"
@@ -94,4 +95,6 @@ class EMA:
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(live[name].to(p.device))
+        if ema is not None:
+            ema.optimization_step = step
         return ema

@@ -183,8 +183,11 @@ def train(cfg: TrainConfig) -> Path:
     if channels_last:
         policy.to(memory_format=torch.channels_last)
     # After resuming, pretrained_model/ held the EMA weights if EMA was on: the live ones come back here.
-    ema = EMA.resume(policy, cfg.ema, resume_from / STATE) if resume_from is not None else EMA(policy, cfg.ema)
-    ema = ema if cfg.ema.enable and main else None
+    keep_ema = cfg.ema.enable and main  # the shadow lives on rank 0 only (DDP ranks hold the same weights)
+    if resume_from is not None:
+        ema = EMA.resume(policy, cfg.ema, resume_from / STATE, keep=keep_ema)
+    else:
+        ema = EMA(policy, cfg.ema) if keep_ema else None
     optimizer = policy.make_optimizer(lr=config.optimizer_lr, fused=device.type == "cuda")
     scheduler = policy.make_scheduler(optimizer, cfg.steps)
     start_step = load_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
@@ -195,7 +198,8 @@ def train(cfg: TrainConfig) -> Path:
         model = DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         _compile_cache()
-        model = torch.compile(model, mode=cfg.compile_mode)
+        # dynamic=False: every batch has the same shape, so one specialized graph (no dynamic-shape kernels).
+        model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
     image_keys = list(config.image_features)
