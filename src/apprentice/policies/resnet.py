@@ -111,10 +111,18 @@ class ResNet18(Checkpointable):
         ]
 
     def forward(self, x: Tensor) -> Tensor:
-        for i, stage in enumerate(self.stages()):
-            # Checkpoint the four residual layers; the stem (conv1/bn1/in-place relu/maxpool) is cheap.
-            x = self.run(stage, x) if i >= 4 else stage(x)
+        stages = self.stages()
+        x = self.run(run_stem, stages[:4], x)  # the stem as one block: its ReLU works in place
+        for stage in stages[4:]:
+            x = self.run(stage, x)
         return x
+
+
+def run_stem(stem: list[nn.Module], x: Tensor) -> Tensor:
+    """conv1 -> bn1 -> relu -> maxpool; its full-resolution activations are the largest of the network."""
+    for module in stem:
+        x = module(x)
+    return x
 
 
 def load_backbone_weights(module: nn.Module, weights: str) -> None:

@@ -72,6 +72,7 @@ class TrainStep:
         self.steps_done = 0
         self.capture_s = 0.0
         self.fallback: str | None = None
+        self._side: torch.cuda.Stream | None = None
         if self.static_mode:
             if accum != 1:
                 raise TrainError("a captured step trains on one micro-batch: --gradient_accumulation_steps=1")
@@ -141,7 +142,8 @@ class TrainStep:
             self.optimizer.zero_grad(set_to_none=True)
             graph = torch.cuda.CUDAGraph()
             # Grads are allocated inside the graph's pool on capture and overwritten on every replay.
-            with torch.cuda.graph(graph):
+            # thread_local: the prefetch thread's pinned-memory work must not invalidate the capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._body()
             self.graph = graph
         except Exception as exc:  # eager keeps training; the reason is logged once and reported
@@ -161,7 +163,9 @@ class TrainStep:
             return
         # Eager on the static buffers: the warm-up steps (on a side stream, as capture wants), or the
         # whole run when capture is off or failed.
-        stream = torch.cuda.Stream() if self.capture and self.fallback is None else None
+        if self.capture and self.fallback is None and self._side is None:
+            self._side = torch.cuda.Stream()
+        stream = self._side if self.capture and self.fallback is None else None
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():

@@ -19,7 +19,7 @@ from apprentice.policies.diffusion.configuration_diffusion import DiffusionConfi
 from apprentice.policies.diffusion.scheduler import NoiseScheduler
 from apprentice.policies.diffusion.unet import ConditionalUnet1d
 from apprentice.policies.normalize import Stats
-from apprentice.policies.resnet import ResNet18, load_backbone_weights
+from apprentice.policies.resnet import ResNet18, load_backbone_weights, run_stem
 
 OBS_IMAGES = "observation.images"
 
@@ -184,8 +184,10 @@ class RgbEncoder(Checkpointable):
             x = F.interpolate(x, size=self.resize_shape, mode="bilinear", antialias=True, align_corners=False)
         if self.crop_shape is not None:
             x = self._crop(x)
-        for i, stage in enumerate(self.backbone):  # torchvision order: the stem, then layer1..layer4
-            x = self.run(stage, x) if i >= 4 else stage(x)
+        stages = list(self.backbone)  # torchvision order: the stem (conv1, bn1, relu, maxpool), layer1..4
+        x = self.run(run_stem, stages[:4], x)
+        for stage in stages[4:]:
+            x = self.run(stage, x)
         return self.relu(self.out(torch.flatten(self.pool(x), start_dim=1)))
 
 
