@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from apprentice.policies import make_config, make_policy  # noqa: E402
+from apprentice.policies import make_config, make_policy
 
 
 def build(kind: str, height: int, width: int) -> torch.nn.Module:
