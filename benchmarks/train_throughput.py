@@ -7,6 +7,15 @@ runs the real trainer (`apprentice.train.train`) in two data modes on the same d
              fits), bf16 autocast on CUDA, fused optimizer, channels_last, background prefetch.
   streaming  the per-sample path LeRobot's trainer uses: a DataLoader whose workers seek and decode
              the mp4 for every sample, fp32, no channels_last (`--dataset.streaming=true`).
+  graphs     cache + `--cuda_graphs=true`: the whole step (forward, backward, clip, fused optimizer)
+             captured once in a CUDA graph and replayed (small batches are launch-bound).
+  graphs_compiled  graphs + `--compile=true` (inductor kernels inside the captured step).
+  compiled   cache + `--compile=true` (torch.compile, --compile-mode, default "default").
+  ckpt       cache + `--grad_checkpointing=true` (compare max_gpu_mem_gb with `cache`).
+  A mode listed twice runs twice (the second as `<mode>_rerun`): with a compiled mode its compile_s
+  shows what the persistent compile cache saves.
+  cache_v04  Diffusion only: cache with lerobot 0.4's Diffusion defaults (horizon 16, 8 action steps,
+             GroupNorm, shared encoder) instead of 0.6's, which are ours now — the loss gap of issue 12.
   lerobot    real lerobot's trainer (`lerobot.scripts.lerobot_train`, 0.4.x) run by another
              interpreter (--lerobot-python) on the same dataset, policy defaults, batch, steps, seed
              and workers, with no pretrained backbone on either side (no downloads here). Its
@@ -18,7 +27,14 @@ VQ-BeT trains its VQ-VAE first (action windows only, no images) for n_vqvae_trai
 run with POLICY_FLAGS' --policy.n_vqvae_training_steps=5, so after the warm-up window every measured
 step is the GPT phase (images through the ResNet, the GPT, the heads) — the cost that dominates training.
 
+Each run reports samples_per_s (median of the log windows after the first), final_loss, compile_s
+(warm-up wall time: compilation, autotuning, graph capture — apart from samples/s), and on CUDA
+max_gpu_mem_gb (peak allocated).
+
 Prints one JSON object. Examples:
+  python benchmarks/train_throughput.py --quick            # CPU smoke run of every local mode, tiny data
+  python benchmarks/train_throughput.py --device cuda --policies act --batch-sizes 8,64 \
+      --modes cache,graphs,graphs_compiled,ckpt --steps-per-batch 8:400,64:80 --log-every 20
   python benchmarks/train_throughput.py --device cuda --batch-sizes 8,64 --steps 30
   python benchmarks/train_throughput.py --device cuda --policies vqbet --batch-sizes 8,64 --steps 30 \
       --modes cache,streaming,lerobot --lerobot-python /path/to/lerobot-venv/bin/python
@@ -50,7 +66,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from apprentice.train import TrainConfig, train
-from apprentice.train.loop import read_metrics
+from apprentice.train.loop import read_compile_report, read_metrics
 
 # Per-policy flags given to both trainers (ours and lerobot's).
 POLICY_FLAGS = {"vqbet": ["--policy.n_vqvae_training_steps=5"]}
@@ -90,15 +106,41 @@ def make_dataset(root: Path, episodes: int, length: int, height: int, width: int
     return time.perf_counter() - t0
 
 
+LEROBOT_04_DIFFUSION = ["--policy.horizon=16", "--policy.n_action_steps=8", "--policy.use_group_norm=true",
+                        "--policy.use_separate_rgb_encoder_per_camera=false"]
+MODE_FLAGS = {
+    "cache": [],
+    "streaming": ["--dataset.streaming=true", "--precision=fp32", "--channels_last=false"],
+    "compiled": ["--compile=true"],
+    "graphs": ["--cuda_graphs=true"],
+    "graphs_compiled": ["--cuda_graphs=true", "--compile=true"],
+    "ckpt": ["--grad_checkpointing=true"],
+    "cache_v04": LEROBOT_04_DIFFUSION,
+}
+# --quick: tiny policies so every mode runs on a CPU in seconds (numbers are a smoke test, not a result)
+QUICK_POLICY = {
+    "act": ["--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_heads=2",
+            "--policy.n_encoder_layers=1", "--policy.n_vae_encoder_layers=1", "--policy.chunk_size=10",
+            "--policy.n_action_steps=10"],
+    "diffusion": ["--policy.down_dims=[32,64]", "--policy.horizon=16", "--policy.n_action_steps=8",
+                  "--policy.diffusion_step_embed_dim=16", "--policy.num_train_timesteps=20"],
+}
+
+
 def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: str, steps: int, log_every: int,
-            workers: int) -> dict:
+            workers: int, extra: list[str] | None = None, compile_mode: str = "default") -> dict:
     flags = [f"--policy.type={policy}", f"--dataset.root={root}", f"--output_dir={out}", f"--batch_size={batch}",
              f"--steps={steps}", f"--log_freq={log_every}", "--save_checkpoint=false", f"--policy.device={device}",
-             f"--num_workers={workers}", "--seed=0", *POLICY_FLAGS.get(policy, [])]
-    if mode == "streaming":
-        flags += ["--dataset.streaming=true", "--precision=fp32", "--channels_last=false"]
-    elif mode == "compiled":
-        flags += ["--compile=true"]
+             f"--num_workers={workers}", "--seed=0", *POLICY_FLAGS.get(policy, []), *(extra or [])]
+    if mode == "cache_v04" and policy != "diffusion":
+        raise ValueError("cache_v04 compares Diffusion defaults; it has no meaning for " + policy)
+    flags += MODE_FLAGS[mode]
+    if "compile" in mode:
+        flags.append(f"--compile_mode={compile_mode}")
+        torch._dynamo.reset()  # each run compiles its own policy, as a fresh `apprentice train` would
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     train(TrainConfig.from_args(flags))
     wall = time.perf_counter() - t0
@@ -106,6 +148,13 @@ def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: s
     steady = [r["samples_per_s"] for r in records[1:]] or [records[-1]["samples_per_s"]]  # window 1 = warm-up
     result = {"samples_per_s": round(statistics.median(steady), 2), "final_loss": round(records[-1]["loss"], 4),
               "wall_s": round(wall, 1), "steps": steps}
+    try:
+        report = read_compile_report(out)
+        result.update(compile_s=report["compile_s"], captured=report["captured"])
+        if report.get("capture_error"):
+            result["capture_error"] = report["capture_error"]
+    except FileNotFoundError:
+        pass
     gc.collect()
     if torch.cuda.is_available():
         result["max_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -173,8 +222,26 @@ def main() -> int:
     parser.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (LeRobot's default, AV1) or h264")
     parser.add_argument("--lerobot-python", default=None,
                         help="interpreter with lerobot 0.4.x installed, for the `lerobot` mode")
+    parser.add_argument("--steps-per-batch", default=None,
+                        help="per-batch step counts, e.g. 8:400,64:80 (the issue's table); overrides --steps")
+    parser.add_argument("--compile-mode", default="default", help="--compile_mode for the compiled modes")
+    parser.add_argument("--extra-flags", default="", help="train flags added to every Apprentice run, e.g. "
+                        "'--policy.down_dims=[64,128,256] --policy.scheduler_warmup_steps=100'")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: tiny dataset and policies, modes cache,ckpt (+ graphs on CUDA)")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
+    extra: dict[str, list[str]] = {}
+    if args.quick:
+        args.episodes, args.length, args.height, args.width, args.vcodec = 2, 40, 96, 128, "h264"
+        args.batch_sizes, args.steps, args.log_every = "8", 6, 2
+        if args.modes == "cache,streaming":
+            args.modes = "cache,ckpt,graphs" if args.device == "cuda" else "cache,ckpt,cache_v04"
+        extra = dict(QUICK_POLICY)
+    for name in args.policies.split(","):
+        extra[name] = [*extra.get(name, []), *args.extra_flags.split()]
+    per_batch = {int(k): int(v) for k, v in (kv.split(":") for kv in args.steps_per_batch.split(","))} \
+        if args.steps_per_batch else {}
 
     work = Path(tempfile.mkdtemp(prefix="apprentice-bench-"))
     root = Path(args.dataset_root) if args.dataset_root else work / "dataset"
@@ -192,27 +259,40 @@ def main() -> int:
     for policy in args.policies.split(","):
         for batch in map(int, args.batch_sizes.split(",")):
             row = {}
+            steps = per_batch.get(batch, args.steps)
             for mode in args.modes.split(","):
+                if mode == "cache_v04" and policy != "diffusion":
+                    continue
+                # A mode named twice runs twice; the second ("<mode>_rerun") shows the compile cache at work.
+                key = f"{mode}_rerun" if mode in row else mode
                 try:
                     if mode == "lerobot":
                         if not args.lerobot_python:
                             raise ValueError("mode lerobot needs --lerobot-python")
-                        row[mode] = run_lerobot(args.lerobot_python, root, work / f"{policy}-{batch}-lerobot", policy,
-                                                batch, args.device, args.steps, args.log_every, args.workers)
+                        row[key] = run_lerobot(args.lerobot_python, root, work / f"{policy}-{batch}-{key}", policy,
+                                               batch, args.device, steps, args.log_every, args.workers)
                     else:
-                        row[mode] = run_one(root, work / f"{policy}-{batch}-{mode}", policy, batch, mode,
-                                            args.device, args.steps, args.log_every, args.workers)
+                        row[key] = run_one(root, work / f"{policy}-{batch}-{key}", policy, batch, mode,
+                                           args.device, steps, args.log_every, args.workers, extra.get(policy),
+                                           args.compile_mode)
                 except Exception as exc:  # report the failure in the JSON and measure the rest
-                    row[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                    row[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
                 finally:
-                    print(f"# {policy} b{batch} {mode}: {row.get(mode)}", file=sys.stderr, flush=True)
+                    print(f"# {policy} b{batch} {key}: {row.get(key)}", file=sys.stderr, flush=True)
             base = row.get("lerobot", {}).get("samples_per_s") or row.get("streaming", {}).get("samples_per_s")
             row["speedup_baseline"] = "lerobot" if row.get("lerobot", {}).get("samples_per_s") else "streaming"
-            for mode in ("cache", "compiled", "streaming"):
+            for mode in MODE_FLAGS:
                 if mode == row["speedup_baseline"]:
                     continue
                 if base and "samples_per_s" in row.get(mode, {}):
                     row[f"speedup_{mode}"] = round(row[mode]["samples_per_s"] / base, 2)
+            cache_sps = row.get("cache", {}).get("samples_per_s")
+            for mode in ("graphs", "graphs_compiled", "compiled"):
+                if cache_sps and "samples_per_s" in row.get(mode, {}):
+                    row[f"{mode}_vs_cache"] = round(row[mode]["samples_per_s"] / cache_sps, 2)
+            if "max_gpu_mem_gb" in row.get("cache", {}) and "max_gpu_mem_gb" in row.get("ckpt", {}):
+                saved = row["cache"]["max_gpu_mem_gb"] - row["ckpt"]["max_gpu_mem_gb"]
+                row["grad_checkpointing_saves_gb"] = round(saved, 2)
             results["runs"][f"{policy}_b{batch}"] = row
     text = json.dumps(results)
     if args.json_out:

@@ -56,6 +56,19 @@ class Policy(nn.Module):
     def backbone_parameters(self) -> list[nn.Parameter]:
         return []
 
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Checkpoint the policy's transformer layers / backbone stages / UNet blocks in training."""
+        from apprentice.policies.checkpointing import Checkpointable
+
+        blocks = [m for m in self.modules() if isinstance(m, Checkpointable)]
+        if not blocks:
+            raise PolicyError(
+                f"{self.config.type}: gradient checkpointing is not implemented for this policy; "
+                "drop --grad_checkpointing"
+            )
+        for m in blocks:
+            m.grad_checkpointing = enabled
+
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
         raise NotImplementedError
 

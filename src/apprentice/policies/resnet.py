@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from apprentice.policies.checkpointing import Checkpointable
 from apprentice.policies.config import PolicyError
 
 Norm = Literal["batch", "frozen", "group"]
@@ -67,7 +68,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet18(nn.Module):
+class ResNet18(Checkpointable):
     """ResNet-18 trunk (conv1 … layer4); forward returns the layer4 feature map (B, 512, H/32, W/32)."""
 
     feature_channels = 512
@@ -110,9 +111,18 @@ class ResNet18(nn.Module):
         ]
 
     def forward(self, x: Tensor) -> Tensor:
-        for stage in self.stages():
-            x = stage(x)
+        stages = self.stages()
+        x = self.run(run_stem, stages[:4], x)  # the stem as one block: its ReLU works in place
+        for stage in stages[4:]:
+            x = self.run(stage, x)
         return x
+
+
+def run_stem(stem: list[nn.Module], x: Tensor) -> Tensor:
+    """conv1 -> bn1 -> relu -> maxpool; its full-resolution activations are the largest of the network."""
+    for module in stem:
+        x = module(x)
+    return x
 
 
 def load_backbone_weights(module: nn.Module, weights: str) -> None:

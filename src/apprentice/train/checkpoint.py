@@ -5,6 +5,9 @@
                                                         optimizer_param_groups.json, rng_state.safetensors,
                                                         scheduler_state.json
 <output_dir>/checkpoints/last -> <step:06d>
+
+With `--ema.enable=true`, pretrained_model/ holds the EMA weights (what eval and deploy load) and
+training_state/ adds live_model.safetensors + ema_state.json (the live weights and the EMA step count).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     train_config: dict[str, Any],
     extra_state: dict[str, dict[str, Any]] | None = None,
+    ema: Any = None,
 ) -> Path:
     """Write checkpoint `step` and point `last` at it; a crash mid-write leaves the previous one intact.
     `extra_state`: more training_state/<name> JSON files (the data position), written in the same swap."""
@@ -48,7 +52,11 @@ def save_checkpoint(
     final = root / f"{step:06d}"
     tmp = root / f".{step:06d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    model_dir = save_policy(policy, tmp / PRETRAINED)
+    if ema is not None:
+        with ema.swapped(policy):
+            model_dir = save_policy(policy, tmp / PRETRAINED)
+    else:
+        model_dir = save_policy(policy, tmp / PRETRAINED)
     (model_dir / TRAIN_CONFIG).write_text(
         json.dumps({**train_config, "policy": policy.config.to_dict()}, indent=4)
     )
@@ -57,7 +65,9 @@ def save_checkpoint(
     (state_dir / "training_step.json").write_text(json.dumps({"step": step}, indent=4))
     _save_optimizer(optimizer, state_dir)
     if scheduler is not None:
-        (state_dir / "scheduler_state.json").write_text(json.dumps(scheduler.state_dict(), indent=4))
+        (state_dir / "scheduler_state.json").write_text(json.dumps(_plain(scheduler.state_dict()), indent=4))
+    if ema is not None:
+        ema.save(policy, state_dir)
     save_file(rng_state(), str(state_dir / "rng_state.safetensors"))
     for name, content in (extra_state or {}).items():
         (state_dir / name).write_text(json.dumps(content, indent=4))
@@ -80,7 +90,18 @@ def _save_optimizer(optimizer: torch.optim.Optimizer, state_dir: Path) -> None:
             tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
             flat[f"state/{pid}/{name}"] = tensor.detach().cpu().contiguous()
     save_file(flat, str(state_dir / "optimizer_state.safetensors"))
-    (state_dir / "optimizer_param_groups.json").write_text(json.dumps(state["param_groups"], indent=4))
+    (state_dir / "optimizer_param_groups.json").write_text(json.dumps(_plain(state["param_groups"]), indent=4))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: a captured step keeps learning rates as device tensors; they are saved as numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _read(path: Path) -> Any:

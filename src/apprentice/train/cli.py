@@ -16,7 +16,8 @@ Flags follow lerobot-train: --dataset.repo_id --dataset.root --dataset.episodes 
 --eval_freq --save_freq --log_freq --grad_clip_norm --num_workers --gradient_accumulation_steps
 --config_path=train_config.json --resume=true --wandb.enable --seed
 Apprentice: --precision={auto,fp32,bf16} --compile --channels_last --cache_device={auto,cpu,cuda}
---freeze_backbone. Multi-GPU: torchrun --nproc_per_node=N -m apprentice.train <flags>.
+--freeze_backbone --compile_mode=... --cuda_graphs --grad_checkpointing --ema.enable --ema.decay ...
+Multi-GPU: torchrun --nproc_per_node=N -m apprentice.train <flags>.
 Online (TD-MPC): --env.type=reach|xarm|... --env.task --env.max_episode_steps --online.steps (--online_steps)
 --online.rollout_n_episodes --online.steps_between_rollouts --online.sampling_ratio --online.env_seed
 --online.buffer_capacity --online.buffer_seed_size (README, "TD-MPC").

@@ -78,6 +78,44 @@ class OnlineConfig:
 
 
 @dataclass
+class EMAConfig:
+    """`--ema.*`: an exponential moving average of the policy weights (newest lerobot's flags and defaults).
+
+    decay_t = 1 - (1 + t / inv_gamma) ** -power, clamped to [min_decay, max_decay] (diffusers' EMAModel
+    warm-up, as Diffusion Policy uses); `decay` instead fixes it at every step. When enabled, the
+    checkpoint's pretrained_model/ holds the EMA weights (what eval and deploy load); the live weights
+    for resuming sit in training_state/."""
+
+    enable: bool = False
+    decay: float | None = None
+    update_after_step: int = 0
+    inv_gamma: float = 1.0
+    power: float = 0.75
+    min_decay: float = 0.0
+    max_decay: float = 0.9999
+    use_for_eval: bool = True
+
+    def check(self) -> None:
+        if not 0.0 <= self.min_decay <= self.max_decay <= 1.0:
+            raise TrainError(
+                f"--ema.min_decay={self.min_decay} --ema.max_decay={self.max_decay}: "
+                "need 0 <= min_decay <= max_decay <= 1"
+            )
+        if self.inv_gamma <= 0 or self.power <= 0:
+            raise TrainError(f"--ema.inv_gamma and --ema.power must be > 0 (got {self.inv_gamma}, {self.power})")
+        if self.update_after_step < 0:
+            raise TrainError(f"--ema.update_after_step must be >= 0 (got {self.update_after_step})")
+        if self.decay is not None:
+            if not 0.0 <= self.decay <= 1.0:
+                raise TrainError(f"--ema.decay={self.decay}: must be in [0, 1]")
+            if (self.min_decay, self.max_decay) != (0.0, 0.9999):
+                raise TrainError("--ema.decay (constant) and --ema.min_decay/--ema.max_decay: set one or the other")
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     policy_type: str | None = None
@@ -102,6 +140,12 @@ class TrainConfig:
     # Apprentice's speed levers (README, "Training", measures each).
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode (README, "Training speed")
+    # Capture forward + backward + clip + optimizer step in one CUDA graph, replayed every step.
+    cuda_graphs: bool = False
+    # Recompute activations in backward (transformer layers, ResNet stages, UNet blocks): less memory.
+    grad_checkpointing: bool = False
+    ema: EMAConfig = field(default_factory=EMAConfig)
     channels_last: bool = True  # only used on CUDA
     cache_device: str = "auto"  # where the decoded uint8 frame cache lives: auto | cpu | cuda
     freeze_backbone: bool = False
@@ -143,10 +187,24 @@ class TrainConfig:
                 f"--cache_max_gb={self.cache_max_gb}; use a size in GB >= 0 (0 = every frame on disk)",
             ),
             (self.num_workers >= 0, f"--num_workers={self.num_workers}; use 0 or more"),
+            (
+                self.compile_mode in COMPILE_MODES,
+                f"--compile_mode={self.compile_mode}; use one of {', '.join(COMPILE_MODES)}",
+            ),
+            (
+                not (self.cuda_graphs and self.compile_mode in ("reduce-overhead", "max-autotune")),
+                f"--cuda_graphs=true captures the whole step itself; --compile_mode={self.compile_mode} would "
+                "capture again inside it: use --compile_mode=default or max-autotune-no-cudagraphs",
+            ),
+            (
+                not (self.cuda_graphs and self.gradient_accumulation_steps > 1),
+                "--cuda_graphs=true replays one whole step; use --gradient_accumulation_steps=1 with it",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise TrainError(message)
+        self.ema.check()
 
     @property
     def device(self) -> str:
@@ -204,12 +262,13 @@ class TrainConfig:
         flags = {
             f.name
             for f in dataclasses.fields(self)
-            if f.name not in ("dataset", "wandb", "env", "online", "policy_overrides", "policy_type")
+            if f.name not in ("dataset", "wandb", "env", "online", "ema", "policy_overrides", "policy_type")
         }
         flags |= {f"dataset.{f.name}" for f in dataclasses.fields(DatasetConfig)}
         flags |= {f"wandb.{f.name}" for f in dataclasses.fields(WandbConfig)}
         flags |= {f"env.{f.name}" for f in dataclasses.fields(EnvConfig)}
         flags |= {f"online.{f.name}" for f in dataclasses.fields(OnlineConfig)}
+        flags |= {f"ema.{f.name}" for f in dataclasses.fields(EMAConfig)}
         flags |= {"policy.type", "policy.lr", "policy.path"}
         if self.policy_type:
             flags |= {f"policy.{f.name}" for f in dataclasses.fields(self._policy_config_class())}
@@ -264,6 +323,7 @@ class TrainConfig:
         cfg.wandb = _sub(WandbConfig, data.pop("wandb", None) or {}, f"{source}: wandb")
         cfg.env = _sub(EnvConfig, data.pop("env", None) or {}, f"{source}: env")
         cfg.online = _sub(OnlineConfig, data.pop("online", None) or {}, f"{source}: online")
+        cfg.ema = _sub(EMAConfig, data.pop("ema", None) or {}, f"{source}: ema")
         optimizer = data.get("optimizer") or {}
         if "grad_clip_norm" in optimizer and "grad_clip_norm" not in data:
             data["grad_clip_norm"] = optimizer["grad_clip_norm"]

@@ -3,7 +3,6 @@ checkpoints. Runs alone or under `torchrun` (DistributedDataParallel, one proces
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -47,10 +46,11 @@ from apprentice.train.data import (
     apply_input_shapes,
     build_frame_cache,
     sample_deltas,
-    to_device,
 )
 from apprentice.train.data_position import DATA_POSITION, data_position, resume_position
+from apprentice.train.ema import EMA
 from apprentice.train.progress import Progress
+from apprentice.train.step import TrainStep
 
 log = logging.getLogger("apprentice.train")
 
@@ -198,13 +198,31 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.freeze_backbone:
         for p in policy.backbone_parameters():
             p.requires_grad_(False)
+    if cfg.cuda_graphs and (device.type != "cuda" or world > 1):
+        raise TrainError(
+            "--cuda_graphs=true needs one CUDA device without torchrun (got "
+            f"{device.type}, {world} process(es)); drop the flag or use --compile=true"
+        )
+    if cfg.grad_checkpointing:
+        try:
+            policy.set_grad_checkpointing(True)
+        except PolicyError as exc:
+            raise TrainError(f"--grad_checkpointing=true: {exc}") from exc
     channels_last = cfg.channels_last and device.type == "cuda"
     policy.to(device)
     if channels_last:
         policy.to(memory_format=torch.channels_last)
+    # After resuming, pretrained_model/ held the EMA weights if EMA was on: the live ones come back here.
+    keep_ema = cfg.ema.enable and main  # the shadow lives on rank 0 only (DDP ranks hold the same weights)
+    if resume_from is not None:
+        ema = EMA.resume(policy, cfg.ema, resume_from / STATE, keep=keep_ema)
+    else:
+        ema = EMA(policy, cfg.ema) if keep_ema else None
     optimizer = policy.make_optimizer(lr=config.optimizer_lr, fused=device.type == "cuda")
     scheduler = policy.make_scheduler(optimizer, cfg.steps)
     start_step = load_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
+    for group in optimizer.param_groups:  # a checkpoint from a captured run carries capturable=True
+        group["capturable"] = cfg.cuda_graphs
     model: torch.nn.Module = policy
     if world > 1:
         model = DistributedDataParallel(
@@ -214,11 +232,10 @@ def train(cfg: TrainConfig) -> Path:
             find_unused_parameters=getattr(policy, "find_unused_parameters", False),
         )
     if cfg.compile:
-        model = torch.compile(model)
+        _compile_cache()
+        # dynamic=False: every batch has the same shape, so one specialized graph (no dynamic-shape kernels).
+        model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    )
 
     image_keys = list(config.image_features)
     accum = cfg.gradient_accumulation_steps
@@ -264,27 +281,43 @@ def train(cfg: TrainConfig) -> Path:
     train_dict["output_dir"] = str(out)
     progress = Progress(cfg.steps, start_step, enabled=main)
     params = [p for p in policy.parameters() if p.requires_grad]
-    loss_sum = torch.zeros((), device=device)
-    window_start, window_steps = time.perf_counter(), 0
+    step_fn = TrainStep(
+        model,
+        params,
+        optimizer,
+        device=device,
+        image_keys=image_keys,
+        grad_clip_norm=cfg.grad_clip_norm,
+        bf16=use_bf16,
+        channels_last=channels_last,
+        accum=accum,
+        no_sync=model.no_sync if world > 1 else None,
+        capture=cfg.cuda_graphs,
+    )
+    # Steps until the step is steady: compilation, cuDNN autotuning and graph capture happen in them.
+    warm_steps = step_fn.warmup + 1 if cfg.cuda_graphs else 1
+    loss_sum = step_fn.loss_sum
+    window_start, window_steps, timed_steps = time.perf_counter(), 0, 0
+    loop_start = time.perf_counter()
     last_dir = resume_from / PRETRAINED if resume_from is not None else None
     step = start_step
     try:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
-            for micro in range(accum):
-                batch = to_device(source.next(), device, image_keys, channels_last)
-                sync = contextlib.nullcontext() if micro == accum - 1 or world == 1 else model.no_sync()
-                with sync:
-                    with autocast():
-                        loss, _ = model(batch)
-                    (loss / accum).backward()
-                loss_sum += loss.detach() / accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm, error_if_nonfinite=False)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_fn(source.next)
             policy.update()  # EMA target networks (TD-MPC); a no-op for most policies
             if scheduler is not None:
                 scheduler.step()
+            if ema is not None:
+                ema.update(policy)
+            if step == start_step + warm_steps:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if main:
+                    _report_compile(out, cfg, step_fn, time.perf_counter() - loop_start, warm_steps)
+                window_start, timed_steps = time.perf_counter(), 0
+            else:
+                timed_steps += 1
             window_steps += 1
             # Reading the loss forces a GPU sync, so it happens only every log_freq steps.
             if step % cfg.log_freq == 0 or step == cfg.steps:
@@ -297,9 +330,9 @@ def train(cfg: TrainConfig) -> Path:
                 record = {
                     "step": step,
                     "loss": mean_loss,
-                    "grad_norm": float(grad_norm),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "samples_per_s": window_steps * cfg.batch_size * accum * world / max(elapsed, 1e-9),
+                    "grad_norm": float(step_fn.grad_norm),
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    "samples_per_s": timed_steps * cfg.batch_size * accum * world / max(elapsed, 1e-9),
                 }
                 if not math.isfinite(mean_loss):
                     raise TrainError(
@@ -312,14 +345,14 @@ def train(cfg: TrainConfig) -> Path:
                     wandb_run.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
                 progress.update(step, record)
                 loss_sum.zero_()
-                window_start, window_steps = time.perf_counter(), 0
+                window_start, window_steps, timed_steps = time.perf_counter(), 0, 0
             else:
                 progress.tick(step)
             if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
                 if main:
                     position = data_position(source, per_epoch, cfg.batch_size, seed, world)
                     last_dir = save_checkpoint(
-                        out, step, policy, optimizer, scheduler, train_dict, {DATA_POSITION: position}
+                        out, step, policy, optimizer, scheduler, train_dict, {DATA_POSITION: position}, ema=ema
                     )
                 if world > 1:
                     dist.barrier()
@@ -334,6 +367,57 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return last_dir
+
+
+def compile_cache_dir() -> Path:
+    """Where torch.compile keeps its artifacts across runs (inductor's FX-graph and AOTAutograd caches,
+    Triton kernels): $TORCHINDUCTOR_CACHE_DIR if set, else $XDG_CACHE_HOME/apprentice/torchinductor
+    (~/.cache/...) — not torch's default under /tmp, which does not survive a reboot."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "apprentice" / "torchinductor"
+
+
+def _compile_cache() -> None:
+    root = compile_cache_dir()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+
+
+def _report_compile(out: Path, cfg: TrainConfig, step_fn: TrainStep, seconds: float, steps: int) -> None:
+    """The warm-up cost (compilation, autotuning, capture) apart from the steady samples/s."""
+    info = {
+        "compile_s": round(seconds, 3),
+        "warmup_steps": steps,
+        "compile": cfg.compile,
+        "compile_mode": cfg.compile_mode if cfg.compile else None,
+        "cuda_graphs": cfg.cuda_graphs,
+        "captured": step_fn.captured,
+        "capture_s": round(step_fn.capture_s, 3),
+        "capture_error": step_fn.fallback,
+        "cache_dir": str(compile_cache_dir()) if cfg.compile else None,
+    }
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "compile.json").write_text(json.dumps(info, indent=2))
+    log.info(
+        "warm-up (%s) took %.1fs over %d step(s)%s",
+        "+".join(k for k, on in (("compile", cfg.compile), ("cuda graph", step_fn.captured)) if on) or "eager",
+        seconds,
+        steps,
+        f"; capture failed: {step_fn.fallback}" if step_fn.fallback else "",
+    )
+
+
+def read_compile_report(output_dir: str | Path) -> dict[str, Any]:
+    """logs/compile.json of a run: compile_s (warm-up wall time) and how the step ran."""
+    return json.loads((Path(output_dir) / "logs" / "compile.json").read_text())
 
 
 def _wandb(cfg: TrainConfig, out: Path) -> Any:
@@ -360,4 +444,4 @@ def read_metrics(output_dir: str | Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["TRAIN_CONFIG", "read_metrics", "train"]
+__all__ = ["TRAIN_CONFIG", "compile_cache_dir", "read_compile_report", "read_metrics", "train"]

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from apprentice.policies.act.configuration_act import ACTConfig
 from apprentice.policies.base import Policy
+from apprentice.policies.checkpointing import Checkpointable
 from apprentice.policies.config import ACTION, OBS_ENV_STATE, OBS_STATE
 from apprentice.policies.normalize import Stats
 from apprentice.policies.resnet import ResNet18, load_backbone_weights
@@ -267,9 +268,10 @@ class ACTEncoderLayer(nn.Module):
         return x if self.pre_norm else self.norm2(x)
 
 
-class ACTEncoder(nn.Module):
+class ACTEncoder(Checkpointable):
     def __init__(self, config: ACTConfig, n_layers: int) -> None:
         super().__init__()
+        self.random = config.dropout > 0
         self.layers = nn.ModuleList([ACTEncoderLayer(config) for _ in range(n_layers)])
         self.norm = nn.LayerNorm(config.dim_model) if config.pre_norm else nn.Identity()
 
@@ -277,7 +279,7 @@ class ACTEncoder(nn.Module):
         self, x: Tensor, pos_embed: Tensor | None = None, key_padding_mask: Tensor | None = None
     ) -> Tensor:
         for layer in self.layers:
-            x = layer(x, pos_embed=pos_embed, key_padding_mask=key_padding_mask)
+            x = self.run(layer, x, pos_embed=pos_embed, key_padding_mask=key_padding_mask, random=self.random)
         return self.norm(x)
 
 
@@ -322,9 +324,10 @@ class ACTDecoderLayer(nn.Module):
         return x if self.pre_norm else self.norm3(x)
 
 
-class ACTDecoder(nn.Module):
+class ACTDecoder(Checkpointable):
     def __init__(self, config: ACTConfig) -> None:
         super().__init__()
+        self.random = config.dropout > 0
         self.layers = nn.ModuleList([ACTDecoderLayer(config) for _ in range(config.n_decoder_layers)])
         self.norm = nn.LayerNorm(config.dim_model)
 
@@ -332,8 +335,13 @@ class ACTDecoder(nn.Module):
         self, x: Tensor, encoder_out: Tensor, decoder_pos_embed: Tensor, encoder_pos_embed: Tensor
     ) -> Tensor:
         for layer in self.layers:
-            x = layer(
-                x, encoder_out, decoder_pos_embed=decoder_pos_embed, encoder_pos_embed=encoder_pos_embed
+            x = self.run(
+                layer,
+                x,
+                encoder_out,
+                decoder_pos_embed=decoder_pos_embed,
+                encoder_pos_embed=encoder_pos_embed,
+                random=self.random,
             )
         return self.norm(x)
 

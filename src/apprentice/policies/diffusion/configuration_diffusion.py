@@ -1,4 +1,6 @@
-"""Diffusion Policy's config: LeRobot's field names, order and defaults."""
+"""Diffusion Policy's config: LeRobot's field names, order and defaults — lerobot 0.6's defaults
+(horizon 64 / 32 action steps, BatchNorm, one encoder per camera), which changed from 0.4's
+(16 / 8, GroupNorm, shared encoder); a config.json from either version sets every field itself."""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ class DiffusionConfig(PolicyConfig):
     type: ClassVar[str] = "diffusion"
 
     n_obs_steps: int = 2
-    horizon: int = 16
-    n_action_steps: int = 8
+    horizon: int = 64
+    n_action_steps: int = 32
     normalization_mapping: dict[str, str] = field(
         default_factory=lambda: {"VISUAL": "MEAN_STD", "STATE": "MIN_MAX", "ACTION": "MIN_MAX"}
     )
     # The original implementation never samples the last frames of an episode (less padding, better
-    # results): horizon - n_action_steps - n_obs_steps + 1.
+    # results): horizon - n_action_steps - n_obs_steps + 1 for its 16/8 horizon; lerobot kept 7 at 64/32.
     drop_n_last_frames: int = 7
     vision_backbone: str = "resnet18"
     resize_shape: tuple[int, int] | None = None
@@ -27,9 +29,9 @@ class DiffusionConfig(PolicyConfig):
     crop_shape: tuple[int, int] | None = None
     crop_is_random: bool = True
     pretrained_backbone_weights: str | None = None
-    use_group_norm: bool = True
+    use_group_norm: bool = False
     spatial_softmax_num_keypoints: int = 32
-    use_separate_rgb_encoder_per_camera: bool = False
+    use_separate_rgb_encoder_per_camera: bool = True
     down_dims: tuple[int, ...] = (512, 1024, 2048)
     kernel_size: int = 5
     n_groups: int = 8

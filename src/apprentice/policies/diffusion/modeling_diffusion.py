@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apprentice.policies.base import Policy
+from apprentice.policies.checkpointing import Checkpointable
 from apprentice.policies.config import ACTION, OBS_ENV_STATE, OBS_STATE
 from apprentice.policies.diffusion.configuration_diffusion import DiffusionConfig
 from apprentice.policies.diffusion.scheduler import NoiseScheduler
 from apprentice.policies.diffusion.unet import ConditionalUnet1d
 from apprentice.policies.normalize import Stats
-from apprentice.policies.resnet import ResNet18, load_backbone_weights
+from apprentice.policies.resnet import ResNet18, load_backbone_weights, run_stem
 
 OBS_IMAGES = "observation.images"
 
@@ -145,7 +146,7 @@ class SpatialSoftmax(nn.Module):
         return (attention @ self.pos_grid.to(attention.dtype)).view(-1, self._out_c, 2)
 
 
-class RgbEncoder(nn.Module):
+class RgbEncoder(Checkpointable):
     """Image (B, 3, H, W) in normalized units -> feature vector (B, 2 * num_keypoints)."""
 
     def __init__(self, config: DiffusionConfig) -> None:
@@ -168,10 +169,14 @@ class RgbEncoder(nn.Module):
         ch, cw = self.crop_shape
         h, w = x.shape[-2:]
         if self.training and self.crop_is_random:
-            top = int(torch.randint(0, h - ch + 1, (1,)))
-            left = int(torch.randint(0, w - cw + 1, (1,)))
-        else:
-            top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
+            # The offsets are drawn on the image's device and applied as a gather: no host sync, and a
+            # captured CUDA graph draws new ones every replay (a Python int would be frozen at capture).
+            top = torch.randint(0, h - ch + 1, (1,), device=x.device)
+            left = torch.randint(0, w - cw + 1, (1,), device=x.device)
+            rows = top + torch.arange(ch, device=x.device)
+            cols = left + torch.arange(cw, device=x.device)
+            return x.index_select(-2, rows).index_select(-1, cols)
+        top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
         return x[..., top : top + ch, left : left + cw]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -179,7 +184,11 @@ class RgbEncoder(nn.Module):
             x = F.interpolate(x, size=self.resize_shape, mode="bilinear", antialias=True, align_corners=False)
         if self.crop_shape is not None:
             x = self._crop(x)
-        return self.relu(self.out(torch.flatten(self.pool(self.backbone(x)), start_dim=1)))
+        stages = list(self.backbone)  # torchvision order: the stem (conv1, bn1, relu, maxpool), layer1..4
+        x = self.run(run_stem, stages[:4], x)
+        for stage in stages[4:]:
+            x = self.run(stage, x)
+        return self.relu(self.out(torch.flatten(self.pool(x), start_dim=1)))
 
 
 class DiffusionModel(nn.Module):
@@ -273,5 +282,7 @@ class DiffusionModel(nn.Module):
         target = noise if self.config.prediction_type == "epsilon" else trajectory
         loss = F.mse_loss(pred.float(), target.float(), reduction="none")
         if self.config.do_mask_loss_for_padding:
-            loss = loss * (~batch["action_is_pad"]).unsqueeze(-1)
+            # lerobot 0.6's normalization: the mean over valid (unpadded) elements, not over all of them.
+            mask = (~batch["action_is_pad"]).unsqueeze(-1)
+            return (loss * mask).sum() / (mask.sum() * loss.shape[-1]).clamp_min(1)
         return loss.mean()

@@ -9,6 +9,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from apprentice.policies.checkpointing import Checkpointable
+
 
 class SinusoidalPosEmb(nn.Module):
     def __init__(self, dim: int) -> None:
@@ -66,7 +68,7 @@ class ConditionalResidualBlock1d(nn.Module):
         return self.conv2(out) + self.residual_conv(x)
 
 
-class ConditionalUnet1d(nn.Module):
+class ConditionalUnet1d(Checkpointable):
     def __init__(
         self,
         action_dim: int,
@@ -126,13 +128,14 @@ class ConditionalUnet1d(nn.Module):
         x = x.transpose(1, 2)
         cond = torch.cat([self.diffusion_step_encoder(timestep).to(global_cond.dtype), global_cond], dim=-1)
         skips = []
+        run = self.run  # each residual block checkpointed when grad_checkpointing is on (as lerobot 0.6)
         for res1, res2, down in self.down_modules:
-            x = res2(res1(x, cond), cond)
+            x = run(res2, run(res1, x, cond), cond)
             skips.append(x)
             x = down(x)
         for block in self.mid_modules:
-            x = block(x, cond)
+            x = run(block, x, cond)
         for res1, res2, up in self.up_modules:
             x = torch.cat((x, skips.pop()), dim=1)
-            x = up(res2(res1(x, cond), cond))
+            x = up(run(res2, run(res1, x, cond), cond))
         return self.final_conv(x).transpose(1, 2)
