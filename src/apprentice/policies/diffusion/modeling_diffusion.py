@@ -158,8 +158,12 @@ class RgbEncoder(Checkpointable):
         self.backbone = nn.Sequential(*trunk.stages())
         c, h, w = next(iter(config.image_features.values())).shape
         hw = self.crop_shape or self.resize_shape or (h, w)
+        # The shape probe runs in eval mode: BatchNorm (lerobot 0.6's default) cannot train on one 1x1 map,
+        # which is what a small input (--policy.input_shapes) gives one dummy frame.
+        self.backbone.eval()
         with torch.no_grad():
             fmap = self.backbone(torch.zeros(1, c, *hw)).shape[1:]
+        self.backbone.train()
         self.pool = SpatialSoftmax(tuple(fmap), num_kp=config.spatial_softmax_num_keypoints)
         self.feature_dim = config.spatial_softmax_num_keypoints * 2
         self.out = nn.Linear(self.feature_dim, self.feature_dim)
