@@ -88,6 +88,13 @@ fi
 
 step "pip install -e .[$EXTRAS]"
 $PIP install -q -e ".[$EXTRAS]"
+# gym-aloha (sim extra) pins mujoco<3.9. A venv that had MuJoCo 4 keeps its split-out mujoco-core and
+# mujoco-studio, which share the mujoco/ folder with 3.8: uninstalling them later would delete 3.8's files.
+if python -m pip show -q mujoco-core >/dev/null 2>&1 && python -c 'import mujoco, sys; sys.exit(mujoco.__version__ >= "4")'; then
+  MJ=$(python -c 'import mujoco; print(mujoco.__version__)')
+  step "removing MuJoCo 4's mujoco-core/mujoco-studio left beside mujoco $MJ; reinstalling mujoco==$MJ"
+  $PIP uninstall -q -y mujoco-studio mujoco-core mujoco && $PIP install -q "mujoco==$MJ"
+fi
 
 if [ -z "$APT_ROS" ]; then
   # The message wheels' CMake exports name the build machine's interpreter paths; make them resolve here.

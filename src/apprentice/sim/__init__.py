@@ -13,13 +13,14 @@ from apprentice.sim.base import MujocoTask, SimError
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
     "reach": ("apprentice.sim.reach:ReachEnv", "apprentice.sim.reach:ReachExpert"),
+    # gym-aloha (the real package): AlohaTransferCube-v0 / AlohaInsertion-v0
     "aloha_transfer_cube": (
-        "apprentice.sim.aloha:AlohaTransferCubeEnv",
-        "apprentice.sim.aloha:AlohaTransferCubeExpert",
+        "apprentice.sim.benchmarks.aloha:AlohaTransferCubeEnv",
+        "apprentice.sim.benchmarks.aloha_expert:TransferCubeExpert",
     ),
     "aloha_insertion": (
-        "apprentice.sim.aloha_insertion:AlohaInsertionEnv",
-        "apprentice.sim.aloha_insertion:AlohaInsertionExpert",
+        "apprentice.sim.benchmarks.aloha:AlohaInsertionEnv",
+        "apprentice.sim.benchmarks.aloha_expert:InsertionExpert",
     ),
     "pusht": ("apprentice.sim.pusht:PushTEnv", "apprentice.sim.pusht_expert:PushTExpert"),
 }
