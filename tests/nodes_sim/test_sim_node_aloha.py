@@ -24,13 +24,16 @@ class Probe:
     """A test-side node keeping the sim's joint_states, images and success flags; publishes commands."""
 
     def __init__(self) -> None:
+        from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Bool, Float64MultiArray
 
         self.node = rclpy.create_node("aloha_probe")
         self.msgs: dict[str, list] = {"joints": [], "image": [], "success": []}
         self.node.create_subscription(JointState, "joint_states", self.msgs["joints"].append, 50)
-        self.node.create_subscription(Image, "cameras/top/image_raw", self.msgs["image"].append, 10)
+        self.node.create_subscription(
+            Image, "cameras/top/image_raw", self.msgs["image"].append, qos_profile_sensor_data
+        )
         self.node.create_subscription(Bool, "sim/is_success", self.msgs["success"].append, 50)
         self.command_pub = self.node.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
 
