@@ -70,6 +70,8 @@ def test_headless_render_at_a_small_size() -> None:
     assert env.observation_space["observation.images.top"].shape == (48, 64, 3)
     assert env.features["observation.images.top"]["shape"] == [48, 64, 3]
     np.testing.assert_array_equal(env.render(), image)
+    env.close()  # frees the GL context; a later render makes a new one
+    assert env.reset(seed=0)[0]["observation.images.top"].shape == (48, 64, 3)
     with pytest.raises(SimError, match="480x640"):
         make_env("aloha_transfer_cube", image_height=960, image_width=1280)
 

@@ -131,6 +131,15 @@ class AlohaBenchmarkEnv(BenchmarkEnv):
                 "or MUJOCO_GL=osmesa (apt: libosmesa6) before Python starts, or pass render=False"
             ) from exc
 
+    def close(self) -> None:
+        # Free dm_control's GL context now, while its render thread lives: left to its atexit hook, the
+        # OSMesa backend prints tracebacks at exit (the thread pool is already shut down by then).
+        physics = self.physics
+        with physics._contexts_lock:
+            if physics._contexts:
+                physics._free_rendering_contexts()
+        super().close()
+
     # --------------------------------------------------------------------------- the hooks
     def _observe(self, physics: Any) -> dict[str, Any]:
         """What gym-aloha's `_format_raw_obs` reads: qpos and images/top (an empty frame when not rendering)."""
