@@ -120,7 +120,7 @@ def test_sim_record_writes_lerobots_aloha_features(tmp_path: Path) -> None:
 
 
 def test_names_and_missing_package_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_name("aloha") == "aloha_transfer_cube"
+    assert resolve_name("aloha") == "aloha_insertion"
     assert resolve_name("AlohaInsertion-v0") == "aloha_insertion"
     with pytest.raises(SimError, match="AlohaTransferCube-v0"):
         resolve_name("AlohaTransferCube-v9")

@@ -17,7 +17,7 @@ from apprentice.sim import TASKS, SimError, make_env, make_expert
 # LeRobot's (env.type, env.task) names -> our task names; env.task may be omitted where a type has one task.
 ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("reach", None): "reach",
-    ("aloha", None): "aloha_transfer_cube",
+    ("aloha", None): "aloha_insertion",  # lerobot's AlohaEnv default task is AlohaInsertion-v0
     ("aloha", "AlohaTransferCube-v0"): "aloha_transfer_cube",
     ("aloha", "AlohaInsertion-v0"): "aloha_insertion",
     ("pusht", None): "pusht",
