@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ACT on ALOHA transfer-cube, end to end on one GPU machine: 50 scripted demonstrations -> train ACT
-# (LeRobot's default architecture) -> seeded evaluation of checkpoints. Prints JSON lines.
+# ACT on ALOHA transfer-cube (gym-aloha's AlohaTransferCube-v0), end to end on one GPU machine: 50 scripted
+# demonstrations -> train ACT (LeRobot's default architecture) -> seeded evaluation of checkpoints. Prints
+# JSON lines. benchmarks/aloha_act.py is the one-JSON version with lerobot's ACT recipe (batch 8, lr 1e-5).
 #
 #   benchmarks/act_transfer_cube.sh record-and-train WORK [TRAIN_SECONDS] [BATCH] [LR]
 #       record 50 expert episodes into WORK/data, then start training in its own process session
@@ -10,7 +11,7 @@
 #       after WAIT_S more seconds of training, stop it, then evaluate the newest checkpoint (and any
 #       named steps, e.g. 002000) on N seeded episodes.
 #
-# Needs: torch with CUDA, mujoco (MUJOCO_GL=egl), PyAV; PYTHONPATH holding src/.
+# Needs: torch with CUDA, gym-aloha (the sim extra; MUJOCO_GL=egl), PyAV; PYTHONPATH holding src/.
 set -euo pipefail
 phase=$1
 work=$2

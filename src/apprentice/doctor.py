@@ -82,6 +82,13 @@ def _module(name: str) -> Callable[[], str]:
     return probe
 
 
+def _gym_aloha() -> str:
+    importlib.import_module("gym_aloha")
+    from importlib.metadata import version
+
+    return f"gym-aloha {version('gym-aloha')}"
+
+
 def _colcon() -> str:
     path = shutil.which("colcon")
     if not path:
@@ -105,6 +112,7 @@ def run_checks() -> list[Check]:
         _probe("feetech", _module("scservo_sdk"), "pip install feetech-servo-sdk", required=False),
         _probe("dynamixel", _module("dynamixel_sdk"), "pip install dynamixel-sdk", required=False),
         _probe("sim", _module("mujoco"), "pip install -e '.[sim]'", required=False),
+        _probe("gym-aloha", _gym_aloha, "pip install -e '.[sim]'  (--env.type=aloha)", required=False),
         _probe("kinematics", _module("pinocchio"), "pip install -e '.[teleop]'", required=False),
     ]
 

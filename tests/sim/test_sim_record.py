@@ -80,7 +80,7 @@ def test_record_refuses_an_existing_root_and_resume_appends(tmp_path: Path) -> N
 
 def test_env_type_and_task_names_follow_lerobot() -> None:
     assert resolve_task("aloha", "AlohaTransferCube-v0") == "aloha_transfer_cube"
-    assert resolve_task("aloha", None) == "aloha_transfer_cube"
+    assert resolve_task("aloha", None) == "aloha_insertion"  # lerobot's default for --env.type=aloha
     assert resolve_task("aloha", "AlohaInsertion-v0") == "aloha_insertion"
     assert resolve_task("pusht", "PushT-v0") == "pusht"
     assert resolve_task("reach", None) == "reach"

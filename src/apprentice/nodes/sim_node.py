@@ -25,6 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import run_node
 from apprentice.sim import SimError, make_env
+from apprentice.sim.cli import resolve_name
 from apprentice.sim.trajectory import TrajectoryFollower
 
 PARAMETERS = (
@@ -52,7 +53,7 @@ class SimNode(Node):
         self.frame_id = str(self.get_parameter("frame_id").value)
         size = {k: int(self.get_parameter(k).value) for k in ("image_height", "image_width")}
         self.env = make_env(
-            task,
+            resolve_name(task),
             seed=self.seed,
             render=bool(self.get_parameter("render").value),
             terminate_on_success=False,

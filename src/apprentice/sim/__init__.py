@@ -23,13 +23,14 @@ _LIBERO_EXPERT = "apprentice.sim.benchmarks.libero:LiberoExpertUnavailable"
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
     "reach": ("apprentice.sim.reach:ReachEnv", "apprentice.sim.reach:ReachExpert"),
+    # gym-aloha (the real package): AlohaTransferCube-v0 / AlohaInsertion-v0
     "aloha_transfer_cube": (
-        "apprentice.sim.aloha:AlohaTransferCubeEnv",
-        "apprentice.sim.aloha:AlohaTransferCubeExpert",
+        "apprentice.sim.benchmarks.aloha:AlohaTransferCubeEnv",
+        "apprentice.sim.benchmarks.aloha_expert:TransferCubeExpert",
     ),
     "aloha_insertion": (
-        "apprentice.sim.aloha_insertion:AlohaInsertionEnv",
-        "apprentice.sim.aloha_insertion:AlohaInsertionExpert",
+        "apprentice.sim.benchmarks.aloha:AlohaInsertionEnv",
+        "apprentice.sim.benchmarks.aloha_expert:InsertionExpert",
     ),
     # gym-pusht's PushT-v0 (pip install 'apprentice[sim]')
     "pusht": ("apprentice.sim.benchmarks.pusht:PushTEnv", "apprentice.sim.benchmarks.pusht_expert:PushTExpert"),

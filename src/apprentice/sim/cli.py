@@ -19,7 +19,7 @@ from apprentice.sim.eval import EvalTask, eval_tasks
 # multi-task evaluation); env.task None is the type's default. Help and errors list what is here.
 ENV_TASKS: dict[tuple[str, str | None], str] = {
     ("reach", None): "reach",
-    ("aloha", None): "aloha_transfer_cube",
+    ("aloha", None): "aloha_insertion",  # lerobot's AlohaEnv default task is AlohaInsertion-v0
     ("aloha", "AlohaTransferCube-v0"): "aloha_transfer_cube",
     ("aloha", "AlohaInsertion-v0"): "aloha_insertion",
     ("pusht", None): "pusht",
@@ -96,6 +96,17 @@ def resolve_eval_tasks(env_type: str, env_task: str | None) -> list[EvalTask]:
     return eval_tasks(tasks)  # refuses an entry named twice
 
 
+def resolve_name(name: str) -> str:
+    """One name to a task: ours ("aloha_insertion"), an env type ("aloha"), or a task id ("AlohaInsertion-v0")."""
+    if name in TASKS:
+        return name
+    for (env_type, env_task), task in ENV_TASKS.items():
+        if name in (env_task, env_type if env_task is None else None):
+            return task
+    known = sorted({*TASKS, *(k for pair in ENV_TASKS for k in pair if k)})
+    raise SimError(f"no simulated task named {name!r}; known: {known}")
+
+
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     types = sorted({t for t, _ in ENV_TASKS})
     parser.add_argument(
@@ -110,9 +121,17 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--env.image_height", dest="image_height", type=int, default=None)
     parser.add_argument("--env.image_width", dest="image_width", type=int, default=None)
+    parser.add_argument(
+        "--env.episode_length",
+        dest="episode_length",
+        type=int,
+        default=None,
+        help="steps per episode (lerobot's name; default: the task's, e.g. aloha 400)",
+    )
 
 
 def env_kwargs(args: argparse.Namespace) -> dict[str, int | str]:
+    """make_env kwargs from the --env.* flags (a bad value raises SimError naming the flag)."""
     kwargs: dict[str, int | str] = {}
     if args.obs_type is not None:
         kwargs["obs_type"] = args.obs_type
@@ -120,6 +139,10 @@ def env_kwargs(args: argparse.Namespace) -> dict[str, int | str]:
         kwargs["image_height"] = args.image_height
     if args.image_width is not None:
         kwargs["image_width"] = args.image_width
+    if getattr(args, "episode_length", None) is not None:
+        if args.episode_length < 1:
+            raise SimError(f"--env.episode_length must be >= 1, got {args.episode_length}")
+        kwargs["max_episode_steps"] = args.episode_length
     return kwargs
 
 
