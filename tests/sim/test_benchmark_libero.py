@@ -11,7 +11,7 @@ pytest.importorskip("libero")
 
 from apprentice.sim import SimError, make_env
 from apprentice.sim.benchmarks import libero
-from apprentice.sim.cli import resolve_task
+from apprentice.sim.cli import resolve_eval_tasks, resolve_task
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,13 @@ def test_suite_task_lists_come_from_the_bddl_files(suite: str) -> None:
     folder = libero._package_root() / "bddl_files" / tasks[0].problem_folder
     assert all((folder / t.bddl_file).is_file() for t in tasks)
     assert all(t.language and t.language == t.language.strip() for t in tasks)
-    assert resolve_task("libero", suite) == suite
+    # a suite evaluates per task, as lerobot-eval: group = the suite, task_id = its place in the suite
+    evals = resolve_eval_tasks("libero", suite)
+    assert [(e.group, e.task_id, e.name, e.env_kwargs) for e in evals] == [
+        (suite, i, f"{suite}_task", {"task_id": i}) for i in range(10)
+    ]
+    with pytest.raises(SimError, match="is a suite of 10 tasks"):
+        resolve_task("libero", suite)  # record/expert take one task
     assert libero.suite_members(suite) == [(f"{suite}_task", {"task_id": i}) for i in range(10)]
 
 

@@ -29,7 +29,7 @@ def test_groups_cover_mt50_and_every_task_has_a_policy() -> None:
 
 @pytest.fixture(scope="module")
 def hard():
-    env = make_env(resolve_task("metaworld", "hard"), seed=0, render=False)
+    env = make_env("metaworld_hard_mixed", seed=0, render=False)
     yield env
     env.close()
 

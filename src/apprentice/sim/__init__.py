@@ -44,6 +44,11 @@ TASKS: dict[str, tuple[str, str]] = {
         f"metaworld_{name}": (f"apprentice.sim.benchmarks.metaworld:MetaworldEnv[{name}]", _METAWORLD_EXPERT)
         for name in sorted(TASK_DESCRIPTIONS)
     },
+    # one env that plays a difficulty group's tasks in turn (task seed % n): a multi-task recording
+    **{
+        f"metaworld_{group}_mixed": (f"apprentice.sim.benchmarks.metaworld:MetaworldEnv[{group}]", _METAWORLD_EXPERT)
+        for group in DIFFICULTY_TO_TASKS
+    },
     **{
         # one task of a LIBERO suite, chosen by make_env's task_id; the suite itself is in SUITES
         f"{suite}_task": (f"apprentice.sim.benchmarks.libero:LiberoEnv[{suite}]", _LIBERO_EXPERT)
