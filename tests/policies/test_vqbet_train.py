@@ -79,3 +79,13 @@ def test_trained_checkpoint_acts(run, dataset):
     chunk = policy.predict_action_chunk(obs)
     assert chunk.shape == (1, 3, 2) and torch.isfinite(chunk).all()
     assert policy.config.n_action_steps == 3  # the deploy runtime executes one chunk per inference
+
+
+def test_cuda_graphs_is_refused_by_name_before_any_step(dataset, tmp_path):
+    from apprentice.train import TrainConfig, TrainError, train
+
+    out = tmp_path / "graphs"
+    cfg = TrainConfig.from_args([*_flags(dataset, out, steps=2), "--cuda_graphs=true"])
+    with pytest.raises(TrainError, match=r"--cuda_graphs=true: --policy.type=vqbet cannot be captured"):
+        train(cfg)
+    assert not (out / "checkpoints").exists()

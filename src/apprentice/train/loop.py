@@ -198,6 +198,9 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.freeze_backbone:
         for p in policy.backbone_parameters():
             p.requires_grad_(False)
+    unsupported = getattr(policy, "cuda_graphs_unsupported", None)
+    if cfg.cuda_graphs and unsupported:
+        raise TrainError(f"--cuda_graphs=true: --policy.type={config.type} {unsupported}; drop the flag")
     if cfg.cuda_graphs and (device.type != "cuda" or world > 1):
         raise TrainError(
             "--cuda_graphs=true needs one CUDA device without torchrun (got "

@@ -39,6 +39,12 @@ class VQBeTPolicy(Policy):
     config_class = VQBeTConfig
     # Phase 1 trains only the VQ-VAE, phase 2 everything but it: DDP must expect parameters without grads.
     find_unused_parameters: ClassVar[bool] = True
+    # Why one captured CUDA graph cannot be replayed for it (measured on an H200: capture fails, and the
+    # half-captured RNG state then breaks the eager fallback too).
+    cuda_graphs_unsupported: ClassVar[str] = (
+        "cannot be captured in one CUDA graph: its step changes at the VQ-VAE -> GPT phase switch and the "
+        "residual VQ replaces dead codes with data-dependent control flow"
+    )
 
     def __init__(self, config: VQBeTConfig, stats: Stats) -> None:
         super().__init__(config, stats)
