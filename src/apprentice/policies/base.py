@@ -87,3 +87,18 @@ class Policy(nn.Module):
 
     def _unnormalize_action(self, actions: Tensor) -> Tensor:
         return self.normalizer.unnormalize(ACTION, actions.float())
+
+
+def adam_from_config(
+    groups: list[dict[str, Any]], config: Any, lr: float | None = None, fused: bool = False
+) -> torch.optim.Optimizer:
+    """Adam from the config's optimizer_lr/_betas/_eps/_weight_decay (LeRobot's AdamConfig preset, which
+    Diffusion and VQ-BeT use); `lr` overrides the config's."""
+    return torch.optim.Adam(
+        groups,
+        lr=lr or config.optimizer_lr,
+        betas=tuple(config.optimizer_betas),
+        eps=config.optimizer_eps,
+        weight_decay=config.optimizer_weight_decay,
+        fused=fused or None,
+    )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, adam_from_config
 from apprentice.policies.checkpointing import Checkpointable
 from apprentice.policies.config import ACTION, OBS_ENV_STATE, OBS_STATE
 from apprentice.policies.diffusion.configuration_diffusion import DiffusionConfig
@@ -53,15 +53,7 @@ class DiffusionPolicy(Policy):
         return [p for n, p in self.named_parameters() if ".backbone." in n and p.requires_grad]
 
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
-        cfg = self.config
-        return torch.optim.Adam(
-            self.optim_groups(),
-            lr=lr or cfg.optimizer_lr,
-            betas=tuple(cfg.optimizer_betas),
-            eps=cfg.optimizer_eps,
-            weight_decay=cfg.optimizer_weight_decay,
-            fused=fused or None,
-        )
+        return adam_from_config(self.optim_groups(), self.config, lr, fused)
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, num_steps: int

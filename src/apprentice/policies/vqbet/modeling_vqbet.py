@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, adam_from_config
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.diffusion.modeling_diffusion import SpatialSoftmax
 from apprentice.policies.normalize import Stats
@@ -110,15 +110,7 @@ class VQBeTPolicy(Policy):
         ]
 
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
-        cfg = self.config
-        return torch.optim.Adam(
-            self.optim_groups(),
-            lr=lr or cfg.optimizer_lr,
-            betas=tuple(cfg.optimizer_betas),
-            eps=cfg.optimizer_eps,
-            weight_decay=cfg.optimizer_weight_decay,
-            fused=fused or None,
-        )
+        return adam_from_config(self.optim_groups(), self.config, lr, fused)
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, num_steps: int
