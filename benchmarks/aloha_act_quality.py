@@ -85,7 +85,7 @@ def train(args: argparse.Namespace, dataset: Path, work: Path, deadline: float) 
         f"--save_freq={args.save_every}", f"--log_freq={args.log_every}", f"--seed={args.seed}",
         f"--num_workers={args.num_workers}", f"--policy.optimizer_lr={args.lr}",
         f"--policy.optimizer_lr_backbone={args.lr_backbone}",
-        f"--cuda_graphs={'true' if args.cuda_graphs else 'false'}", *args.policy,
+        f"--cuda_graphs={'true' if args.cuda_graphs else 'false'}", *args.train_args,
     )
     log = work / "train.log"
     started = time.perf_counter()
@@ -131,16 +131,17 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--record-workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 2)))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=6000, help="training steps (fewer if the budget ends first)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps, fewer if the budget ends first (6000)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--lr-backbone", type=float, default=1e-5)
-    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (1000)")
     parser.add_argument("--log-every", type=int, default=200)
     parser.add_argument("--num-workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 2)),
                         help="episodes decoded at once into the frame cache")
     parser.add_argument("--cuda-graphs", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
                         help="default: true on CUDA")
-    parser.add_argument("--policy", nargs="*", default=[], help="extra --policy.* flags for apprentice train")
+    parser.add_argument("--train-arg", dest="train_args", action="append", default=[],
+                        help="one more `apprentice train` flag, e.g. --train-arg=--ema.enable=true (repeatable)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--eval-batch-size", type=int, default=20, help="AsyncVectorEnv workers")
     parser.add_argument("--budget-s", type=float, default=540.0, help="wall seconds for the whole run")
@@ -161,13 +162,15 @@ def main() -> None:
         # so failed episodes are kept), a 1-layer 32-wide ACT, 3 steps, 2 eval episodes in 2 worker processes.
         env += ["--env.image_height=48", "--env.image_width=64", "--env.episode_length=30"]
         args.episodes, args.record_workers, args.device = 2, 2, "cpu"
-        args.batch_size, args.steps, args.save_every, args.log_every, args.num_workers = 2, 3, 3, 1, 1
+        args.batch_size, args.log_every, args.num_workers = 2, 1, 1
+        args.steps, args.save_every = args.steps or 3, args.save_every or 3
         args.eval_episodes, args.eval_batch_size = 2, 2
-        args.policy = [
+        args.train_args += [
             "--policy.chunk_size=10", "--policy.n_action_steps=10", "--policy.dim_model=32", "--policy.n_heads=2",
             "--policy.dim_feedforward=64", "--policy.n_encoder_layers=1", "--policy.n_vae_encoder_layers=1",
             "--policy.latent_dim=8",
         ]
+    args.steps, args.save_every = args.steps or 6000, args.save_every or 1000
     if args.cuda_graphs is None:
         args.cuda_graphs = args.device.startswith("cuda")
     work = Path(args.work or tempfile.mkdtemp(prefix="aloha_act_quality_"))

@@ -6,15 +6,16 @@
 # pandas, safetensors, pyyaml, huggingface_hub, tqdm) has no MuJoCo, dm_control, gym-aloha or PyAV, and a
 # device call carries at most 64 MiB. dm_control's wheel alone is 56 MB, nearly all of it assets gym-aloha
 # never loads (locomotion walkers and soccer, the dog model, MuJoCo test models, Blender exporter), so it
-# is rebuilt here without them (see SLIM_DROP); labmaze (imported only by dm_control.locomotion), glfw
-# (MUJOCO_GL=glfw only) and protobuf/requests/pyparsing/etils (not imported on this path) are left out.
+# is rebuilt here without them (see SLIM_DROP). Declared dependencies this path never imports are left out:
+# labmaze (dm_control.locomotion only), glfw (MUJOCO_GL=glfw only), dm-tree with attrs and wrapt
+# (dm_control.composer and dm_env's test utilities only), protobuf, requests, pyparsing, etils.
 # What stays was found by importing gym_aloha and running both scripted experts with rendering in a
 # fresh Python 3.12 venv holding only these wheels (benchmarks/device/aloha_act_quality.sh --quick).
 #
 #   scripts/device_sim_wheels.sh            # -> .whl-sim/*.whl and prints the total size
 #   AV_VERSION=15.1.0 scripts/device_sim_wheels.sh   # the PyAV whose FFmpeg 7 torchcodec 0.11 links to
 # On the device:
-#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl-sim/*.whl
+#   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl-sim/*.whl
 #   export PYTHONPATH=$PWD/src:/tmp/site MUJOCO_GL=egl
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,8 +26,7 @@ PY=${PYTHON:-python3}
 # for mujoco 3.8.1), so the device runs the versions the tests here run.
 PINS=(
   mujoco==3.8.1 dm-control==1.0.41 gym-aloha==0.1.5 gymnasium==1.4.0 cloudpickle==3.1.3
-  farama-notifications==0.0.6 dm-env==1.6 dm-tree==0.1.10 absl-py==2.5.1 pyopengl==3.1.10 lxml==6.1.3
-  attrs==26.1.0 wrapt==2.5.2 "av==$AV_VERSION"
+  farama-notifications==0.0.6 dm-env==1.6 absl-py==2.5.1 pyopengl==3.1.10 lxml==6.1.3 "av==$AV_VERSION"
 )
 # Paths inside the dm_control wheel that gym-aloha's import and run never touch.
 SLIM_DROP='^dm_control/(locomotion|manipulation|blender|mujoco/testing|mjcf/test_assets|third_party/kinova|suite/dog_assets|entities/manipulators/kinova)/|^dm_control/.*_test\.py$|^dm_control/.*\.png$'

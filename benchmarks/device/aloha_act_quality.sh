@@ -16,7 +16,8 @@ WORK=${WORK:-$(mktemp -d /tmp/aloha_act_quality.XXXX)}
 mkdir -p "$OUT" "$WORK"
 ls .whl-sim/*.whl >/dev/null 2>&1 || { echo '{"error": "no .whl-sim/*.whl: run scripts/device_sim_wheels.sh here and carry .whl-sim"}'; exit 1; }
 SECONDS=0
-"$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check --target "$SITE" .whl-sim/*.whl \
+BUDGET_S=${BUDGET_S:-540}  # wall seconds for the whole call, install included (a device call may run 600)
+"$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --disable-pip-version-check --target "$SITE" .whl-sim/*.whl \
   >"$WORK/install.log" 2>&1 || { tail -20 "$WORK/install.log"; exit 1; }
 export INSTALL_S=$SECONDS
 export PYTHONPATH=$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}
@@ -36,12 +37,24 @@ for name in need:
         missing.append(f"{name} ({type(exc).__name__}: {exc})")
 import torch
 found["cuda"] = torch.cuda.is_available() and torch.cuda.get_device_name(0)
+if not missing:  # one headless frame, and which OpenGL renders it (the GPU's, not Mesa's llvmpipe)
+    try:
+        import mujoco
+        from OpenGL import GL
+        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
+        renderer = mujoco.Renderer(model, 48, 64)
+        renderer.update_scene(mujoco.MjData(model))
+        renderer.render()
+        found["gl_renderer"] = GL.glGetString(GL.GL_RENDERER).decode()
+        renderer.close()
+    except Exception as exc:  # noqa: BLE001
+        missing.append(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')} rendering ({type(exc).__name__}: {exc})")
 print(json.dumps({"python": sys.version.split()[0], "install_s": int(os.environ["INSTALL_S"]), "modules": found,
                   "missing": missing}))
 sys.exit(1 if missing else 0)
 PYEOF
 set +e
-"$PY" benchmarks/aloha_act_quality.py --work "$WORK" --out "$OUT" "$@" | tee "$WORK/stdout.json"
+"$PY" benchmarks/aloha_act_quality.py --work "$WORK" --out "$OUT" --budget-s $((BUDGET_S - SECONDS)) "$@" | tee "$WORK/stdout.json"
 rc=${PIPESTATUS[0]}
 set -e
 # At most 8 files come back from a device call: the logs' tails travel as one file.
