@@ -186,6 +186,8 @@ def main() -> None:
                   batch_size=args.batch_size, lr=args.lr, lr_backbone=args.lr_backbone,
                   cuda_graphs=args.cuda_graphs, **train_metrics(work))
 
+    save(args.out, result, "train")  # if the call's time limit cuts the evaluation, this much still comes back
+
     eval_dir = work / "eval"
     eval_cmd = cli(
         "eval", f"--policy.path={work / 'train' / 'checkpoints' / 'last' / 'pretrained_model'}",
@@ -205,11 +207,16 @@ def main() -> None:
         total_s=time.monotonic() - t0, work=str(work),
     )
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(eval_dir / "eval_info.json", out / "eval_info.json")
-        (out / "result.json").write_text(json.dumps(result, indent=2))
+        shutil.copy(eval_dir / "eval_info.json", Path(args.out) / "eval_info.json")
+    save(args.out, result, "eval")
     print(json.dumps(result))
+
+
+def save(out: str | None, result: dict, stage: str) -> None:
+    """result.json in `out` (the device's $OUT), marked with the last stage finished."""
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "result.json").write_text(json.dumps({**result, "stage_done": stage}, indent=2))
 
 
 if __name__ == "__main__":
