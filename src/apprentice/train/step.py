@@ -123,6 +123,8 @@ class TrainStep:
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
             if self.capture:
                 group["capturable"] = True
+            elif group.get("foreach"):
+                group["foreach"] = False  # torch's multi-tensor Adam takes a tensor lr only when capturable
 
     def _body(self) -> None:
         """The step on the static buffers; what the graph records."""
