@@ -165,7 +165,19 @@ class TrainStep:
             self.graph, self.fallback = None, f"{type(exc).__name__}: {exc}"[:400]
             self.optimizer.zero_grad(set_to_none=True)
             log.warning("CUDA graph capture failed, training continues eagerly: %s", self.fallback)
+            self._reset_cuda_rng()
         self.capture_s += time.perf_counter() - t0
+
+    def _reset_cuda_rng(self) -> None:
+        # A capture that fails half-way can leave the CUDA generator in capture mode, and then every later
+        # random draw fails ("Offset increment outside graph capture encountered unexpectedly", seen on the
+        # H200 with VQ-BeT): the generator gets a fresh copy of its state (same seed and offset).
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        gen = torch.cuda.default_generators[index]
+        try:
+            gen.graphsafe_set_state(gen.clone_state())
+        except (RuntimeError, NotImplementedError) as exc:
+            log.warning("could not reset the CUDA generator after the failed capture: %s", exc)
 
     def __call__(self, next_batch: Callable[[], dict[str, Tensor]]) -> None:
         self.steps_done += 1
