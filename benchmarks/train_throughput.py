@@ -124,6 +124,8 @@ QUICK_POLICY = {
             "--policy.n_action_steps=10"],
     "diffusion": ["--policy.down_dims=[32,64]", "--policy.horizon=16", "--policy.n_action_steps=8",
                   "--policy.diffusion_step_embed_dim=16", "--policy.num_train_timesteps=20"],
+    "vqbet": ["--policy.gpt_n_layer=2", "--policy.gpt_hidden_dim=64", "--policy.gpt_input_dim=64",
+              "--policy.gpt_output_dim=64", "--policy.vqvae_embedding_dim=32", "--policy.crop_shape=[32,32]"],
 }
 
 
@@ -151,6 +153,8 @@ def run_one(root: Path, out: Path, policy: str, batch: int, mode: str, device: s
     try:
         report = read_compile_report(out)
         result.update(compile_s=report["compile_s"], captured=report["captured"])
+        if report.get("captures"):  # graphs captured in the run (VQ-BeT: one per training phase)
+            result["captures"] = report["captures"]
         if report.get("capture_error"):
             result["capture_error"] = report["capture_error"]
     except FileNotFoundError:

@@ -101,4 +101,7 @@ def adam_from_config(
         eps=config.optimizer_eps,
         weight_decay=config.optimizer_weight_decay,
         fused=fused or None,
+        # Unfused (CPU) runs take the multi-tensor path, not a Python loop over parameters: bit-identical
+        # updates, a few kernels per step instead of ~10 per parameter (VQ-BeT: ~1000 -> ~30 on CPU).
+        foreach=None if fused else True,
     )

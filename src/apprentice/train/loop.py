@@ -359,6 +359,8 @@ def train(cfg: TrainConfig) -> Path:
                     )
                 if world > 1:
                     dist.barrier()
+        if main and cfg.cuda_graphs and step > start_step + warm_steps:
+            _report_captures(out, step_fn)  # a phased policy (VQ-BeT) captured again after the warm-up
     finally:
         source.close()
         progress.close()
@@ -403,6 +405,7 @@ def _report_compile(out: Path, cfg: TrainConfig, step_fn: TrainStep, seconds: fl
         "compile_mode": cfg.compile_mode if cfg.compile else None,
         "cuda_graphs": cfg.cuda_graphs,
         "captured": step_fn.captured,
+        "captures": step_fn.captures,
         "capture_s": round(step_fn.capture_s, 3),
         "capture_error": step_fn.fallback,
         "cache_dir": str(compile_cache_dir()) if cfg.compile else None,
@@ -416,6 +419,20 @@ def _report_compile(out: Path, cfg: TrainConfig, step_fn: TrainStep, seconds: fl
         steps,
         f"; capture failed: {step_fn.fallback}" if step_fn.fallback else "",
     )
+
+
+def _report_captures(out: Path, step_fn: TrainStep) -> None:
+    """The capture fields of logs/compile.json as they stand at the end of the run."""
+    path = out / "logs" / "compile.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    info.update(
+        captured=step_fn.captured,
+        captures=step_fn.captures,
+        capture_s=round(step_fn.capture_s, 3),
+        capture_error=step_fn.fallback,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2))
 
 
 def read_compile_report(output_dir: str | Path) -> dict[str, Any]:

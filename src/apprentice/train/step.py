@@ -15,6 +15,11 @@ input buffers and then replays it with one launch per step:
 The first `WARMUP` steps run eagerly (cuDNN autotuning, lazy inits, torch.compile's compilation),
 then the graph is captured; those warm-up steps are real training steps, so the run is the same
 sequence of updates either way. If capture fails, the run continues eagerly and says why once.
+
+A policy whose step changes during training (VQ-BeT: the VQ-VAE phase, then the GPT phase) has
+`train_phase()`, `set_graph_safe()` and `step_done()`: each phase gets its own warm-up and graph
+(the old one is dropped when `train_phase()` changes), the policy runs its capturable code path,
+and `step_done()` after every step lets it keep its host-side bookkeeping, which a replay skips.
 """
 
 from __future__ import annotations
@@ -71,12 +76,19 @@ class TrainStep:
         self.static: dict[str, Tensor] | None = None
         self.steps_done = 0
         self.capture_s = 0.0
+        self.captures = 0
         self.fallback: str | None = None
         self._side: torch.cuda.Stream | None = None
+        # A phased policy (see the module docstring); torch.compile's wrapper forwards the attributes.
+        self._phased = model if callable(getattr(model, "train_phase", None)) else None
+        self.phase: object = None  # the phase the current warm-up / graph belongs to
+        self._phase_steps = 0  # steps taken in it
         if self.static_mode:
             if accum != 1:
                 raise TrainError("a captured step trains on one micro-batch: --gradient_accumulation_steps=1")
             self._tensor_lrs()
+            if self._phased is not None:
+                self._phased.set_graph_safe(True)
 
     # ------------------------------------------------------------------------------------ eager
     def _autocast(self) -> Any:
@@ -111,6 +123,8 @@ class TrainStep:
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
             if self.capture:
                 group["capturable"] = True
+            elif group.get("foreach"):
+                group["foreach"] = False  # torch's multi-tensor Adam takes a tensor lr only when capturable
 
     def _body(self) -> None:
         """The step on the static buffers; what the graph records."""
@@ -146,17 +160,41 @@ class TrainStep:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._body()
             self.graph = graph
+            self.captures += 1
         except Exception as exc:  # eager keeps training; the reason is logged once and reported
             self.graph, self.fallback = None, f"{type(exc).__name__}: {exc}"[:400]
             self.optimizer.zero_grad(set_to_none=True)
             log.warning("CUDA graph capture failed, training continues eagerly: %s", self.fallback)
-        self.capture_s = time.perf_counter() - t0
+            self._reset_cuda_rng()
+        self.capture_s += time.perf_counter() - t0
+
+    def _reset_cuda_rng(self) -> None:
+        # A capture that fails half-way can leave the CUDA generator in capture mode, and then every later
+        # random draw fails ("Offset increment outside graph capture encountered unexpectedly", seen on the
+        # H200 with VQ-BeT): the generator gets a fresh copy of its state (same seed and offset).
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        gen = torch.cuda.default_generators[index]
+        try:
+            gen.graphsafe_set_state(gen.clone_state())
+        except (RuntimeError, NotImplementedError) as exc:
+            log.warning("could not reset the CUDA generator after the failed capture: %s", exc)
 
     def __call__(self, next_batch: Callable[[], dict[str, Tensor]]) -> None:
         self.steps_done += 1
         if not self.static_mode:
             self._eager(next_batch)
-            return
+        else:
+            self._static(next_batch)
+        if self._phased is not None:
+            self._phased.step_done()
+
+    def _static(self, next_batch: Callable[[], dict[str, Tensor]]) -> None:
+        phase = self._phased.train_phase() if self._phased is not None else None
+        if phase != self.phase:  # a new phase runs other kernels: warm up and capture again
+            if self.graph is not None:
+                log.info("training phase %r starts: re-capturing the CUDA graph", phase)
+            self.graph, self.phase, self._phase_steps = None, phase, 0
+        self._phase_steps += 1
         self._load(next_batch())
         if self.graph is not None:
             self.graph.replay()
@@ -173,7 +211,7 @@ class TrainStep:
             self._body()
         if stream is not None:
             torch.cuda.current_stream().wait_stream(stream)
-            if self.steps_done >= self.warmup:
+            if self._phase_steps >= self.warmup:
                 self._capture()  # recorded now (nothing runs), first replayed by the next step
 
     @property

@@ -45,7 +45,10 @@ class VQBeTHead(nn.Module):
             self.map_to_cbet_preds_bin = mlp(d, [N_QUANTIZERS * n_embed])
         self.map_to_cbet_preds_offset = mlp(d, [N_QUANTIZERS * n_embed * config.action_chunk_size * action_dim])
         self._phase: bool | None = None  # Python mirror of vqvae_model.discretized (no GPU sync per step)
-        self._steps: int | None = None
+        self._steps: int | None = None  # ... and of vqvae_model.optimized_steps
+        # Graph-safe mode (VQBeTPolicy.set_graph_safe): a step touches only device tensors, because a
+        # replayed CUDA graph runs no Python; the trainer advances the mirror with count_step() instead.
+        self.graph_safe = False
 
     # ------------------------------------------------------------------ phase 1: train the VQ-VAE
     @property
@@ -59,30 +62,39 @@ class VQBeTHead(nn.Module):
         self._phase = self._steps = None  # loading replaces the phase buffers: re-read them
         super()._load_from_state_dict(*args, **kwargs)
 
-    def discretize(self, actions: Tensor) -> tuple[Tensor, dict[str, Tensor | float]]:
+    def discretize(self, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """One VQ-VAE step on every `action_chunk_size` window of actions (B, L, A); the VQ-VAE freezes
         (and the GPT phase starts) once it has taken `n_vqvae_training_steps` steps."""
-        w = self.config.action_chunk_size
+        w, n_embed = self.config.action_chunk_size, self.config.vqvae_n_embed
         windows = torch.cat([actions[:, j : j + w] for j in range(actions.shape[1] + 1 - w)], dim=0)
         # LeRobot freezes the codebooks exactly when it marks the VQ-VAE discretized: phase 1 = unfrozen.
         loss, recon, codes = self.vqvae_model.reconstruction_loss(windows, frozen=self.discretized)
+        # The phase buffers advance on the device (a captured graph replays these ops every step) ...
         vq = self.vqvae_model
-        if self._steps is None:
-            self._phase = None
-            _ = self.discretized  # reads the saved step count
-        self._steps = int(self._steps or 0) + 1
-        vq.optimized_steps.fill_(self._steps)
-        if self._steps >= self.config.n_vqvae_training_steps:
-            vq.discretized.fill_(True)
-            vq.vq_layer.freeze_codebook.fill_(True)
-            self._phase = True
-            log.info("vqbet: VQ-VAE trained for %d steps; frozen, GPT phase starts", self._steps)
+        vq.optimized_steps.add_(1)
+        done = vq.optimized_steps >= self.config.n_vqvae_training_steps
+        vq.discretized.copy_(done)
+        vq.vq_layer.freeze_codebook.copy_(done)
+        if not self.graph_safe:  # ... and their host mirror here, or in count_step() under a graph
+            self.count_step()
+        # Code usage as counts of one-hot columns, not torch.unique (whose output size syncs the GPU).
+        used = F.one_hot(codes, n_embed).amax(dim=0)  # (G, C): 1 where a layer used the code
+        pairs = F.one_hot(codes[:, 0] * n_embed + codes[:, 1], n_embed * n_embed).amax(dim=0)
         info = {
-            "n_different_codes": float(sum(len(torch.unique(codes[:, i])) for i in range(N_QUANTIZERS))),
-            "n_different_combinations": float(len(torch.unique(codes, dim=0))),
+            "n_different_codes": used.sum().float(),
+            "n_different_combinations": pairs.sum().float(),
             "recon_l1_error": recon,
         }
         return loss, info
+
+    def count_step(self) -> None:
+        """Count one VQ-VAE step on the host mirror of the phase; the switch to the GPT phase happens here."""
+        if self.discretized:  # also reads the saved step count the first time
+            return
+        self._steps = int(self._steps or 0) + 1
+        if self._steps >= self.config.n_vqvae_training_steps:
+            self._phase = True
+            log.info("vqbet: VQ-VAE trained for %d steps; frozen, GPT phase starts", self._steps)
 
     # ------------------------------------------------------------------ phase 2: predict actions
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -104,9 +116,10 @@ class VQBeTHead(nn.Module):
             logits = self.map_to_cbet_preds_bin(x).view(n * t, N_QUANTIZERS, n_embed)
             probs = torch.softmax(logits / temp, dim=-1)
             codes = torch.multinomial(probs.view(-1, n_embed), num_samples=1).view(n * t, N_QUANTIZERS)
-        rows = torch.arange(n * t, device=x.device).unsqueeze(1)
-        layers = torch.arange(N_QUANTIZERS, device=x.device).unsqueeze(0)
-        offset = offsets[rows, layers, codes].sum(dim=1)  # the sampled codes' offsets, summed over G
+        # The sampled codes' offsets, summed over G. A gather (backward: scatter-add) rather than advanced
+        # indexing: the same values, fewer kernels, and safe inside a CUDA graph.
+        picked = offsets.gather(2, codes[:, :, None, None].expand(-1, -1, 1, offsets.shape[-1]))
+        offset = picked.squeeze(2).sum(dim=1)
         with torch.no_grad():  # the frozen VQ-VAE decodes the codes; only the offset head learns here
             decoded = self.vqvae_model.decode(self.vqvae_model.embeddings_from_codes(codes))  # (NT, W, A)
         predicted = decoded + offset.view(decoded.shape)

@@ -39,12 +39,6 @@ class VQBeTPolicy(Policy):
     config_class = VQBeTConfig
     # Phase 1 trains only the VQ-VAE, phase 2 everything but it: DDP must expect parameters without grads.
     find_unused_parameters: ClassVar[bool] = True
-    # Why one captured CUDA graph cannot be replayed for it (measured on an H200: capture fails, and the
-    # half-captured RNG state then breaks the eager fallback too).
-    cuda_graphs_unsupported: ClassVar[str] = (
-        "cannot be captured in one CUDA graph: its step changes at the VQ-VAE -> GPT phase switch and the "
-        "residual VQ replaces dead codes with data-dependent control flow"
-    )
 
     def __init__(self, config: VQBeTConfig, stats: Stats) -> None:
         super().__init__(config, stats)
@@ -67,6 +61,23 @@ class VQBeTPolicy(Policy):
     def discretized(self) -> bool:
         """True once the VQ-VAE is trained and frozen (the GPT phase); saved in model.safetensors."""
         return self.vqbet.action_head.discretized
+
+    # ---------------------------------------------------------------- captured training (--cuda_graphs)
+    # The step differs between the phases (phase 1 runs only the VQ-VAE), so the trainer captures one CUDA
+    # graph per phase: it asks train_phase() before every step and re-captures when the answer changes.
+    def train_phase(self) -> str:
+        return "gpt" if self.discretized else "vqvae"
+
+    def set_graph_safe(self, on: bool = True) -> None:
+        """The step a CUDA graph can record: no host reads, random crops drawn on the image's device (on
+        a CPU the same draws as the eager step), phase bookkeeping left to step_done()."""
+        self.vqbet.action_head.graph_safe = on
+        self.vqbet.rgb_encoder.graph_safe = on
+
+    def step_done(self) -> None:
+        """Called by the trainer after every step; in graph-safe mode it counts VQ-VAE steps on the host."""
+        if self.vqbet.action_head.graph_safe:
+            self.vqbet.action_head.count_step()
 
     def init_pretrained_backbone(self) -> None:
         if self.config.pretrained_backbone_weights:
@@ -195,6 +206,7 @@ class VQBeTRgbEncoder(nn.Module):
     def __init__(self, config: VQBeTConfig) -> None:
         super().__init__()
         self.crop_shape, self.crop_is_random = config.crop_shape, config.crop_is_random
+        self.graph_safe = False  # VQBeTPolicy.set_graph_safe
         trunk = ResNet18(norm="group" if config.use_group_norm else "batch")
         self.backbone = nn.Sequential(*trunk.stages())  # indexed like torchvision's children()[:-2]
         c, h, w = next(iter(config.image_features.values())).shape
@@ -208,7 +220,17 @@ class VQBeTRgbEncoder(nn.Module):
     def _crop(self, x: Tensor) -> Tensor:
         ch, cw = self.crop_shape
         h, w = x.shape[-2:]
-        if self.training and self.crop_is_random and (h, w) != (ch, cw):  # torchvision RandomCrop's draws
+        if self.training and self.crop_is_random and (h, w) != (ch, cw):
+            if self.graph_safe:
+                # Offsets drawn on the image's device and applied as a gather: a replayed CUDA graph draws
+                # new ones every step (Python ints would be frozen at capture). On a CPU the draws are the
+                # eager ones below; on a GPU they come from the CUDA generator instead of the CPU one.
+                top = torch.randint(0, h - ch + 1, (1,), device=x.device)
+                left = torch.randint(0, w - cw + 1, (1,), device=x.device)
+                rows = top + torch.arange(ch, device=x.device)
+                cols = left + torch.arange(cw, device=x.device)
+                return x.index_select(-2, rows).index_select(-1, cols)
+            # torchvision RandomCrop's draws, from the CPU generator as LeRobot's (no GPU sync)
             top = int(torch.randint(0, h - ch + 1, size=(1,)).item())
             left = int(torch.randint(0, w - cw + 1, size=(1,)).item())
         else:
@@ -243,6 +265,11 @@ class VQBeTModel(nn.Module):
             torch.stack([torch.arange(i, i + config.action_chunk_size) for i in range(n_tokens)]),
         )
         self.tokens_per_step = len(config.input_features) + 1
+        # The GPT outputs read back: each step's action-query token, then the p - 1 extra ones at the end
+        # (not saved: LeRobot's checkpoints have no such key).
+        n, step = config.n_obs_steps, self.tokens_per_step
+        query = [i * step + step - 1 for i in range(n)] + [n * step + j for j in range(config.n_action_pred_token - 1)]
+        self.register_buffer("query_indices", torch.tensor(query), persistent=False)
         if self.tokens_per_step != self.num_images + 2:
             raise PolicyError(
                 f"vqbet: inputs must be observation.state and one camera, got {sorted(config.input_features)}"
@@ -263,9 +290,7 @@ class VQBeTModel(nn.Module):
         tokens = torch.stack(tokens, dim=2).flatten(1, 2)  # (B, n * tokens_per_step, d), interleaved per step
         extra = self.config.n_action_pred_token - 1
         tokens = torch.cat([tokens, self.action_token.expand(b, extra, -1)], dim=1)
-        out = self.policy(tokens)
-        query = torch.arange(n, device=out.device) * self.tokens_per_step + self.tokens_per_step - 1
-        out = torch.cat([out[:, query], out[:, out.shape[1] - extra :]], dim=1)  # (B, n + p - 1, d)
+        out = self.policy(tokens).index_select(1, self.query_indices)  # (B, n + p - 1, d)
         head = self.action_head(out)
         if rollout:  # the chunk that starts now
             return head["predicted_action"][:, n - 1].reshape(b, self.config.action_chunk_size, -1)
