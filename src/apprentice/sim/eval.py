@@ -133,15 +133,10 @@ def _batch(obs: dict[str, np.ndarray], tasks: list[str], as_torch: bool, device:
 
 
 def env_tasks(envs: Any) -> list[str]:
-    """Each slot's instruction for the episode just reset, as lerobot-eval adds it to the observation:
-    the env's `task_description`, else its `task`, else ''. Read after every reset: envs such as
-    reach_color draw a new instruction per episode."""
-    for name in ("task_description", "task"):
-        try:
-            return [str(v) for v in envs.get_attr(name)]
-        except AttributeError:
-            continue
-    return [""] * envs.num_envs
+    """Each slot's instruction for the episode just reset, as lerobot-eval adds it to the observation (the
+    env's `task_description`, else its `task`; `EvalSlot.instruction`). Read after every reset: envs such
+    as reach_color draw a new instruction per episode."""
+    return [str(v) for v in envs.call("instruction")]
 
 
 def _to_numpy(action: Any) -> np.ndarray:
