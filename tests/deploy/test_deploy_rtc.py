@@ -134,3 +134,14 @@ def test_rtc_with_a_policy_that_cannot_use_it_is_refused_by_name(tiny_act: Path)
         PolicyRuntime(load_policy(tiny_act), contract, RuntimeConfig(mode="async", rtc_enabled=True))
     with pytest.raises(DeployError, match="mode=async"):
         RuntimeConfig(mode="sync", rtc_enabled=True)
+
+
+def test_infer_flags_and_node_parameters_reach_the_runtime_config() -> None:
+    from apprentice.deploy.params import PolicyNodeParams
+    from apprentice.nodes.infer_cli import ros_args
+
+    args = ros_args(["--server=127.0.0.1:1", "--mode=async", "--rtc", "--rtc.execution_horizon=5", "--task-topic=say"])
+    assert {"rtc_enabled:=true", "rtc_execution_horizon:=5", 'task_topic:="say"'} <= set(args)
+    cfg = PolicyNodeParams(mode="async", rtc_enabled=True, rtc_execution_horizon=5).runtime_config()
+    assert cfg.rtc_enabled and cfg.rtc_execution_horizon == 5 and cfg.rtc_inference_delay is None
+    assert PolicyNodeParams(mode="async", rtc_inference_delay=2).runtime_config().rtc_inference_delay == 2
