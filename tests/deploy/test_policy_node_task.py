@@ -85,7 +85,7 @@ def test_task_topic_changes_the_instruction_between_chunks(
         assert operator.tasks[-1] == "reach the blue target", log.read_text()
         n = operator.commands
         # it keeps driving with the new instruction
-        wait_for(lambda: operator.commands > n + 5, 20, lambda: f"commands after the new instruction ({log.read_text()})")
+        wait_for(lambda: operator.commands > n + 5, 20, lambda: f"commands after the new task ({log.read_text()})")
     finally:
         assert stop(proc) == 0, log.read_text()
     assert "task: 'reach the blue target' (from instruction" in log.read_text()
