@@ -91,6 +91,14 @@ class RecordingFlowPolicy(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.seen: list[RTCGuidance | None] = []
         self.tasks: list[str] = []
+        self.normalizer = self.Scale()
+
+    class Scale:
+        """Policy.normalizer's interface: the runtime hands RTC the prefix in the normalized space."""
+
+        def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+            assert key == "action"
+            return x * 100
 
     def predict_action_chunk(self, obs: dict, noise=None, rtc: RTCGuidance | None = None) -> torch.Tensor:
         self.seen.append(rtc)
@@ -123,6 +131,9 @@ def test_runtime_gives_rtc_guidance_to_a_flow_policy_and_set_task_reaches_the_ne
     assert g.config.enabled and g.config.execution_horizon == 4
     assert g.prev_chunk_left_over.shape[0] == 1 and g.prev_chunk_left_over.shape[-1] == 6
     assert g.prev_chunk_left_over.shape[1] <= 10 and g.inference_delay >= 0
+    # chunk k is filled with 0.01 k: normalized (x 100) the prefix holds the whole number k of its chunk
+    values = g.prev_chunk_left_over.unique()
+    assert len(values) == 1 and float(values[0]) == pytest.approx(round(float(values[0]))) and values[0] >= 1
     assert policy.tasks[0] == contract.task and policy.tasks[-1] == "reach the blue target"
     assert rt.diagnostics()["task"] == "reach the blue target"
     assert rt.set_task("") and rt.task == contract.task  # '' = back to the configured default

@@ -264,9 +264,14 @@ class PolicyRuntime:
         else:
             from apprentice.policies.rtc import RTCGuidance
 
-            # Raw action units, batch of one; the policy normalizes the prefix into its own space. no_grad,
-            # not inference_mode: RTC's full_jacobian takes a vector-Jacobian product through the model.
+            # The planned actions are in dataset units; guidance works where the model denoises: the
+            # policy's normalized action space (lerobot's "original" actions, before unnormalizing).
             left = torch.as_tensor(prefix.actions, dtype=torch.float32).unsqueeze(0)
+            device = getattr(self.policy, "device", None) or "cpu"
+            left = left.to(device)
+            if callable(normalize := getattr(getattr(self.policy, "normalizer", None), "normalize", None)):
+                left = normalize("action", left)
+            # no_grad, not inference_mode: RTC's full_jacobian takes a vector-Jacobian product through the model.
             guidance = RTCGuidance(left, prefix.inference_delay, self.rtc)
             with torch.no_grad():
                 chunk = self.policy.predict_action_chunk(observation, rtc=guidance)

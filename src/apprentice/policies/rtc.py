@@ -68,10 +68,11 @@ class RTCConfig:
 class RTCGuidance:
     """What one guided inference needs: the previous chunk's not-yet-executed actions and the delay.
 
-    ``prev_chunk_left_over`` ([T_prev, A] or [B, T_prev, A]) is in the units of the space being denoised:
-    the scheduler passes raw actions (what ``predict_action_chunk`` returns) and a policy maps them into
-    its normalized space (``with_prefix``) before calling `guided_denoise`. ``inference_delay`` is in
-    control ticks: how many of those actions the robot executes before the new chunk arrives.
+    ``prev_chunk_left_over`` ([T_prev, A] or [B, T_prev, A]; A may be less than the model's padded action
+    size) is in the space being denoised — the policy's normalized actions, as lerobot keeps its "original"
+    actions for RTC: `PolicyRuntime` normalizes the planned actions with the policy's ``normalizer`` before
+    the call, so a policy passes ``rtc`` to `guided_denoise` as it is. ``inference_delay`` is in control
+    ticks: how many of those actions the robot executes before the new chunk arrives.
     """
 
     prev_chunk_left_over: Tensor | None
@@ -89,7 +90,7 @@ class RTCGuidance:
         return self.config.enabled and self.prev_chunk_left_over is not None and len(self.prev_chunk_left_over) > 0
 
     def with_prefix(self, prefix: Tensor) -> RTCGuidance:
-        """The same guidance with the prefix replaced (e.g. normalized into the policy's action space)."""
+        """The same guidance with another prefix (e.g. one a policy maps into another action space)."""
         return RTCGuidance(prefix, self.inference_delay, self.config, self.execution_horizon, self.trace)
 
 
