@@ -9,7 +9,11 @@ replayed late. Three ways to fill the queue:
 - synchronous (LeRobot's `select_action`): infer inline when the queue drains, execute the first
   ``n_action_steps`` actions of the chunk;
 - asynchronous: start inference on a worker thread while ``lookahead`` actions are still queued, so
-  the robot never waits for the model; the new chunk replaces the overlapping tail of the old one;
+  the robot never waits for the model; the new chunk replaces the overlapping tail of the old one.
+  With ``rtc`` (real-time chunking, for flow-matching policies) each inference is also given the
+  previous chunk's actions from its launch tick on and the expected inference delay in ticks, so the
+  policy can denoise the new chunk as a continuation of them (`apprentice.policies.rtc`); the new
+  chunk then replaces the queue from the tick it arrives at, as lerobot's RTC action queue does;
 - temporal ensembling (ACT): infer every tick and execute, for each tick, the exponentially weighted
   mean of every chunk's prediction for it, ``w_i = exp(-coeff * i)`` with ``i = 0`` the oldest.
 """
@@ -28,7 +32,16 @@ import numpy as np
 
 from apprentice.deploy import DeployError
 
-Predict = Callable[[Any], np.ndarray]  # observation -> (chunk_size, action_dim) array
+Predict = Callable[..., np.ndarray]  # observation[, ChunkPrefix] -> (chunk_size, action_dim) array
+
+
+@dataclass
+class ChunkPrefix:
+    """What an RTC inference is told: the planned actions from its launch tick on (raw units, the last
+    chunk's, executed or not yet) and how many of them the robot executes before the new chunk arrives."""
+
+    actions: np.ndarray  # (T_left, action_dim)
+    inference_delay: int  # control ticks
 
 
 @dataclass
@@ -50,6 +63,7 @@ class SchedulerStats:
     discarded_actions: int = 0  # actions that arrived after their tick had passed
     discarded_chunks: int = 0  # results ignored because the scheduler was reset meanwhile
     inference_s: list[float] = field(default_factory=list)
+    delay_ticks: list[int] = field(default_factory=list)  # async: ticks from launch to merge, per chunk
 
 
 class ActionScheduler:
@@ -64,17 +78,26 @@ class ActionScheduler:
         temporal_ensemble_coeff: float | None = None,
         lookahead: int | None = None,
         fps: float = 30.0,
+        rtc: bool = False,
+        inference_delay: int | None = None,
     ) -> None:
         if n_action_steps < 1:
             raise DeployError(f"n_action_steps must be >= 1, got {n_action_steps}")
         if lookahead is not None and lookahead < 0:
             raise DeployError(f"lookahead must be >= 0 ticks, got {lookahead}")
+        if rtc and not asynchronous:
+            raise DeployError("rtc needs mode=async: with synchronous inference no action runs during inference")
+        if inference_delay is not None and inference_delay < 0:
+            raise DeployError(f"rtc inference_delay must be >= 0 ticks, got {inference_delay}")
         self._predict = predict
         self.n_action_steps = n_action_steps
         self.asynchronous = asynchronous
         self.temporal_ensemble_coeff = temporal_ensemble_coeff
         self._lookahead = lookahead
         self.fps = fps
+        self.rtc = rtc
+        self._inference_delay = inference_delay
+        self._last_chunk: tuple[int, np.ndarray] | None = None  # (launch tick, whole chunk) of the last merge
         self._slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
         self._generation = 0  # bumped by reset(): results of older generations are ignored
@@ -113,6 +136,23 @@ class ActionScheduler:
         p90 = float(np.percentile(recent, 90))
         return min(self.n_action_steps, math.ceil(p90 * self.fps) + 1)
 
+    @property
+    def inference_delay(self) -> int:
+        """Ticks an inference is expected to take (RTC's committed prefix): fixed, or the largest of the
+        last 10 measured launch-to-merge delays, as lerobot's latency tracker (0 before any)."""
+        if self._inference_delay is not None:
+            return self._inference_delay
+        recent = self.stats.delay_ticks[-10:]
+        return max(recent) if recent else 0
+
+    def prefix(self, tick: int) -> ChunkPrefix | None:
+        """The RTC prefix for an inference launched at ``tick`` (None when no chunk is planned past it)."""
+        if self._last_chunk is None:
+            return None
+        launch, chunk = self._last_chunk
+        left = chunk[max(0, tick - launch) :]
+        return ChunkPrefix(left.copy(), self.inference_delay) if len(left) else None
+
     # -- the per-tick entry point -----------------------------------------------------------------
     def step(self, tick: int, observation: Any) -> np.ndarray | None:
         """The action for ``tick`` (None when none is ready: the caller holds position)."""
@@ -139,6 +179,7 @@ class ActionScheduler:
         with self._lock:
             self._slots.clear()
             self._generation += 1
+            self._last_chunk = None
         self._pending = None
         self._pending_since = None
 
@@ -159,10 +200,11 @@ class ActionScheduler:
     def _launch(self, tick: int, observation: Any) -> None:
         assert self._pool is not None
         generation = self._generation
+        prefix = self.prefix(tick) if self.rtc else None
 
         def work() -> tuple[int, int, np.ndarray, float]:
             started = time.monotonic()
-            chunk = self._predict(observation)
+            chunk = self._predict(observation) if prefix is None else self._predict(observation, prefix)
             return generation, tick, chunk, time.monotonic() - started
 
         self._pending_since = time.monotonic()
@@ -180,6 +222,9 @@ class ActionScheduler:
         if generation != self._generation:
             self.stats.discarded_chunks += 1
             return
+        self.stats.delay_ticks.append(max(0, now_tick - launch_tick))
+        if len(self.stats.delay_ticks) > 1000:
+            del self.stats.delay_ticks[:500]
         self._merge(launch_tick, self._checked(chunk), now_tick)
 
     def _record_inference(self, seconds: float) -> None:
@@ -203,6 +248,7 @@ class ActionScheduler:
         # n_action_steps=1 then); otherwise only the first n_action_steps are meant to be executed.
         horizon = chunk.shape[0] if ensemble else min(self.n_action_steps, chunk.shape[0])
         with self._lock:
+            self._last_chunk = (launch_tick, chunk)
             for i in range(horizon):
                 t = launch_tick + i
                 if t < now_tick:

@@ -31,6 +31,12 @@ class PolicyNodeParams:
     n_action_steps: int = _param(0, "actions executed per chunk; 0 = the policy's")
     temporal_ensemble_coeff: float = _param(0.0, "mode=ensemble; 0 = the policy's (else 0.01)")
     lookahead: int = _param(-1, "mode=async: queued ticks that trigger the next inference; -1 = auto")
+    task_topic: str = _param("task", "std_msgs/String: a new instruction for the next chunk ('' = back to `task`)")
+    rtc_enabled: bool = _param(False, "mode=async: real-time chunking for flow-matching policies (smolvla)")
+    rtc_execution_horizon: int = _param(10, "RTC: actions of the previous chunk that guide the next")
+    rtc_max_guidance_weight: float = _param(10.0, "RTC: clip of the guidance weight")
+    rtc_prefix_attention_schedule: str = _param("LINEAR", "RTC: prefix weights ZEROS | ONES | LINEAR | EXP")
+    rtc_inference_delay: int = _param(-1, "RTC: committed actions per inference (ticks); -1 = measured")
     command_topic: str = _param("", "'' = the contract's")
     command_type: str = _param("", "full type name of Float64MultiArray or JointTrajectory; '' = the contract's")
     trajectory_time_from_start_s: float = _param(0.0, "JointTrajectory point time; 0 = one tick")
@@ -94,6 +100,11 @@ class PolicyNodeParams:
             n_action_steps=self.n_action_steps or None,
             temporal_ensemble_coeff=self.temporal_ensemble_coeff if self.temporal_ensemble_coeff > 0 else None,
             lookahead=self.lookahead if self.lookahead >= 0 else None,
+            rtc_enabled=self.rtc_enabled,
+            rtc_execution_horizon=self.rtc_execution_horizon,
+            rtc_max_guidance_weight=self.rtc_max_guidance_weight,
+            rtc_prefix_attention_schedule=self.rtc_prefix_attention_schedule,
+            rtc_inference_delay=self.rtc_inference_delay if self.rtc_inference_delay >= 0 else None,
             input_timeout_s=self.input_timeout_s,
             action_timeout_s=self.action_timeout_s,
         )

@@ -20,7 +20,7 @@ import numpy as np
 
 from apprentice.contract import is_image_key
 from apprentice.deploy import DeployError
-from apprentice.deploy.chunking import ActionScheduler
+from apprentice.deploy.chunking import ActionScheduler, ChunkPrefix
 from apprentice.deploy.safety import SafetyFilter, SafetyLimits, SafetyReport
 from apprentice.deploy.stats import LatencyStats, LoopTimer
 from apprentice.deploy.watchdog import Trip, Watchdog
@@ -42,6 +42,13 @@ class RuntimeConfig:
     n_action_steps: int | None = None
     temporal_ensemble_coeff: float | None = None  # mode=ensemble; default: the policy's, else 0.01
     lookahead: int | None = None  # mode=async: ticks left in the queue when inference starts
+    # Real-time chunking (mode=async, policies whose predict_action_chunk takes `rtc`: flow matching).
+    # Field names are lerobot's RTCConfig's with an rtc_ prefix; see apprentice.policies.rtc.
+    rtc_enabled: bool = False
+    rtc_execution_horizon: int = 10  # actions of the previous chunk that guide the next
+    rtc_max_guidance_weight: float = 10.0
+    rtc_prefix_attention_schedule: str = "LINEAR"  # ZEROS | ONES | LINEAR | EXP
+    rtc_inference_delay: int | None = None  # ticks; None = measured (largest of the last 10 chunks)
     input_timeout_s: float = 0.5  # watchdog: no fresh observation for this long -> stop and latch
     action_timeout_s: float = 1.0  # watchdog: no action produced for this long -> stop and latch
 
@@ -50,6 +57,13 @@ class RuntimeConfig:
             raise DeployError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.fps is not None and self.fps <= 0:
             raise DeployError(f"fps must be > 0, got {self.fps}")
+        if self.rtc_enabled and self.mode != "async":
+            raise DeployError(
+                f"rtc_enabled needs mode=async (got mode={self.mode}): RTC guides the chunk computed while the "
+                "previous one executes"
+            )
+        if self.rtc_execution_horizon < 1:
+            raise DeployError(f"rtc_execution_horizon must be >= 1, got {self.rtc_execution_horizon}")
 
 
 @dataclass
@@ -82,6 +96,7 @@ class PolicyRuntime:
         self.config = config or RuntimeConfig()
         self.fps = float(self.config.fps or contract.fps)
         self.task = self.config.task if self.config.task is not None else contract.task
+        self.rtc = self._rtc_config()
         self._clock = clock
         self.action_names = list(contract.action.names)
         self.observation_specs = list(contract.observations)
@@ -140,6 +155,38 @@ class PolicyRuntime:
             return None
         return [names.index(n) for n in self.action_names]
 
+    def _rtc_config(self) -> Any:
+        """The policies' RTCConfig when RTC is on and the policy can use it (feature-detected), else None."""
+        cfg = self.config
+        if not cfg.rtc_enabled:
+            return None
+        from apprentice.policies import PolicyError
+        from apprentice.policies.rtc import RTCConfig, accepts_rtc
+
+        if not accepts_rtc(self.policy):
+            raise DeployError(
+                f"rtc_enabled: the {_policy_attr(self.policy, 'type', type(self.policy).__name__)} policy's "
+                "predict_action_chunk takes no `rtc` (RTC needs a flow-matching policy such as smolvla); "
+                "set rtc_enabled:=false"
+            )
+        try:
+            return RTCConfig(
+                enabled=True,
+                prefix_attention_schedule=cfg.rtc_prefix_attention_schedule,
+                max_guidance_weight=cfg.rtc_max_guidance_weight,
+                execution_horizon=cfg.rtc_execution_horizon,
+            )
+        except PolicyError as exc:
+            raise DeployError(str(exc)) from exc
+
+    def set_task(self, task: str) -> bool:
+        """A new language instruction for the next inference ('' = back to the configured default); True if
+        it changed. The chunk being executed is kept: the instruction changes between chunks."""
+        task = task or (self.config.task if self.config.task is not None else self.contract.task)
+        changed = task != self.task
+        self.task = task
+        return changed
+
     def _make_scheduler(self) -> ActionScheduler | None:
         cfg = self.config
         if cfg.mode == "policy":
@@ -158,6 +205,8 @@ class PolicyRuntime:
             temporal_ensemble_coeff=coeff,
             lookahead=cfg.lookahead,
             fps=self.fps,
+            rtc=self.rtc is not None,
+            inference_delay=cfg.rtc_inference_delay,
         )
 
     # -- inputs -------------------------------------------------------------------------------------
@@ -206,11 +255,26 @@ class PolicyRuntime:
         self.reset()
         return time.perf_counter() - started
 
-    def _predict_chunk(self, observation: dict[str, Any]) -> np.ndarray:
+    def _predict_chunk(self, observation: dict[str, Any], prefix: ChunkPrefix | None = None) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            chunk = self.policy.predict_action_chunk(observation)
+        if prefix is None:
+            with torch.inference_mode():
+                chunk = self.policy.predict_action_chunk(observation)
+        else:
+            from apprentice.policies.rtc import RTCGuidance
+
+            # The planned actions are in dataset units; guidance works where the model denoises: the
+            # policy's normalized action space (lerobot's "original" actions, before unnormalizing).
+            left = torch.as_tensor(prefix.actions, dtype=torch.float32).unsqueeze(0)
+            device = getattr(self.policy, "device", None) or "cpu"
+            left = left.to(device)
+            if callable(normalize := getattr(getattr(self.policy, "normalizer", None), "normalize", None)):
+                left = normalize("action", left)
+            # no_grad, not inference_mode: RTC's full_jacobian takes a vector-Jacobian product through the model.
+            guidance = RTCGuidance(left, prefix.inference_delay, self.rtc)
+            with torch.no_grad():
+                chunk = self.policy.predict_action_chunk(observation, rtc=guidance)
         return chunk[0].float().cpu().numpy()
 
     # -- control --------------------------------------------------------------------------------------
@@ -352,7 +416,7 @@ class PolicyRuntime:
 
     def diagnostics(self) -> dict[str, float | str]:
         """Flat key/values for diagnostic_msgs (latency, jitter, inference, holds, clamps)."""
-        out: dict[str, float | str] = {"enabled": str(self.enabled), "mode": self.config.mode}
+        out: dict[str, float | str] = {"enabled": str(self.enabled), "mode": self.config.mode, "task": self.task}
         out.update({f"obs_to_command_{k}": v for k, v in self.obs_to_command.summary().items()})
         out.update({f"step_{k}": v for k, v in self.step_compute.summary().items() if k != "n"})
         out.update(self.loop.summary())
@@ -362,6 +426,10 @@ class PolicyRuntime:
             for s in st.inference_s[-200:]:
                 inf.add(s)
             out.update({f"inference_{k}": v for k, v in inf.summary().items() if k != "n"})
+            if st.delay_ticks:
+                out["inference_delay_ticks_max"] = float(max(st.delay_ticks[-200:]))
+            if self.rtc is not None:
+                out["rtc_inference_delay"] = float(self.scheduler.inference_delay)
             out.update(
                 inferences=float(st.inferences),
                 starved_ticks=float(st.starved_ticks),

@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-token-file", help="file holding the policy server's access token")
     parser.add_argument("--server-tls-ca", help="PEM file to trust: connect to the policy server over TLS")
     parser.add_argument("--task", help="language instruction (default: the contract's task)")
+    parser.add_argument(
+        "--task-topic", help="std_msgs/String topic that changes the task between chunks (node default: task)"
+    )
+    parser.add_argument(
+        "--rtc.enabled", "--rtc", dest="rtc_enabled", action="store_true", default=None,
+        help="real-time chunking (with --mode=async; flow-matching policies such as smolvla)",
+    )
+    parser.add_argument("--rtc.execution_horizon", dest="rtc_execution_horizon", type=int)
+    parser.add_argument("--rtc.max_guidance_weight", dest="rtc_max_guidance_weight", type=float)
+    parser.add_argument("--rtc.prefix_attention_schedule", dest="rtc_prefix_attention_schedule",
+                        choices=["ZEROS", "ONES", "LINEAR", "EXP"])
     parser.add_argument("--mode", choices=["sync", "async", "ensemble", "policy"], help="node default: sync")
     parser.add_argument("--n-action-steps", type=int)
     parser.add_argument("--max-relative-step", type=float, help="radians per tick; 0 = off")
@@ -72,6 +83,11 @@ def ros_args(argv: Sequence[str]) -> list[str]:
         "contract": args.contract,
         "device": args.device,
         "task": args.task,
+        "task_topic": args.task_topic,
+        "rtc_enabled": args.rtc_enabled,
+        "rtc_execution_horizon": args.rtc_execution_horizon,
+        "rtc_max_guidance_weight": args.rtc_max_guidance_weight,
+        "rtc_prefix_attention_schedule": args.rtc_prefix_attention_schedule,
         "mode": args.mode,
         "n_action_steps": args.n_action_steps,
         "max_relative_step": args.max_relative_step,

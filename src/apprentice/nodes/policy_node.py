@@ -13,6 +13,8 @@ eval_info.json; with `follow_recorder` it drives while the recorder records (har
 Who commands each tick — the policy, a person taking over with the leader arm (`~/takeover`, or
 leader motion beyond `takeover_threshold`), or nobody — is `apprentice.deploy.rollout.Rollout`'s call;
 the node publishes the intervention flag on `intervention` and the latched watchdog fault on `~/fault`.
+A `std_msgs/String` on `task_topic` (default `task`) changes the language instruction: the next chunk's
+inference uses it, the chunk being executed is kept.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class PolicyNode(Node):
         msg_cls = JointTrajectory if self.command_type == TRAJECTORY else Float64MultiArray
         self.command_pub = self.create_publisher(msg_cls, self.command_topic, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if p.task_topic:
+            self.create_subscription(String, p.task_topic, self._on_task, 10)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._init_rollout(p)
         self.timer = self.create_timer(1.0 / self.runtime.fps, self._on_tick)
@@ -126,7 +130,8 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"policy {policy.config.type} from {p.policy_path or policy.config.path} on {device}; "
             f"{self.runtime.fps:g} Hz, "
-            f"mode {config.mode}; commands on '{self.command_topic}' ({self.command_type}); "
+            f"mode {config.mode}{' + RTC' if self.runtime.rtc is not None else ''}; task {self.runtime.task!r}; "
+            f"commands on '{self.command_topic}' ({self.command_type}); "
             + ("enabled" if self.runtime.enabled else "disabled: call ~/enable (std_srvs/SetBool) to start")
         )
 
@@ -143,6 +148,11 @@ class PolicyNode(Node):
             self.get_logger().error(f"{spec.topic}: message dropped: {exc}", throttle_duration_sec=2.0)
             return
         self.runtime.push(spec.key, stamp, value)
+
+    def _on_task(self, msg: String) -> None:
+        if self.runtime.set_task(msg.data):
+            topic = self.params.task_topic
+            self.get_logger().info(f"task: {self.runtime.task!r} (from {topic}; the next chunk uses it)")
 
     def _init_rollout(self, p: PolicyNodeParams) -> None:
         """Takeover, intervention flag and latched-fault wiring (see apprentice.deploy.rollout)."""

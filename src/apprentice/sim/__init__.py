@@ -23,6 +23,8 @@ _LIBERO_EXPERT = "apprentice.sim.benchmarks.libero:LiberoExpertUnavailable"
 # pays for pymunk and `import apprentice.sim` stays light for the ROS nodes.
 TASKS: dict[str, tuple[str, str]] = {
     "reach": ("apprentice.sim.reach:ReachEnv", "apprentice.sim.reach:ReachExpert"),
+    # reach with a red and a blue target; the per-episode instruction (the task) names the one to touch
+    "reach_color": ("apprentice.sim.reach_color:ReachColorEnv", "apprentice.sim.reach_color:ReachColorExpert"),
     # gym-aloha (the real package): AlohaTransferCube-v0 / AlohaInsertion-v0
     "aloha_transfer_cube": (
         "apprentice.sim.benchmarks.aloha:AlohaTransferCubeEnv",

@@ -132,6 +132,13 @@ def _batch(obs: dict[str, np.ndarray], tasks: list[str], as_torch: bool, device:
     return batch
 
 
+def env_tasks(envs: Any) -> list[str]:
+    """Each slot's instruction for the episode just reset, as lerobot-eval adds it to the observation (the
+    env's `task_description`, else its `task`; `EvalSlot.instruction`). Read after every reset: envs such
+    as reach_color draw a new instruction per episode."""
+    return [str(v) for v in envs.call("instruction")]
+
+
 def _to_numpy(action: Any) -> np.ndarray:
     if hasattr(action, "detach"):
         action = action.detach().to("cpu").float().numpy()
@@ -163,7 +170,7 @@ def rollout(
     plan = {"live": n_live, "videos": {j: str(p) for j, p in enumerate(video_paths)}}
     obs, _ = envs.reset(seed=[int(s) for s in seeds], options={ROLLOUT_OPTION: plan})
     policy.reset()
-    tasks = list(envs.get_attr("task"))
+    tasks = env_tasks(envs)
     max_steps = max(int(m) for m in envs.get_attr("max_episode_steps"))
     as_torch, device = hasattr(policy, "device"), getattr(policy, "device", "cpu")
     done = np.arange(n) >= n_live
@@ -334,6 +341,7 @@ __all__ = [
     "ExpertPolicy",
     "ZeroPolicy",
     "action_mse",
+    "env_tasks",
     "eval_tasks",
     "evaluate",
     "rollout",

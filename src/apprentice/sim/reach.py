@@ -93,6 +93,7 @@ class ReachEnv(MujocoTask):
     joint_names: ClassVar[list[str]] = JOINT_NAMES
     environment_state_names: ClassVar[list[str]] = ["target_x", "target_y", "target_z"]
     max_episode_steps = 120
+    xml: ClassVar[str] = _XML  # the MJCF (with a {timestep} field); reach_color adds a second target
     frames_after_success: int | None = 20  # recorded after the first success: the settle at the goal
 
     # Targets: in front of the arm, polar in the table plane, at heights the tip reaches from above.
@@ -101,7 +102,7 @@ class ReachEnv(MujocoTask):
     height_range = (0.04, 0.12)
 
     def __init__(self, seed: int | None = 0, render: bool = True, tolerance: float = 0.02, **kwargs) -> None:
-        super().__init__(_XML.format(timestep=1.0 / 300.0), seed=seed, render=render, **kwargs)
+        super().__init__(self.xml.format(timestep=1.0 / 300.0), seed=seed, render=render, **kwargs)
         if tolerance <= 0:
             raise SimError(f"reach: tolerance must be > 0 metres, got {tolerance}")
         self.tolerance = tolerance

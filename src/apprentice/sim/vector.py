@@ -81,6 +81,17 @@ class EvalSlot(gym.Wrapper):
         encoder.finish()
         return str(encoder.path)
 
+    def instruction(self) -> str:
+        """The current episode's language instruction: `task_description` (LIBERO's name in lerobot), else
+        `task`, else ''. Looked up here, not by get_attr: a missing attribute would kill an async worker."""
+        for name in ("task_description", "task"):
+            value = getattr(self.env.unwrapped, name, None)
+            if value is None:
+                value = getattr(self.env, name, None)
+            if value is not None:
+                return str(value)
+        return ""
+
     def expert_reset(self) -> None:
         """Start the task's scripted expert on the current episode (built once per slot)."""
         if self._expert is None:
