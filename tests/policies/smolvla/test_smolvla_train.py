@@ -47,14 +47,20 @@ def test_training_updates_the_expert_only_and_reloads_to_the_same_actions(run, t
     assert policy.select_action(observation(task=list(TASKS))).shape == (2, 4)
 
 
-def test_fine_tuning_from_the_checkpoint_with_a_task_override(run, two_task_dataset, vlm_dir, tmp_path):
+def test_fine_tuning_with_a_task_override_in_bf16_with_checkpointing(run, two_task_dataset, tmp_path):
     pretrained = run / "checkpoints" / "last" / "pretrained_model"
     flags = [f"--policy.pretrained_path={pretrained}", f"--dataset.root={two_task_dataset}",
              f"--output_dir={tmp_path / 'ft'}", "--batch_size=2", "--steps=1", "--policy.device=cpu",
-             "--num_workers=0", "--task=move left", "--task_override=true"]
+             "--num_workers=0", "--task=move left", "--task_override=true",
+             # the memory flags of the seed's troubleshooting section, all at once
+             "--precision=bf16", "--grad_checkpointing=true", "--gradient_accumulation_steps=2"]
     assert main(flags) == 0
     tuned = load_policy(tmp_path / "ft" / "checkpoints" / "last" / "pretrained_model")
     assert tuned.config.num_vlm_layers == TINY["num_vlm_layers"]
+    before, after = (load_file(str(d / "model.safetensors")) for d in (pretrained, tmp_path / "ft" / "checkpoints"
+                                                                         / "last" / "pretrained_model"))
+    assert not torch.equal(before["model.action_out_proj.weight"], after["model.action_out_proj.weight"])
+    assert (tmp_path / "ft" / "checkpoints" / "last" / "pretrained_model" / "vlm" / "tokenizer.json").is_file()
 
 
 def test_episodes_without_a_task_need_the_task_flag(vlm_dir, tmp_path, capsys):

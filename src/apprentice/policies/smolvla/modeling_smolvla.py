@@ -75,6 +75,11 @@ class SmolVLAPolicy(Policy):
         config.validate_features()
         if config.adapt_to_pi_aloha:
             raise PolicyError("smolvla: adapt_to_pi_aloha is not supported here; set it to false")
+        if config.use_peft:
+            raise PolicyError(
+                "smolvla: --policy.use_peft=true (LoRA adapters) is not implemented yet; fine-tune with the default "
+                "train_expert_only=true (the VLM frozen, ~100M expert parameters trained)"
+            )
         self.config: SmolVLAConfig = config
         self.vlm_dir = proc.resolve_vlm_dir(config, checkpoint_dir)
         self.vlm_config = proc.load_vlm_config(self.vlm_dir)
