@@ -3,6 +3,7 @@ and acts with `select_action(obs)` in raw (dataset) units."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +28,24 @@ class Policy(nn.Module):
         self.normalizer = Normalizer(
             {**config.input_features, **config.output_features}, config.normalization_mapping, stats
         )
+
+    @classmethod
+    def from_checkpoint(cls, config: PolicyConfig, stats: Stats, directory: Path) -> Policy:
+        """Build the policy for a pretrained_model/ dir (before its weights load); SmolVLA reads its VLM
+        config and tokenizer from there."""
+        return cls(config, stats)
+
+    def save_assets(self, directory: Path) -> None:
+        """Write files beside model.safetensors that loading needs (SmolVLA: the VLM config and tokenizer)."""
+
+    def preprocessor_steps(self, device: dict[str, Any], normalizer: dict[str, Any]) -> list[dict[str, Any]]:
+        """policy_preprocessor.json's steps, as LeRobot writes them for this policy type."""
+        return [
+            {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+            {"registry_name": "to_batch_processor", "config": {}},
+            device,
+            normalizer,
+        ]
 
     @property
     def device(self) -> torch.device:

@@ -97,11 +97,30 @@ def load_stats(directory: Path) -> tuple[Stats, dict]:
     return stats, step_cfg
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """Load a `pretrained_model/` dir (ours or lerobot-train's) for inference, in eval mode on `device`."""
-    directory = Path(path)
+def resolve_pretrained(path: str | Path) -> Path:
+    """A local pretrained_model/ dir for `path`: the dir itself (or its pretrained_model/), or a Hub repo id
+    (`lerobot/smolvla_base`) fetched through huggingface_hub — JSON and safetensors files only."""
+    directory = Path(path).expanduser()
     if (directory / "pretrained_model").is_dir():  # accept a checkpoints/<step> dir too
-        directory = directory / "pretrained_model"
+        return directory / "pretrained_model"
+    text = str(path)
+    if directory.exists() or directory.is_absolute() or text.startswith((".", "~")) or text.count("/") != 1:
+        return directory
+    from huggingface_hub import snapshot_download
+
+    try:  # never pickles: only the files load_policy reads, plus a vlm/ folder's config and tokenizer
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "vlm/*"]))
+    except Exception as exc:  # offline, unknown or gated repo: one message saying what to do
+        raise PolicyError(
+            f"{text}: not a local directory and not downloadable from the Hub ({type(exc).__name__}: {exc}); "
+            "pass a local pretrained_model/ dir"
+        ) from exc
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """Load a `pretrained_model/` dir (ours or lerobot-train's, local or a Hub repo id) for inference, in
+    eval mode on `device`."""
+    directory = resolve_pretrained(path)
     raw = _read_json(directory / CONFIG_NAME)
     if "type" not in raw:
         raise PolicyError(f"{directory / CONFIG_NAME} has no 'type' field; is this a policy config.json?")
@@ -110,7 +129,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     stats, step_cfg = load_stats(directory)
     if step_cfg.get("norm_map"):
         config.normalization_mapping = dict(step_cfg["norm_map"])
-    policy = cls(config, stats)
+    policy = cls.from_checkpoint(config, stats, directory)
     if "eps" in step_cfg:
         policy.normalizer.eps = float(step_cfg["eps"])
     weights = _read_safetensors(directory / WEIGHTS_NAME)
@@ -118,6 +137,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         missing, unexpected = policy.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # shape mismatches
         raise PolicyError(f"{directory / WEIGHTS_NAME} does not match {directory / CONFIG_NAME}: {exc}") from exc
+    missing = [k for k in missing if k not in _tied_keys(policy)]
     if missing or unexpected:
         raise PolicyError(
             f"{directory / WEIGHTS_NAME} does not match the {config.type} config in {CONFIG_NAME}: "
@@ -126,6 +146,20 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         )
     policy.config.device = str(device)
     return policy.to(device).eval()
+
+
+def _tied_keys(policy: Policy) -> set[str]:
+    """State-dict keys that alias an earlier key's tensor (tied embeddings): saved once, under the first
+    name in sorted order as safetensors' save_model does, and not expected back on load."""
+    seen: dict[tuple[int, int], str] = {}
+    tied = set()
+    for key, value in sorted(policy.state_dict().items()):
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset()) if value.numel() else (id(value), 0)
+        if ident in seen:
+            tied.add(key)
+        else:
+            seen[ident] = key
+    return tied
 
 
 def _processor_json(name: str, steps: list[dict]) -> str:
@@ -138,14 +172,15 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     config.save(directory / CONFIG_NAME)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+    tied = _tied_keys(policy)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items() if k not in tied}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    policy.save_assets(directory)
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
         for key, per in policy.normalizer.stats.items()
         for stat, v in per.items()
     }
-    save_file(flat, str(directory / NORMALIZER_STATE))
     save_file(flat, str(directory / UNNORMALIZER_STATE))
     feats = {
         k: {"type": f.type, "shape": list(f.shape)}
@@ -156,17 +191,16 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
         "registry_name": "device_processor",
         "config": {"device": str(config.device or "cpu"), "float_dtype": None},
     }
-    pre = [
-        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-        {"registry_name": "to_batch_processor", "config": {}},
-        device,
-        {"registry_name": "normalizer_processor", "config": norm, "state_file": NORMALIZER_STATE},
-    ]
+    normalizer = {"registry_name": "normalizer_processor", "config": norm}
+    pre = policy.preprocessor_steps(device, normalizer)
+    # LeRobot names a step's state file by its position in the pipeline.
+    normalizer["state_file"] = f"policy_preprocessor_step_{pre.index(normalizer)}_normalizer_processor.safetensors"
     post_norm = {**norm, "features": {k: v for k, v in feats.items() if k in config.output_features}}
     post = [
         {"registry_name": "unnormalizer_processor", "config": post_norm, "state_file": UNNORMALIZER_STATE},
         device,
     ]
+    save_file(flat, str(directory / normalizer["state_file"]))
     (directory / PREPROCESSOR_NAME).write_text(_processor_json("policy_preprocessor", pre))
     (directory / POSTPROCESSOR_NAME).write_text(_processor_json("policy_postprocessor", post))
     return directory

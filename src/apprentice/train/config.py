@@ -134,6 +134,10 @@ class TrainConfig:
     save_freq: int = 20_000
     grad_clip_norm: float = 10.0
     gradient_accumulation_steps: int = 1
+    # The language instruction for language-conditioned policies (SmolVLA): used for every episode whose
+    # task in meta/tasks.parquet is empty; with task_override=true it replaces every episode's task.
+    task: str | None = None
+    task_override: bool = False
     wandb: WandbConfig = field(default_factory=WandbConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
@@ -397,6 +401,12 @@ def _parse(raw: str, annotation: str, flag: str) -> Any:
 
 def _pretrained_type(path: Path) -> str:
     """The policy type recorded in a pretrained_model/ dir (fine-tuning needs no --policy.type)."""
+    from apprentice.policies.pretrained import resolve_pretrained
+
+    try:  # a local dir, or a Hub repo id (lerobot/smolvla_base) fetched through huggingface_hub
+        path = resolve_pretrained(path)
+    except PolicyError as exc:
+        raise TrainError(f"--policy.pretrained_path={path}: {exc}") from exc
     config = path / "config.json" if (path / "config.json").is_file() else path / "pretrained_model" / "config.json"
     try:
         return str(json.loads(config.read_text())["type"])

@@ -387,6 +387,8 @@ def build_frame_cache(cfg: Any, ds: Any, config: Any, device: torch.device, log:
     deltas = sample_deltas(config)
     numeric = list(dict.fromkeys(k for k in [*config.input_features, *config.output_features, *deltas]
                                  if k not in image_keys))
+    if getattr(config, "uses_language", False):  # the policy maps task_index to its tokenised task
+        numeric.append("task_index")
     shapes = {k: tuple(f.shape) for k, f in config.image_features.items()}
     native = max((int(np.prod(_hwc(ds.features[k]))) for k in image_keys), default=1)
     window = {k: len(v) for k, v in deltas.items()}

@@ -29,6 +29,7 @@ from apprentice.policies import (
     policy_class,
     stats_to_tensors,
 )
+from apprentice.policies.pretrained import resolve_pretrained
 from apprentice.train.checkpoint import (
     PRETRAINED,
     STATE,
@@ -122,13 +123,17 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
     inputs = apply_input_shapes(inputs, input_shapes)
     pretrained = overrides.get("pretrained_path")
     if pretrained:  # fine-tuning: the pretrained config and weights, this dataset's stats
-        base = load_policy(pretrained, device="cpu")
+        try:
+            directory = resolve_pretrained(pretrained)
+            base = load_policy(directory, device="cpu")
+        except PolicyError as exc:
+            raise TrainError(f"--policy.pretrained_path={pretrained}: {exc}") from exc
         fields = {**base.config.to_dict(), **overrides}
         if input_shapes:
             fields["input_features"] = apply_input_shapes(base.config.input_features, input_shapes)
         fields.pop("type")
         config = make_config(base.config.type, **fields)
-        policy = policy_class(config.type)(config, stats)
+        policy = policy_class(config.type).from_checkpoint(config, stats, directory)
         try:
             policy.load_state_dict(base.state_dict())
         except RuntimeError as exc:
@@ -150,6 +155,25 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
         return make_policy(make_config(cfg.policy_type, **overrides), stats).train()
     except PolicyError as exc:
         raise TrainError(str(exc)) from exc
+
+
+def dataset_tasks(tasks: list[str], task: str | None, override: bool) -> list[str]:
+    """The instruction per task_index: the dataset's, `--task` for those that are empty, or `--task` for all
+    with --task_override=true."""
+    if task is not None and not task.strip():
+        raise TrainError('--task="" is empty; give the instruction, e.g. --task="pick up the red cube"')
+    if override and task is None:
+        raise TrainError("--task_override=true needs --task=\"…\" (the instruction that replaces the dataset's)")
+    if override:
+        return [task] * max(1, len(tasks))
+    out = [t if t and t.strip() else task for t in tasks]
+    missing = [i for i, t in enumerate(out) if t is None]
+    if missing:
+        raise TrainError(
+            f"task_index {missing[:5]} in meta/tasks.parquet have no instruction and no --task was given; "
+            'pass --task="…" (used for every episode without one)'
+        )
+    return out
 
 
 def _output_dir(cfg: TrainConfig) -> Path:
@@ -194,6 +218,11 @@ def train(cfg: TrainConfig) -> Path:
     policy = _build_policy(cfg, ds, resume_from)
     config = policy.config
     check_reward_features(config, ds.features, f"dataset {cfg.dataset.root or cfg.dataset.repo_id}")
+    if getattr(config, "uses_language", False):  # language-conditioned (SmolVLA): the dataset's tasks
+        try:
+            policy.set_tasks(dataset_tasks(ds.meta.tasks, cfg.task, cfg.task_override))
+        except PolicyError as exc:
+            raise TrainError(f"dataset {cfg.dataset.root or cfg.dataset.repo_id}: {exc}") from exc
     config.device = device.type
     if cfg.freeze_backbone:
         for p in policy.backbone_parameters():

@@ -1,0 +1,299 @@
+"""SmolVLA fine-tuning throughput (samples/s), peak GPU memory, and chunk latency, full size, random weights.
+
+The VLM is SmolVLM2-500M-Video-Instruct's architecture (its config.json values written out below: SigLIP
+12 x 768 at 512 px, 64 image tokens per camera after the 4x pixel shuffle, a 960-wide 15/5-head LLaMA text
+model cut to smolvla_base's 16 layers) with random weights, and a synthetic word-level tokenizer of its
+vocabulary size (49 280); the Hub cannot be reached here. The policy is smolvla_base's config (expert 0.75 x,
+cross-attention with self-attention every 2nd layer, chunk 50, train_expert_only, frozen vision).
+
+Modes (each a fresh subprocess, so peak memory is its own):
+  ours      apprentice's SmolVLA through the trainer's own step (apprentice.train.step.TrainStep: bf16
+            autocast on CUDA, fused AdamW, grad clipping), batches already on the device
+  ckpt      ours + grad checkpointing (set_grad_checkpointing)
+  lerobot   lerobot 0.6.1's SmolVLAPolicy (run by --lerobot-python) with lerobot-train's update step:
+            its AdamW preset, clip_grad_norm_, fp32 (its default use_amp=false) and TF32 as lerobot_train
+            turns it on; --lerobot-amp adds its autocast. Same batch tensors, same tokens.
+  latency   ours: predict_action_chunk at batch 1 (prefix once + num_steps=10 expert steps), p50/p99 ms,
+            fp32 and (CUDA) bf16 autocast
+
+Prints one JSON object. Examples:
+  python benchmarks/smolvla_train.py --quick                                     # tiny CPU smoke run
+  python benchmarks/smolvla_train.py --device cuda --batch-sizes 4,32 --modes ours,ckpt,lerobot,latency \
+      --lerobot-python /path/to/py312-lerobot-0.6.1/bin/python
+  python benchmarks/smolvla_train.py --device cpu --batch-sizes 1 --modes latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+# HuggingFaceTB/SmolVLM2-500M-Video-Instruct's config.json (the architecture fields).
+SMOLVLM2_500M = {
+    "model_type": "smolvlm", "scale_factor": 4, "image_token_id": 49190, "vocab_size": 49280,
+    "tie_word_embeddings": False,
+    "text_config": {"model_type": "llama", "hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32,
+                    "num_attention_heads": 15, "num_key_value_heads": 5, "head_dim": 64, "rms_norm_eps": 1e-5,
+                    "rope_theta": 100000, "max_position_embeddings": 8192, "vocab_size": 49280,
+                    "attention_bias": False, "mlp_bias": False, "pad_token_id": 2, "bos_token_id": 1,
+                    "eos_token_id": 2},
+    "vision_config": {"model_type": "smolvlm_vision", "hidden_size": 768, "intermediate_size": 3072,
+                      "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16, "image_size": 512},
+}
+# --quick: the same structure, small enough for a CPU run.
+QUICK = {**SMOLVLM2_500M, "vocab_size": 512,
+         "text_config": {**SMOLVLM2_500M["text_config"], "hidden_size": 128, "intermediate_size": 256,
+                         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                         "vocab_size": 512},
+         "vision_config": {**SMOLVLM2_500M["vision_config"], "hidden_size": 64, "intermediate_size": 128,
+                           "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 128},
+         "scale_factor": 2}
+NAMED = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
+         "image_token": "<image>", "end_of_utterance_token": "<end_of_utterance>"}
+PROMPT = "pick up the red cube and put it in the box on the left side of the table\n"
+STATE_DIM = 6
+
+
+def write_vlm(directory: Path, config: dict) -> None:
+    """config.json + a word-level tokenizer of the config's vocabulary size."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, SmolVLMConfig
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = {k: v for k, v in config.items() if k != "model_type"}
+    SmolVLMConfig(**cfg).save_pretrained(str(directory))
+    words = [*sorted(set(PROMPT.split())), "\n"]
+    special = ["<|endoftext|>", "<unk>", *NAMED.values()]
+    vocab = {w: i for i, w in enumerate(special + words)}
+    vocab.update({f"w{i}": i for i in range(len(vocab), config["vocab_size"])})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", unk_token="<unk>",
+                                   extra_special_tokens=NAMED)
+    fast.save_pretrained(str(directory))
+
+
+def write_processor(directory: Path) -> None:
+    """The AutoProcessor lerobot's SmolVLMWithExpertModel loads (run by the lerobot interpreter: the video
+    processor needs torchvision)."""
+    from transformers import AutoTokenizer, SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
+
+    SmolVLMProcessor(image_processor=SmolVLMImageProcessor(), tokenizer=AutoTokenizer.from_pretrained(str(directory)),
+                     video_processor=SmolVLMVideoProcessor()).save_pretrained(str(directory))
+
+
+def policy_fields(args: argparse.Namespace) -> dict:
+    size = 128 if args.quick else 512
+    return {"vlm_model_name": str(args.vlm_dir), "resize_imgs_with_padding": [size, size],
+            "num_vlm_layers": 2 if args.quick else 16, "device": args.device,
+            "input_features": {"observation.state": {"type": "STATE", "shape": [STATE_DIM]},
+                               "observation.images.top": {"type": "VISUAL", "shape": [3, args.height, args.width]}},
+            "output_features": {"action": {"type": "ACTION", "shape": [STATE_DIM]}}}
+
+
+def make_batch(args: argparse.Namespace, batch: int, tokenizer: object, chunk: int = 50) -> dict:
+    g = torch.Generator().manual_seed(0)
+    tokens = tokenizer([PROMPT] * batch, return_tensors="pt")
+    out = {"observation.state": torch.randn(batch, STATE_DIM, generator=g),
+           "observation.images.top": torch.rand(batch, 3, args.height, args.width, generator=g),
+           "action": torch.randn(batch, chunk, STATE_DIM, generator=g),
+           "action_is_pad": torch.zeros(batch, chunk, dtype=torch.bool),
+           "observation.language.tokens": tokens["input_ids"],
+           "observation.language.attention_mask": tokens["attention_mask"].bool()}
+    return {k: v.to(args.device) for k, v in out.items()}
+
+
+def _stats() -> dict:
+    return {"observation.state": {"mean": torch.zeros(STATE_DIM), "std": torch.ones(STATE_DIM)},
+            "action": {"mean": torch.zeros(STATE_DIM), "std": torch.ones(STATE_DIM)}}
+
+
+def _timed(step, sync, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return time.perf_counter() - t0
+
+
+def _sync(device: str):
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def _memory(device: str) -> dict:
+    if device != "cuda":
+        return {}
+    return {"max_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
+
+
+# ------------------------------------------------------------------------------------------ workers
+def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool) -> dict:
+    from apprentice.policies import make_config, make_policy
+    from apprentice.train.step import TrainStep
+
+    torch.manual_seed(0)
+    policy = make_policy(make_config("smolvla", **policy_fields(args)), _stats()).to(args.device).train()
+    if ckpt:
+        policy.set_grad_checkpointing(True)
+    data = make_batch(args, batch, policy.tokenize.tokenizer, policy.config.chunk_size)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = policy.make_optimizer(fused=args.device == "cuda")
+    step = TrainStep(policy, params, optimizer, device=torch.device(args.device), image_keys=["observation.images.top"],
+                     grad_clip_norm=10.0, bf16=args.device == "cuda")
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = _timed(lambda: step(lambda: data), _sync(args.device), args.steps, args.warmup)
+    return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
+            "final_loss": round(float(step.loss_sum) / max(1, args.steps + args.warmup), 4),
+            "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1),
+            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1), **_memory(args.device)}
+
+
+def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    if args.device == "cuda":  # as lerobot_train
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    fields = policy_fields(args)
+    kinds = {"STATE": FeatureType.STATE, "VISUAL": FeatureType.VISUAL, "ACTION": FeatureType.ACTION}
+    feats = {k: {n: PolicyFeature(kinds[f["type"]], tuple(f["shape"])) for n, f in fields[k].items()}
+             for k in ("input_features", "output_features")}
+    cfg = SmolVLAConfig(**feats, vlm_model_name=fields["vlm_model_name"], device=args.device,
+                        resize_imgs_with_padding=tuple(fields["resize_imgs_with_padding"]),
+                        num_vlm_layers=fields["num_vlm_layers"], use_amp=args.lerobot_amp)
+    torch.manual_seed(0)
+    policy = SmolVLAPolicy(cfg).to(args.device).train()
+    data = make_batch(args, batch, policy.model.vlm_with_expert.processor.tokenizer, cfg.chunk_size)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = cfg.get_optimizer_preset().build(params)
+    amp = torch.autocast(args.device) if args.lerobot_amp else None
+
+    def step() -> None:  # lerobot_train.update_policy without its GradScaler (a no-op unless fp16)
+        if amp is not None:
+            with torch.autocast(args.device):
+                loss, _ = policy.forward(dict(data))
+        else:
+            loss, _ = policy.forward(dict(data))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.optimizer_grad_clip_norm, error_if_nonfinite=False)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = _timed(step, _sync(args.device), args.steps, args.warmup)
+    return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
+            "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1), "amp": args.lerobot_amp,
+            **_memory(args.device)}
+
+
+def worker_latency(args: argparse.Namespace) -> dict:
+    from apprentice.policies import make_config, make_policy
+
+    policy = make_policy(make_config("smolvla", **policy_fields(args)), _stats()).to(args.device).eval()
+    obs = {"observation.state": torch.randn(1, STATE_DIM, device=args.device),
+           "observation.images.top": torch.rand(1, 3, args.height, args.width, device=args.device), "task": PROMPT}
+    out = {}
+    precisions = ["fp32", "bf16"] if args.device == "cuda" else ["fp32"]
+    for precision in precisions:
+        times = []
+        for i in range(args.latency_iters + 3):
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                _sync(args.device)()
+                t0 = time.perf_counter()
+                policy.predict_action_chunk(obs)
+                _sync(args.device)()
+            if i >= 3:
+                times.append(1000 * (time.perf_counter() - t0))
+        times.sort()
+        out[precision] = {"p50_ms": round(statistics.median(times), 2),
+                          "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
+                          "chunk_size": policy.config.chunk_size, "num_steps": policy.config.num_steps}
+    return {**out, **_memory(args.device)}
+
+
+# ------------------------------------------------------------------------------------------ driver
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-sizes", default="4,32")
+    p.add_argument("--modes", default="ours,ckpt,latency")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--latency-iters", type=int, default=50)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--lerobot-python", default=None, help="Python 3.12 with lerobot 0.6.1 + transformers>=5.4,<5.6")
+    p.add_argument("--lerobot-amp", action="store_true", help="lerobot with --policy.use_amp=true (autocast)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each CPU worker")
+    p.add_argument("--quick", action="store_true", help="tiny config on CPU, batch 2, 2 steps")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--vlm-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick:
+        args.device, args.steps, args.warmup, args.latency_iters = "cpu", 2, 1, 3
+        args.height, args.width = 96, 128
+        if args.batch_sizes == "4,32":
+            args.batch_sizes = "2"
+    if args.worker:
+        if args.device == "cpu":  # one thread per side: small CPU ops are not held up by thread sync
+            torch.set_num_threads(args.threads)
+        fn = {"ours": lambda: worker_ours(args, args.batch, False), "ckpt": lambda: worker_ours(args, args.batch, True),
+              "lerobot": lambda: worker_lerobot(args, args.batch), "latency": lambda: worker_latency(args),
+              "processor": lambda: write_processor(args.vlm_dir) or {}}
+        print("RESULT " + json.dumps(fn[args.worker]()))
+        return
+    result: dict = {"benchmark": "smolvla_train", "device": args.device, "quick": args.quick,
+                    "image": [3, args.height, args.width], "steps": args.steps}
+    if args.device == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        vlm_dir = Path(tmp) / "smolvlm2-500m-random"
+        write_vlm(vlm_dir, QUICK if args.quick else SMOLVLM2_500M)
+        common = [f"--device={args.device}", f"--steps={args.steps}", f"--warmup={args.warmup}",
+                  f"--latency-iters={args.latency_iters}", f"--height={args.height}", f"--width={args.width}",
+                  f"--vlm-dir={vlm_dir}", f"--threads={args.threads}", *(["--quick"] if args.quick else []),
+                  *(["--lerobot-amp"] if args.lerobot_amp else [])]
+        if "lerobot" in args.modes.split(",") and args.lerobot_python:
+            subprocess.run([args.lerobot_python, __file__, "--worker=processor", f"--vlm-dir={vlm_dir}"], check=True,
+                           capture_output=True)
+        for mode in args.modes.split(","):
+            batches = [1] if mode == "latency" else [int(b) for b in args.batch_sizes.split(",")]
+            for batch in batches:
+                python = args.lerobot_python if mode == "lerobot" else sys.executable
+                if python is None:
+                    raise SystemExit("mode lerobot needs --lerobot-python")
+                proc = subprocess.run([python, __file__, f"--worker={mode}", f"--batch={batch}", *common],
+                                      capture_output=True, text=True)
+                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                key = mode if mode == "latency" else f"{mode}_b{batch}"
+                result[key] = json.loads(line[7:]) if line else {"error": proc.stderr.strip().splitlines()[-3:]}
+    for batch in args.batch_sizes.split(","):
+        ours, theirs = result.get(f"ours_b{batch}", {}), result.get(f"lerobot_b{batch}", {})
+        if "samples_per_s" in ours and "samples_per_s" in theirs:
+            result[f"speedup_b{batch}"] = round(ours["samples_per_s"] / theirs["samples_per_s"], 2)
+            if "max_gpu_mem_gb" in ours and "max_gpu_mem_gb" in theirs:
+                result[f"memory_ratio_b{batch}"] = round(ours["max_gpu_mem_gb"] / theirs["max_gpu_mem_gb"], 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

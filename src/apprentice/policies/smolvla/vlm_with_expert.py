@@ -1,0 +1,295 @@
+"""SmolVLM2 cut to its first layers, with a smaller "action expert" transformer beside it.
+
+Both are stock `transformers` modules built from a config (SmolVLMForConditionalGeneration, and a LlamaModel
+for the expert), so parameter names are LeRobot's (`vlm.model.text_model.layers.3.self_attn.q_proj.weight`,
+`lm_expert.layers.3...`). Only the layer loop is ours: layer i of the VLM runs over the prefix (image,
+language and state tokens) and layer i of the expert over the action tokens, and the expert sees the
+prefix in one of two ways:
+
+- self-attention layers (every `self_attn_every_n_layers`-th, or all with attention_mode="self_attn"):
+  prefix and action tokens are concatenated into one attention (with the block mask the caller gives);
+- cross-attention layers: the expert's queries attend to the VLM layer's (RoPE'd) keys/values of the
+  prefix, projected to the expert's width by the expert's own k_proj/v_proj.
+
+The prefix never attends to the actions, so at inference its K/V are computed once per chunk (`PrefixCache`)
+and each denoising step runs the expert alone. RoPE, attention scaling and masking follow LeRobot's
+SmolVLA (its own RoPE with wavelength 10 000, not the text config's rope_theta) so outputs match.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from apprentice.policies.checkpointing import Checkpointable
+from apprentice.policies.config import PolicyError
+
+ROPE_WAVELENGTH = 10_000
+
+
+def apply_rope(x: Tensor, positions: Tensor) -> Tensor:
+    """Rotary embedding of x (B, L, H, D) at integer positions (B, L), computed in float32."""
+    half = x.shape[-1] // 2
+    exponents = (2.0 / x.shape[-1]) * torch.arange(half, dtype=torch.float32, device=x.device)
+    radians = positions[..., None].float() / (ROPE_WAVELENGTH**exponents)[None, None, :]
+    sin, cos = torch.sin(radians)[..., None, :], torch.cos(radians)[..., None, :]  # (B, L, 1, D/2)
+    x1, x2 = x.float().split(half, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """q (B, Lq, H, D), k/v (B, Lk, Hkv, D), mask bool (B, Lq, Lk) -> (B, Lq, H*D).
+
+    SDPA instead of LeRobot's eager float32 softmax (same math; it avoids materialising the (B, H, Lq, Lk)
+    weights). The mask is additive, not boolean: a fully masked row (a padding token's query) then gets a
+    uniform softmax as in eager attention instead of NaN, which would leak through the next layer's V."""
+    b, lq, h, d = q.shape
+    neg = torch.finfo(q.dtype).min / 2  # /2: adding a logit must not overflow to -inf
+    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, neg)[:, None]
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias, enable_gqa=k.shape[2] != h
+    )
+    return out.transpose(1, 2).reshape(b, lq, h * d)
+
+
+def expert_intermediate_size(hidden: int, ffn_multiplier: int = 4, multiple_of: int = 256) -> int:
+    """The expert MLP width LeRobot derives from its hidden size (LLaMA's 2/3 * 4h rounded up to 256)."""
+    hidden = int(ffn_multiplier * int(2 * hidden / 3))
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+@dataclass
+class PrefixCache:
+    """Per VLM layer: the prefix's RoPE'd keys/values (B, Lp, Hkv, D); for cross-attention layers also
+    those keys/values already projected by the expert (computed once per chunk, not once per step)."""
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    expert_kv: dict[int, tuple[Tensor, Tensor]]
+
+
+class SmolVLMWithExpert(Checkpointable):
+    """`vlm` (SmolVLMForConditionalGeneration, first `num_vlm_layers` text layers) + `lm_expert` (LlamaModel)."""
+
+    def __init__(
+        self,
+        vlm_config: object,
+        *,
+        num_vlm_layers: int,
+        num_expert_layers: int,
+        expert_width_multiplier: float,
+        attention_mode: str,
+        self_attn_every_n_layers: int,
+        freeze_vision_encoder: bool,
+        train_expert_only: bool,
+        vlm: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, SmolVLMForConditionalGeneration
+
+        self.vlm = vlm if vlm is not None else SmolVLMForConditionalGeneration(vlm_config)
+        text = self.vlm.model.text_model
+        if num_vlm_layers > 0:
+            text.layers = text.layers[:num_vlm_layers]
+        self.num_vlm_layers = len(text.layers)
+        self.config = self.vlm.config
+        text_cfg = self.config.text_config
+        expert_cfg = copy.deepcopy(text_cfg)
+        expert_cfg.hidden_size = int(text_cfg.hidden_size * expert_width_multiplier)
+        expert_cfg.intermediate_size = expert_intermediate_size(expert_cfg.hidden_size)
+        expert_cfg.num_hidden_layers = self.num_vlm_layers
+        if num_expert_layers > 0:
+            if self.num_vlm_layers % num_expert_layers:
+                raise PolicyError(
+                    f"smolvla: num_vlm_layers={self.num_vlm_layers} is not a multiple of "
+                    f"num_expert_layers={num_expert_layers}; choose a divisor"
+                )
+            expert_cfg.num_hidden_layers = num_expert_layers
+        self.lm_expert = AutoModel.from_config(expert_cfg)
+        self.num_expert_layers = len(self.lm_expert.layers)
+        self.cross = "cross" in attention_mode
+        self.self_attn_every_n_layers = self_attn_every_n_layers
+        head_dim = text_cfg.head_dim
+        if self.cross:  # the expert's k/v read the VLM's keys/values, so they take the VLM's K/V width
+            kv_in = text_cfg.num_key_value_heads * head_dim
+            kv_out = expert_cfg.num_key_value_heads * expert_cfg.head_dim
+            for i, layer in enumerate(self.lm_expert.layers):
+                if not self._is_self_attn(i):
+                    layer.self_attn.k_proj = nn.Linear(kv_in, kv_out, bias=expert_cfg.attention_bias)
+                    layer.self_attn.v_proj = nn.Linear(kv_in, kv_out, bias=expert_cfg.attention_bias)
+        self.lm_expert.embed_tokens = None  # the expert embeds actions, never tokens
+        self.expert_hidden_size = expert_cfg.hidden_size
+        self.freeze_vision_encoder = freeze_vision_encoder
+        self.train_expert_only = train_expert_only
+        self._set_requires_grad()
+
+    # ------------------------------------------------------------------ parameters and modes
+    def _is_self_attn(self, i: int) -> bool:
+        return not self.cross or (self.self_attn_every_n_layers > 0 and i % self.self_attn_every_n_layers == 0)
+
+    def _set_requires_grad(self) -> None:
+        vision = self.vlm.model.vision_model
+        if self.freeze_vision_encoder:
+            vision.requires_grad_(False)
+        if self.train_expert_only:
+            self.vlm.requires_grad_(False)
+        else:
+            # As LeRobot: the VLM's last layer (and lm_head, final norm) never influence the actions, so
+            # they stay frozen (DDP would otherwise wait for their gradients).
+            frozen = ["lm_head", "text_model.norm.weight", f"text_model.layers.{self.num_vlm_layers - 1}."]
+            if self.num_vlm_layers != self.num_expert_layers and self.num_vlm_layers % self.num_expert_layers == 0:
+                frozen.append(f"text_model.layers.{self.num_vlm_layers - 2}.")
+            for name, p in self.vlm.named_parameters():
+                if any(f in name for f in frozen):
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> SmolVLMWithExpert:
+        super().train(mode)
+        if self.freeze_vision_encoder:
+            self.vlm.model.vision_model.eval()
+        if self.train_expert_only:
+            self.vlm.eval()
+        return self
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_image(self, pixels: Tensor) -> Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, tokens, text hidden) through the vision encoder and connector."""
+        model = self.vlm.model
+        hidden = model.vision_model(pixel_values=pixels.to(model.vision_model.embeddings.patch_embedding.weight.dtype))
+        return model.connector(hidden.last_hidden_state)
+
+    def embed_language_tokens(self, tokens: Tensor) -> Tensor:
+        return self.vlm.model.text_model.get_input_embeddings()(tokens)
+
+    def _expert_layer(self, i: int) -> nn.Module | None:
+        """Expert layer paired with VLM layer i (fewer expert layers: every k-th VLM layer has one)."""
+        every = self.num_vlm_layers // self.num_expert_layers
+        if every > 0 and i % every != 0:
+            return None
+        return self.lm_expert.layers[i // every if every > 0 else i]
+
+    # ------------------------------------------------------------------ the layer loop
+    def forward(
+        self,
+        prefix: Tensor | None,
+        suffix: Tensor | None,
+        mask: Tensor,
+        positions: Tensor,
+        cache: PrefixCache | None = None,
+        fill_cache: bool = False,
+    ) -> tuple[Tensor | None, Tensor | None, PrefixCache | None]:
+        """One pass over all layers.
+
+        Training: prefix (B, Lp, Hv) and suffix (B, Ls, He), mask (B, Lp+Ls, Lp+Ls), positions (B, Lp+Ls).
+        Prefill: prefix only with fill_cache=True -> the cache. Denoising: suffix only with `cache`,
+        mask (B, Ls, Lp+Ls), positions (B, Ls). Returns the final-normed (prefix, suffix) outputs and the cache.
+        """
+        new_cache = PrefixCache([], [], {}) if fill_cache else None
+        vlm_layers = self.vlm.model.text_model.layers
+        for i in range(self.num_vlm_layers):
+            layer_args = (vlm_layers[i], self._expert_layer(i), i, prefix, suffix, mask, positions, cache, new_cache)
+            if fill_cache or self._is_self_attn(i):
+                prefix, suffix = self.run(self._joint_layer, *layer_args)
+            else:
+                prefix, suffix = self.run(self._cross_layer, *layer_args)
+        if prefix is not None:
+            prefix = self.vlm.model.text_model.norm(prefix)
+        if suffix is not None:
+            suffix = self.lm_expert.norm(suffix)
+        return prefix, suffix, new_cache if fill_cache else cache
+
+    @staticmethod
+    def _qkv(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        shape = (*h.shape[:-1], -1, attn.head_dim)
+        return attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
+
+    @staticmethod
+    def _finish(layer: nn.Module, x: Tensor, att: Tensor) -> Tensor:
+        """Attention output projection, residual, MLP, residual (LLaMA's pre-norm block)."""
+        x = x + layer.self_attn.o_proj(att.to(layer.self_attn.o_proj.weight.dtype))
+        return x + layer.mlp(layer.post_attention_layernorm(x))
+
+    def _joint_layer(
+        self, vlm_layer: nn.Module, expert_layer: nn.Module | None, i: int, prefix: Tensor | None,
+        suffix: Tensor | None, mask: Tensor, positions: Tensor, cache: PrefixCache | None,
+        new_cache: PrefixCache | None,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        streams = [(vlm_layer, prefix), (expert_layer, suffix)]
+        live = [(layer, x) for layer, x in streams if x is not None and layer is not None]
+        if not live:
+            return prefix, suffix
+        qkv = [self._qkv(layer, x) for layer, x in live]
+        q, k, v = (torch.cat(t, dim=1) for t in zip(*qkv))
+        length = q.shape[1]
+        pos = positions[:, :length]
+        q, k = apply_rope(q, pos), apply_rope(k, pos)
+        if new_cache is not None:
+            new_cache.keys.append(k)
+            new_cache.values.append(v)
+        if cache is not None:  # denoising: the actions attend to the cached prefix and to themselves
+            k = torch.cat([cache.keys[i], k], dim=1)
+            v = torch.cat([cache.values[i], v], dim=1)
+            att = attention(q, k, v, mask)
+        else:
+            att = attention(q, k, v, mask[:, :length, :length])
+        out, start = [], 0
+        for layer, x in streams:
+            if x is None or layer is None:
+                out.append(x)
+                continue
+            out.append(self._finish(layer, x, att[:, start : start + x.shape[1]]))
+            start += x.shape[1]
+        return out[0], out[1]
+
+    def _cross_layer(
+        self, vlm_layer: nn.Module, expert_layer: nn.Module | None, i: int, prefix: Tensor | None,
+        suffix: Tensor | None, mask: Tensor, positions: Tensor, cache: PrefixCache | None,
+        new_cache: PrefixCache | None,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        if prefix is not None:  # training: the VLM layer over the prefix alone, its K/V feed the expert
+            lp = prefix.shape[1]
+            q, k, v = self._qkv(vlm_layer, prefix)
+            q, k = apply_rope(q, positions[:, :lp]), apply_rope(k, positions[:, :lp])
+            prefix = self._finish(vlm_layer, prefix, attention(q, k, v, mask[:, :lp, :lp]))
+            expert_pos = positions[:, lp:]
+        else:
+            k, v = cache.keys[i], cache.values[i]
+            expert_pos = positions
+        if expert_layer is None or suffix is None:
+            return prefix, suffix
+        if prefix is None and i in cache.expert_kv:
+            ek, ev = cache.expert_kv[i]
+        else:
+            ek, ev = self.project_prefix_kv(expert_layer, k, v)
+        eq = self._qkv_query(expert_layer, suffix)
+        expert_pos = expert_pos - expert_pos.min(dim=1, keepdim=True).values  # the actions count from 0
+        eq = apply_rope(eq, expert_pos)
+        att = attention(eq, ek, ev, mask[:, -suffix.shape[1] :, : ek.shape[1]])
+        return prefix, self._finish(expert_layer, suffix, att)
+
+    @staticmethod
+    def _qkv_query(layer: nn.Module, x: Tensor) -> Tensor:
+        h = layer.input_layernorm(x)
+        return layer.self_attn.q_proj(h).view(*h.shape[:-1], -1, layer.self_attn.head_dim)
+
+    @staticmethod
+    def project_prefix_kv(layer: nn.Module, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The VLM's prefix keys/values (B, Lp, Hkv, D) seen through the expert's k/v projections."""
+        attn = layer.self_attn
+        ek = attn.k_proj(k.reshape(*k.shape[:2], -1).to(attn.k_proj.weight.dtype))
+        ev = attn.v_proj(v.reshape(*v.shape[:2], -1).to(attn.v_proj.weight.dtype))
+        return ek.view(*k.shape[:2], -1, attn.head_dim), ev.view(*v.shape[:2], -1, attn.head_dim)
+
+    def precompute_expert_kv(self, cache: PrefixCache) -> PrefixCache:
+        """Project the cached prefix K/V for every cross-attention layer once (reused by all denoising steps)."""
+        for i in range(self.num_vlm_layers):
+            layer = self._expert_layer(i)
+            if layer is not None and not self._is_self_attn(i):
+                cache.expert_kv[i] = self.project_prefix_kv(layer, cache.keys[i], cache.values[i])
+        return cache
