@@ -3,6 +3,7 @@ and acts with `select_action(obs)` in raw (dataset) units."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -76,6 +77,21 @@ class Policy(nn.Module):
         self, optimizer: torch.optim.Optimizer, num_steps: int
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
         return None
+
+    # --- checkpoint hooks (pretrained.py); most policies need none of them ---------------------------
+    def adapt_state_dict(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights read from model.safetensors -> this module's keys (e.g. restore tied tensors)."""
+        return weights
+
+    def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
+        """The pre/post processor steps to write (LeRobot's per-policy pipelines); default: unchanged."""
+        return pre, post
+
+    def save_extra(self, directory: Path) -> None:
+        """Write files beside the weights (a tokenizer); default: none."""
+
+    def configure_from_processor(self, directory: Path, steps: list[dict]) -> None:
+        """Read what the policy needs from a loaded checkpoint's preprocessor steps; default: nothing."""
 
     def _check_obs(self, obs: dict[str, Any]) -> None:
         missing = [k for k in self.config.input_features if k not in obs]

@@ -34,9 +34,15 @@ UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safeten
 
 
 def available_policies() -> list[str]:
-    """Every policy type: each sub-package of apprentice.policies that exports POLICY."""
+    """Every policy type: each sub-package of apprentice.policies that exports POLICY (read from its
+    __init__.py without importing it; shared packages such as paligemma/ export none)."""
     pkg = importlib.import_module("apprentice.policies")
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    out = []
+    for m in pkgutil.iter_modules(pkg.__path__):
+        init = Path(pkg.__path__[0]) / m.name / "__init__.py"
+        if m.ispkg and init.is_file() and "\nPOLICY = " in init.read_text():
+            out.append(m.name)
+    return sorted(out)
 
 
 def policy_class(policy_type: str) -> type[Policy]:
@@ -113,7 +119,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     policy = cls(config, stats)
     if "eps" in step_cfg:
         policy.normalizer.eps = float(step_cfg["eps"])
-    weights = _read_safetensors(directory / WEIGHTS_NAME)
+    pre = directory / PREPROCESSOR_NAME
+    policy.configure_from_processor(directory, _read_json(pre).get("steps", []) if pre.is_file() else [])
+    weights = policy.adapt_state_dict(_read_safetensors(directory / WEIGHTS_NAME))
     try:
         missing, unexpected = policy.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -138,15 +146,12 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     config.save(directory / CONFIG_NAME)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(_unshared(policy.state_dict()), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
         for key, per in policy.normalizer.stats.items()
         for stat, v in per.items()
     }
-    save_file(flat, str(directory / NORMALIZER_STATE))
-    save_file(flat, str(directory / UNNORMALIZER_STATE))
     feats = {
         k: {"type": f.type, "shape": list(f.shape)}
         for k, f in {**config.input_features, **config.output_features}.items()
@@ -167,6 +172,28 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
         {"registry_name": "unnormalizer_processor", "config": post_norm, "state_file": UNNORMALIZER_STATE},
         device,
     ]
-    (directory / PREPROCESSOR_NAME).write_text(_processor_json("policy_preprocessor", pre))
-    (directory / POSTPROCESSOR_NAME).write_text(_processor_json("policy_postprocessor", post))
+    pre, post = policy.processor_steps(pre, post)
+    for name, steps in (("policy_preprocessor", pre), ("policy_postprocessor", post)):
+        for i, step in enumerate(steps):  # lerobot names a step's state file by its position
+            if step["registry_name"] in ("normalizer_processor", "unnormalizer_processor"):
+                step["state_file"] = f"{name}_step_{i}_{step['registry_name']}.safetensors"
+                save_file(flat, str(directory / step["state_file"]))
+        (directory / f"{name}.json").write_text(_processor_json(name, steps))
+    policy.save_extra(directory)
     return directory
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies of the weights with tied tensors (PaliGemma's embedding = lm_head) written once, under the
+    name safetensors' save_model keeps (the first in sorted order) — the file lerobot writes."""
+    out: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    for key in sorted(state):
+        v = state[key].detach()
+        ident = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)) if v.numel() else None
+        if ident is not None and ident in seen:
+            continue
+        if ident is not None:
+            seen[ident] = key
+        out[key] = v.to("cpu").contiguous()
+    return {k: out[k] for k in state if k in out}
