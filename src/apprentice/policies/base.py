@@ -90,6 +90,9 @@ class Policy(nn.Module):
     def save_extra(self, directory: Path) -> None:
         """Write files beside the weights (a tokenizer); default: none."""
 
+    def inherit(self, base: Policy) -> None:
+        """Take over non-weight state (a tokenizer) from the pretrained policy this one fine-tunes."""
+
     def configure_from_processor(self, directory: Path, steps: list[dict]) -> None:
         """Read what the policy needs from a loaded checkpoint's preprocessor steps; default: nothing."""
 

@@ -285,6 +285,11 @@ class PiPolicy(Policy):
     def save_extra(self, directory: Path) -> None:
         self.prompt.save(directory)
 
+    def inherit(self, base: Policy) -> None:
+        if isinstance(base, PiPolicy):
+            self.prompt.name, self.prompt.search_dirs = base.prompt.name, base.prompt.search_dirs
+            self.prompt.tokenizer = base.prompt.tokenizer
+
     def configure_from_processor(self, directory: Path, steps: list[dict]) -> None:
         self.prompt.search_dirs = [directory]
         for step in steps:

@@ -4,13 +4,15 @@
 state normalized to [-1, 1] then discretized (openpi's PaligemmaTokenizer). Both are tokenized with the
 PaliGemma tokenizer, right-padded to `tokenizer_max_length`, truncated beyond it.
 
-The tokenizer is loaded on first use, never at import: from the checkpoint directory when it holds
+The tokenizer is loaded on first use, never at import: from $APPRENTICE_PALIGEMMA_TOKENIZER when set
+(a local directory, for machines without the Hub), else from the checkpoint directory when it holds
 tokenizer files (ours do), else by name through transformers (the Hub or its local cache; lerobot's
 checkpoints name `google/paligemma-3b-pt-224`). It is only ever a tokenizer file — no remote code.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from apprentice.policies.config import PolicyError
 
 PALIGEMMA_TOKENIZER = "google/paligemma-3b-pt-224"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+TOKENIZER_ENV = "APPRENTICE_PALIGEMMA_TOKENIZER"  # a local tokenizer dir (or Hub name) that wins over all else
 
 
 def pi0_prompt(task: str) -> str:
@@ -70,6 +73,9 @@ class PromptTokenizer:
     def _load(self) -> Any:
         from transformers import AutoTokenizer
 
+        local = os.environ.get(TOKENIZER_ENV)
+        if local:
+            return AutoTokenizer.from_pretrained(local, trust_remote_code=False)
         for directory in self.search_dirs:
             if any((directory / f).is_file() for f in TOKENIZER_FILES):
                 return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
