@@ -268,14 +268,16 @@ class PiPolicy(Policy):
 
     # ------------------------------------------------------------------------- checkpoints
     def adapt_state_dict(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
-        """lerobot/openpi checkpoint quirks: the tied PaliGemma embedding saved only as lm_head."""
+        """PaliGemma's token embedding and lm_head are one tensor here (tied, as in PaliGemma). lerobot keeps
+        them apart in memory (its PaliGemma rebuilds the language model after tying), computes with the
+        embedding and never with lm_head, and openpi-converted files hold lm_head only. So: the embedding
+        when the file has it, else lm_head — the tensor lerobot itself ends up computing with."""
         embed = "model.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
         head = "model.paligemma_with_expert.paligemma.lm_head.weight"
         weights = dict(weights)
-        if embed not in weights and head in weights:
-            weights[embed] = weights[head]
-        if head not in weights and embed in weights:
-            weights[head] = weights[embed]
+        source = weights.get(embed, weights.get(head))
+        if source is not None:
+            weights[embed] = weights[head] = source
         return weights
 
     def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
