@@ -97,7 +97,7 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
         torch.nn.utils.clip_grad_norm_(params, policy.config.optimizer_grad_clip_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))  # host read = end of step
+        losses.append(loss.item())  # host read = end of step
         if step >= args.warmup:
             times.append(time.perf_counter() - t)
     out = {
@@ -141,19 +141,23 @@ try:
     batch["observation.language.attention_mask"] = mask
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2.5e-5, betas=(0.9, 0.95), weight_decay=0.01, fused=dev == "cuda")
-    torch.cuda.reset_peak_memory_stats()
+    cuda = dev == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for step in range(args["warmup"] + args["steps"]):
-        torch.cuda.synchronize(); t = time.perf_counter()
-        with torch.autocast(dev, dtype=torch.bfloat16):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda):
             loss, _ = policy.forward(batch)
         loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(set_to_none=True)
-        float(loss)
+        loss.item()
         if step >= args["warmup"]:
             times.append(time.perf_counter() - t)
     step_s = statistics.median(times)
     print(json.dumps({"samples_per_s": round(b / step_s, 3), "step_s": round(step_s, 4),
-                      "max_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))
+                      "max_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None}))
 except Exception as exc:  # report why lerobot cannot run here instead of a number
     print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:600]}))
 """

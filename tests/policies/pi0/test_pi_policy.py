@@ -140,3 +140,26 @@ def test_scheduler_is_lerobots_cosine_with_warmup_scaled_to_short_runs():
     alpha = low / peak
     assert lrs[1] == pytest.approx(peak * ((1 - alpha) * 0.5 * (1 + math.cos(math.pi / 5)) + alpha))
     assert lrs[5] == pytest.approx(low) and lrs[6] == pytest.approx(low)
+
+
+def test_rtc_goes_through_guided_denoise_with_the_velocity_fn(monkeypatch):
+    import sys
+    import types
+
+    from apprentice.policies.paligemma.flow import euler_denoise
+
+    calls = []
+
+    def guided_denoise(velocity_fn, noise, num_steps, rtc):
+        calls.append((noise.shape, num_steps, rtc))
+        return euler_denoise(velocity_fn, noise, num_steps)
+
+    module = types.ModuleType("apprentice.policies.rtc")
+    module.guided_denoise = guided_denoise  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "apprentice.policies.rtc", module)
+    torch.manual_seed(0)
+    policy = tiny_policy("pi0").eval()
+    noise = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim)
+    guided = policy.predict_action_chunk(tiny_obs(), noise=noise, rtc="settings")
+    assert calls == [((2, 4, 6), 3, "settings")]
+    torch.testing.assert_close(guided, policy.predict_action_chunk(tiny_obs(), noise=noise))
