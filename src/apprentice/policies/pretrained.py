@@ -103,9 +103,30 @@ def load_stats(directory: Path) -> tuple[Stats, dict]:
     return stats, step_cfg
 
 
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model"]  # never code, never pickle
+
+
+def resolve_pretrained(path: str | Path) -> Path:
+    """A local directory as it is; an `owner/name` that is not one, fetched from the Hub (JSON, safetensors
+    and tokenizer files only) into the Hugging Face cache — e.g. lerobot/pi0_base."""
+    directory = Path(path)
+    text = str(path)
+    if directory.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        return directory
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=HUB_FILES))
+    except Exception as exc:  # any Hub failure (offline, no such repo, auth) becomes one clear message
+        raise PolicyError(
+            f"{text} is neither a local directory nor a Hub model we could fetch ({type(exc).__name__}: {exc}); "
+            "pass a local pretrained_model/ dir, or log in / connect to the Hub"
+        ) from exc
+
+
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     """Load a `pretrained_model/` dir (ours or lerobot-train's) for inference, in eval mode on `device`."""
-    directory = Path(path)
+    directory = resolve_pretrained(path)
     if (directory / "pretrained_model").is_dir():  # accept a checkpoints/<step> dir too
         directory = directory / "pretrained_model"
     raw = _read_json(directory / CONFIG_NAME)

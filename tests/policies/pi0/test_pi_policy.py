@@ -163,3 +163,9 @@ def test_rtc_goes_through_guided_denoise_with_the_velocity_fn(monkeypatch):
     guided = policy.predict_action_chunk(tiny_obs(), noise=noise, rtc="settings")
     assert calls == [((2, 4, 6), 3, "settings")]
     torch.testing.assert_close(guided, policy.predict_action_chunk(tiny_obs(), noise=noise))
+
+
+def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PolicyError, match="lerobot/pi0_not_here is neither a local directory nor a Hub model"):
+        load_policy("lerobot/pi0_not_here")
