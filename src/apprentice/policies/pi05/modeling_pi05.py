@@ -47,12 +47,9 @@ class PI05Policy(PiPolicy):
     core_class = PI05Core
 
     def prompts(self, batch: dict[str, Any], state: Tensor) -> list[str]:
+        # The normalized state before zero-padding to max_state_dim, as lerobot's processor sees it.
         bins = discretize_state(state.detach().float().cpu().numpy())
         return [pi05_prompt(task, bins[i]) for i, task in enumerate(batch_tasks(batch, state.shape[0]))]
-
-    def _inputs(self, batch: dict[str, Any]) -> Any:
-        # lerobot discretizes the normalized state *before* padding it; `prompts` gets it unpadded.
-        return super()._inputs(batch)
 
     def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
         """lerobot's make_pi05_pre_post_processors: rename, batch, relative, normalizer, state prompt,
