@@ -170,11 +170,13 @@ class PaliGemmaWithExpert(Checkpointable):
         new_k, new_v = k, v
         if past is not None:
             k, v = torch.cat([past[0].to(k.dtype), k], dim=2), torch.cat([past[1].to(v.dtype), v], dim=2)
-        # One KV head shared by all query heads (Gemma's MQA).
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), scale=self.head_dim**-0.5,
-            enable_gqa=self.num_kv_heads != self.num_heads,
-        )
+        # Gemma shares each KV head among num_heads / num_kv_heads query heads (MQA for these sizes). The
+        # heads are expanded here rather than with SDPA's enable_gqa, which CUDA's memory-efficient kernel
+        # (the one that takes an arbitrary mask) does not accept, so it would fall back to the math kernel.
+        rep = self.num_heads // self.num_kv_heads
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.head_dim**-0.5)
         out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], self.num_heads * self.head_dim)
         outs: list[Tensor | None] = []
         start, j = 0, 0
@@ -208,12 +210,13 @@ class PaliGemmaWithExpert(Checkpointable):
         `mask_2d` (B, Q, K) bool over the queries given and the keys (cache first); `positions` (B, Q).
         Returns the final-normed prefix and suffix outputs and, with `keep_cache`, the prefix's cache.
         """
-        hiddens: list[Tensor | None] = [prefix, suffix]
         ref = prefix if prefix is not None else suffix
-        assert ref is not None
+        if ref is None:
+            raise ValueError("PaliGemmaWithExpert needs a prefix, a suffix or both")
         dtype = self.language_model.layers[0].self_attn.q_proj.weight.dtype
-        hiddens = [h.to(dtype) if h is not None and dtype == torch.bfloat16 else h for h in hiddens]
-        cos, sin = self.language_model.rotary_emb(hiddens[0] if prefix is not None else hiddens[1], positions)
+        # bf16 parameters (config dtype): activations enter in bf16 too, as lerobot casts them.
+        hiddens = [h.to(dtype) if h is not None and dtype == torch.bfloat16 else h for h in (prefix, suffix)]
+        cos, sin = self.language_model.rotary_emb(ref, positions)
         device = ref.device.type
         compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else dtype
         bias = attention_bias(mask_2d, compute)  # built once, shared by every layer
