@@ -35,18 +35,6 @@ class Policy(nn.Module):
         config and tokenizer from there."""
         return cls(config, stats)
 
-    def save_assets(self, directory: Path) -> None:
-        """Write files beside model.safetensors that loading needs (SmolVLA: the VLM config and tokenizer)."""
-
-    def preprocessor_steps(self, device: dict[str, Any], normalizer: dict[str, Any]) -> list[dict[str, Any]]:
-        """policy_preprocessor.json's steps, as LeRobot writes them for this policy type."""
-        return [
-            {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-            {"registry_name": "to_batch_processor", "config": {}},
-            device,
-            normalizer,
-        ]
-
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -95,6 +83,24 @@ class Policy(nn.Module):
         self, optimizer: torch.optim.Optimizer, num_steps: int
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
         return None
+
+    # --- checkpoint hooks (pretrained.py); most policies need none of them ---------------------------
+    def adapt_state_dict(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights read from model.safetensors -> this module's keys (e.g. restore tied tensors)."""
+        return weights
+
+    def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
+        """The pre/post processor steps to write (LeRobot's per-policy pipelines); default: unchanged."""
+        return pre, post
+
+    def save_extra(self, directory: Path) -> None:
+        """Write files beside the weights (a tokenizer); default: none."""
+
+    def inherit(self, base: Policy) -> None:
+        """Take over non-weight state (a tokenizer) from the pretrained policy this one fine-tunes."""
+
+    def configure_from_processor(self, directory: Path, steps: list[dict]) -> None:
+        """Read what the policy needs from a loaded checkpoint's preprocessor steps; default: nothing."""
 
     def _check_obs(self, obs: dict[str, Any]) -> None:
         missing = [k for k in self.config.input_features if k not in obs]

@@ -34,9 +34,15 @@ UNNORMALIZER_STATE = "policy_postprocessor_step_0_unnormalizer_processor.safeten
 
 
 def available_policies() -> list[str]:
-    """Every policy type: each sub-package of apprentice.policies that exports POLICY."""
+    """Every policy type: each sub-package of apprentice.policies that exports POLICY (read from its
+    __init__.py without importing it; shared packages such as paligemma/ export none)."""
     pkg = importlib.import_module("apprentice.policies")
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    out = []
+    for m in pkgutil.iter_modules(pkg.__path__):
+        init = Path(pkg.__path__[0]) / m.name / "__init__.py"
+        if m.ispkg and init.is_file() and "\nPOLICY = " in init.read_text():
+            out.append(m.name)
+    return sorted(out)
 
 
 def policy_class(policy_type: str) -> type[Policy]:
@@ -97,23 +103,27 @@ def load_stats(directory: Path) -> tuple[Stats, dict]:
     return stats, step_cfg
 
 
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "vlm/*"]  # never code, never pickle
+
+
 def resolve_pretrained(path: str | Path) -> Path:
     """A local pretrained_model/ dir for `path`: the dir itself (or its pretrained_model/), or a Hub repo id
-    (`lerobot/smolvla_base`) fetched through huggingface_hub — JSON and safetensors files only."""
+    (`lerobot/smolvla_base`, `lerobot/pi0_base`) fetched through huggingface_hub into the Hugging Face cache —
+    JSON, safetensors and tokenizer files only (a vlm/ folder's config and tokenizer included)."""
     directory = Path(path).expanduser()
     if (directory / "pretrained_model").is_dir():  # accept a checkpoints/<step> dir too
         return directory / "pretrained_model"
     text = str(path)
     if directory.exists() or directory.is_absolute() or text.startswith((".", "~")) or text.count("/") != 1:
         return directory
-    from huggingface_hub import snapshot_download
+    try:
+        from huggingface_hub import snapshot_download
 
-    try:  # never pickles: only the files load_policy reads, plus a vlm/ folder's config and tokenizer
-        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "vlm/*"]))
+        return Path(snapshot_download(text, allow_patterns=HUB_FILES))
     except Exception as exc:  # offline, unknown or gated repo: one message saying what to do
         raise PolicyError(
             f"{text}: not a local directory and not downloadable from the Hub ({type(exc).__name__}: {exc}); "
-            "pass a local pretrained_model/ dir"
+            "pass a local pretrained_model/ dir, or log in / connect to the Hub"
         ) from exc
 
 
@@ -132,7 +142,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     policy = cls.from_checkpoint(config, stats, directory)
     if "eps" in step_cfg:
         policy.normalizer.eps = float(step_cfg["eps"])
-    weights = _read_safetensors(directory / WEIGHTS_NAME)
+    pre = directory / PREPROCESSOR_NAME
+    policy.configure_from_processor(directory, _read_json(pre).get("steps", []) if pre.is_file() else [])
+    weights = policy.adapt_state_dict(_read_safetensors(directory / WEIGHTS_NAME))
     try:
         missing, unexpected = policy.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -175,13 +187,11 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
     tied = _tied_keys(policy)
     state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items() if k not in tied}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    policy.save_assets(directory)
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
         for key, per in policy.normalizer.stats.items()
         for stat, v in per.items()
     }
-    save_file(flat, str(directory / UNNORMALIZER_STATE))
     feats = {
         k: {"type": f.type, "shape": list(f.shape)}
         for k, f in {**config.input_features, **config.output_features}.items()
@@ -191,16 +201,24 @@ def save_policy(policy: Policy, directory: str | Path) -> Path:
         "registry_name": "device_processor",
         "config": {"device": str(config.device or "cpu"), "float_dtype": None},
     }
-    normalizer = {"registry_name": "normalizer_processor", "config": norm}
-    pre = policy.preprocessor_steps(device, normalizer)
-    # LeRobot names a step's state file by its position in the pipeline.
-    normalizer["state_file"] = f"policy_preprocessor_step_{pre.index(normalizer)}_normalizer_processor.safetensors"
+    pre = [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "to_batch_processor", "config": {}},
+        device,
+        {"registry_name": "normalizer_processor", "config": norm, "state_file": NORMALIZER_STATE},
+    ]
     post_norm = {**norm, "features": {k: v for k, v in feats.items() if k in config.output_features}}
     post = [
         {"registry_name": "unnormalizer_processor", "config": post_norm, "state_file": UNNORMALIZER_STATE},
         device,
     ]
-    save_file(flat, str(directory / normalizer["state_file"]))
-    (directory / PREPROCESSOR_NAME).write_text(_processor_json("policy_preprocessor", pre))
-    (directory / POSTPROCESSOR_NAME).write_text(_processor_json("policy_postprocessor", post))
+    pre, post = policy.processor_steps(pre, post)
+    for name, steps in (("policy_preprocessor", pre), ("policy_postprocessor", post)):
+        for i, step in enumerate(steps):  # lerobot names a step's state file by its position
+            if step["registry_name"] in ("normalizer_processor", "unnormalizer_processor"):
+                step["state_file"] = f"{name}_step_{i}_{step['registry_name']}.safetensors"
+                save_file(flat, str(directory / step["state_file"]))
+        (directory / f"{name}.json").write_text(_processor_json(name, steps))
+    policy.save_extra(directory)
     return directory
+

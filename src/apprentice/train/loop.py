@@ -134,6 +134,7 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
         fields.pop("type")
         config = make_config(base.config.type, **fields)
         policy = policy_class(config.type).from_checkpoint(config, stats, directory)
+        policy.inherit(base)
         try:
             policy.load_state_dict(base.state_dict())
         except RuntimeError as exc:

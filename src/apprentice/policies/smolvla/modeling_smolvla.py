@@ -123,11 +123,12 @@ class SmolVLAPolicy(Policy):
         self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
 
     # ------------------------------------------------------------------ checkpoint hooks
-    def save_assets(self, directory: Path) -> None:
+    def save_extra(self, directory: Path) -> None:
         proc.save_vlm_assets(directory, self.vlm_config, self.tokenize.tokenizer)
 
-    def preprocessor_steps(self, device: dict, normalizer: dict) -> list[dict]:
-        return proc.preprocessor_steps(self.config, device, normalizer)
+    def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
+        _rename, _batch, device, normalizer = pre
+        return proc.preprocessor_steps(self.config, device, normalizer), post
 
     # ------------------------------------------------------------------ language
     def set_tasks(self, tasks: list[str]) -> None:
