@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3.11}
-EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev,xarm,hil,metaworld}
+EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev,xarm,hil,metaworld,vla}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }

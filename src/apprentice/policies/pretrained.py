@@ -39,7 +39,12 @@ def available_policies() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
 
 
+# lerobot's `type` names that differ from our folder names (config.json written by lerobot says these).
+TYPE_ALIASES = {"pi0_fast": "pi0fast"}
+
+
 def policy_class(policy_type: str) -> type[Policy]:
+    policy_type = TYPE_ALIASES.get(policy_type, policy_type)
     if policy_type not in available_policies():
         raise PolicyError(f"unknown policy type {policy_type!r}; available: {available_policies()}")
     return importlib.import_module(f"apprentice.policies.{policy_type}").POLICY
@@ -132,14 +137,30 @@ def _processor_json(name: str, steps: list[dict]) -> str:
     return json.dumps({"name": name, "steps": steps}, indent=2)
 
 
-def save_policy(policy: Policy, directory: str | Path) -> Path:
-    """Write `policy` in LeRobot's pretrained_model layout; returns the directory."""
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One name per tensor: safetensors refuses tensors sharing memory (tied weights such as PaliGemma's
+    lm_head/embed_tokens); as safetensors' save_model, the first name in sorted order is kept."""
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    out = {}
+    for name in sorted(state):
+        t = state[name]
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        out[name] = t
+    return out
+
+
+def save_policy(policy: Policy, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `policy` in LeRobot's pretrained_model layout; returns the directory. `state`: the weights to
+    write instead of policy.state_dict() (a full state dict gathered from FSDP shards)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     config.save(directory / CONFIG_NAME)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    state = {k: v.detach().to("cpu").contiguous() for k, v in (state or policy.state_dict()).items()}
+    save_file(_unshared(state), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
         for key, per in policy.normalizer.stats.items()
