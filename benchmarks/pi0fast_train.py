@@ -77,7 +77,7 @@ def main() -> None:
     fields["output_features"] = {"action": {"type": "ACTION", "shape": [a.action_dim]}}
     with tempfile.TemporaryDirectory() as tmp:
         fields["text_tokenizer_name"] = str(text_tokenizer(Path(tmp) / "text", vocab))
-        fast = FastTokenizer.fit(list(smooth(400, horizon, a.action_dim, rng)), vocab_size=256 if a.quick else 1024)
+        fast = FastTokenizer.fit(list(smooth(400, horizon, a.action_dim, rng)), vocab_size=400 if a.quick else 1024)
         fields["action_tokenizer_name"] = str(fast.save(Path(tmp) / "fast"))
         stats = {k: {"mean": torch.zeros(a.action_dim), "std": torch.ones(a.action_dim)}
                  for k in ("observation.state", "action")}
@@ -119,7 +119,7 @@ def main() -> None:
         "cameras": a.cameras, "chunk_size": horizon, "grad_checkpointing": a.grad_checkpointing,
         "step_s_median": round(step_s, 4), "samples_per_s": round(b / step_s, 2),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-        "final_loss": float(loss), "build_s": round(build_s, 1), "torch": torch.__version__,
+        "final_loss": float(loss.detach()), "build_s": round(build_s, 1), "torch": torch.__version__,
     }))
 
 

@@ -1,4 +1,4 @@
-"""π0-FAST tests: one torch thread (tiny CPU models), the helpers' folder importable."""
+"""π0-FAST tests: one torch thread (tiny CPU models), the helpers' folders importable."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[2] / "train"))  # train_helpers: the tiny real dataset
 
 
 @pytest.fixture(autouse=True, scope="module")

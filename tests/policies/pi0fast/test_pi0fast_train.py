@@ -4,21 +4,18 @@ reach the prompt, the checkpoint is lerobot-named and loads for acting, fine-tun
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from pi0fast_helpers import tiny_fields
 from safetensors.torch import load_file
+from train_helpers import write_tiny_dataset
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "train"))
-from train_helpers import write_tiny_dataset  # noqa: E402
-
-from apprentice.dataset import LeRobotDataset  # noqa: E402
-from apprentice.policies import load_policy  # noqa: E402
-from apprentice.train import TrainConfig, train  # noqa: E402
-from apprentice.train.loop import read_metrics  # noqa: E402
+from apprentice.dataset import LeRobotDataset
+from apprentice.policies import load_policy
+from apprentice.train import TrainConfig, train
+from apprentice.train.loop import read_metrics
 
 pytest.importorskip("transformers")
 
