@@ -102,9 +102,29 @@ def load_stats(directory: Path) -> tuple[Stats, dict]:
     return stats, step_cfg
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """Load a `pretrained_model/` dir (ours or lerobot-train's) for inference, in eval mode on `device`."""
+def resolve_pretrained(path: str | Path) -> Path:
+    """A local dir as it is; otherwise a Hub model repo id (`lerobot/pi0fast-base`) fetched with huggingface_hub
+    — its JSON and safetensors files only, so no code from the repo is ever downloaded or run."""
     directory = Path(path)
+    text = str(path)
+    if directory.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        return directory
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors"]))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise PolicyError(
+            f"{text!r} is not a local dir and could not be fetched from the Hub ({type(exc).__name__}: {exc}); "
+            "pass a local pretrained_model/ dir"
+        ) from exc
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """Load a `pretrained_model/` dir (ours or lerobot-train's), or a Hub repo id holding one, for inference,
+    in eval mode on `device`."""
+    directory = resolve_pretrained(path)
     if (directory / "pretrained_model").is_dir():  # accept a checkpoints/<step> dir too
         directory = directory / "pretrained_model"
     raw = _read_json(directory / CONFIG_NAME)

@@ -398,7 +398,13 @@ def _parse(raw: str, annotation: str, flag: str) -> Any:
 
 
 def _pretrained_type(path: Path) -> str:
-    """The policy type recorded in a pretrained_model/ dir (fine-tuning needs no --policy.type)."""
+    """The policy type recorded in a pretrained_model/ dir or Hub repo (fine-tuning needs no --policy.type)."""
+    from apprentice.policies.pretrained import resolve_pretrained
+
+    try:
+        path = resolve_pretrained(path)
+    except PolicyError as exc:
+        raise TrainError(f"--policy.pretrained_path: {exc}") from exc
     config = path / "config.json" if (path / "config.json").is_file() else path / "pretrained_model" / "config.json"
     try:
         return str(json.loads(config.read_text())["type"])

@@ -215,3 +215,24 @@ def test_bad_tokenizer_dir_is_named(fields, tmp_path):
     with pytest.raises(PolicyError, match="nope"):
         _ = policy.tokens
     assert Path(fields["text_tokenizer_name"]).is_dir()
+
+
+def test_hub_repo_id_resolves_through_huggingface_hub(monkeypatch):
+    """A repo id goes to huggingface_hub (JSON + safetensors only); offline and uncached it is a clear error."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PolicyError, match=r"apprentice-test/no-such-policy.*local pretrained_model"):
+        load_policy("apprentice-test/no-such-policy")
+
+
+def test_missing_camera_is_masked_missing_state_is_an_error(fields):
+    two_cams = {**fields, "input_features": {**FEATURES["input_features"],
+                                             "observation.images.wrist": {"type": "VISUAL", "shape": [3, IMG, IMG]}}}
+    policy = _policy(two_cams).eval()
+    obs = {k: v for k, v in _batch().items() if k != "action"}
+    images, masks = policy._images(obs)
+    assert len(images) == 2 and masks[1].sum() == 0 and (images[1] == -1).all()
+    assert policy.predict_action_chunk(obs).shape == (2, CHUNK, D)
+    with pytest.raises(PolicyError, match=r"observation\.state"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if k != "observation.state"})

@@ -136,7 +136,9 @@ class PI0FastPolicy(Policy):
             img = resize_with_pad(batch[key].float(), h, w) * 2.0 - 1.0  # SigLIP takes [-1, 1]
             images.append(img)
             masks.append(torch.ones(img.shape[0], dtype=torch.bool, device=img.device))
-        for _ in range(len(keys) - len(present) + self.config.empty_cameras):  # absent cameras: masked out
+        # Absent cameras (lerobot's empty_camera_<i> features among them) enter as -1 images, masked out.
+        extra = max(0, self.config.empty_cameras - sum("empty_camera" in k for k in keys))
+        for _ in range(len(keys) - len(present) + extra):
             images.append(torch.full_like(images[0], -1.0))
             masks.append(torch.zeros_like(masks[0]))
         return images, masks
@@ -156,6 +158,11 @@ class PI0FastPolicy(Policy):
         tasks = self._tasks(batch, images[0].shape[0], training)
         tokens, masks = self.tokens.prompts(tasks, state, images[0].device)
         return images, img_masks, tokens, masks
+
+    def _check_obs(self, obs: dict[str, Any]) -> None:
+        """The state is required (it is in the prompt); cameras may be missing (masked), not all of them."""
+        if self.config.robot_state_feature is not None and OBS_STATE not in obs:
+            raise PolicyError(f"pi0fast: the observation lacks {OBS_STATE!r}; it has {sorted(obs)}")
 
     # ------------------------------------------------------------------------------- training
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
