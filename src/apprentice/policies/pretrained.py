@@ -208,6 +208,8 @@ def save_policy(policy: Policy, directory: str | Path, state: dict[str, torch.Te
         {"registry_name": "unnormalizer_processor", "config": post_norm, "state_file": UNNORMALIZER_STATE},
         device,
     ]
+    if hasattr(policy, "processor_steps"):  # a policy whose lerobot pipeline has more steps (tokenizers)
+        pre, post = policy.processor_steps(pre, post)
     (directory / PREPROCESSOR_NAME).write_text(_processor_json("policy_preprocessor", pre))
     (directory / POSTPROCESSOR_NAME).write_text(_processor_json("policy_postprocessor", post))
     return directory

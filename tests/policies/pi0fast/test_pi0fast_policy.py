@@ -142,6 +142,15 @@ def test_save_load_identical_actions(fields, tmp_path):
     save_policy(policy, tmp_path / "pm")
     raw = json.loads((tmp_path / "pm" / "config.json").read_text())
     assert raw["type"] == "pi0_fast"  # lerobot's name
+    pre = json.loads((tmp_path / "pm" / "policy_preprocessor.json").read_text())["steps"]
+    assert [s["registry_name"] for s in pre] == [
+        "rename_observations_processor", "to_batch_processor", "relative_actions_processor", "normalizer_processor",
+        "pi0_fast_prepare_state_tokenizer_processor_step", "tokenizer_processor", "action_tokenizer_processor",
+        "device_processor"]
+    assert pre[3]["state_file"] == "policy_preprocessor_step_3_normalizer_processor.safetensors"
+    post = json.loads((tmp_path / "pm" / "policy_postprocessor.json").read_text())["steps"]
+    assert [s["registry_name"] for s in post] == ["unnormalizer_processor", "absolute_actions_processor",
+                                                  "device_processor"]
     loaded = load_policy(tmp_path / "pm")
     obs = {k: v for k, v in _batch(seed=5).items() if k != "action"}
     torch.testing.assert_close(loaded.predict_action_chunk(obs), policy.eval().predict_action_chunk(obs),

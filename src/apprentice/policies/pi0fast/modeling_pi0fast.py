@@ -91,6 +91,31 @@ class PI0FastPolicy(Policy):
         pg = self.model.paligemma_with_expert.paligemma.model
         return [*pg.vision_tower.vision_model.encoder.layers, *pg.language_model.layers]
 
+    def processor_steps(self, pre: list[dict], post: list[dict]) -> tuple[list[dict], list[dict]]:
+        """lerobot 0.6.1's pi0_fast pipeline around the generic steps (rename, to_batch, device, normalizer /
+        unnormalizer, device), so lerobot rebuilds its processors from our files. The normalizer stays step 3
+        and the unnormalizer step 0, the indices in their state file names. ("trust_remote_code" is lerobot's
+        setting for its own FAST loader; this package never runs remote code.)"""
+        c = self.config
+        rename, to_batch, device, normalizer = pre
+        tokenizer = {"max_length": c.tokenizer_max_length, "task_key": "task", "padding_side": "right",
+                     "padding": "max_length", "truncation": True, "tokenizer_name": c.text_tokenizer_name}
+        action_tokenizer = {"trust_remote_code": True, "max_action_tokens": c.max_action_tokens,
+                            "action_tokenizer_name": c.action_tokenizer_name}
+        relative = {"enabled": c.use_relative_actions, "exclude_joints": list(c.relative_exclude_joints),
+                    "action_names": c.action_feature_names}
+        pre = [
+            rename, to_batch, {"registry_name": "relative_actions_processor", "config": relative}, normalizer,
+            {"registry_name": "pi0_fast_prepare_state_tokenizer_processor_step",
+             "config": {"max_state_dim": c.max_state_dim, "task_key": "task"}},
+            {"registry_name": "tokenizer_processor", "config": tokenizer},
+            {"registry_name": "action_tokenizer_processor", "config": action_tokenizer},
+            device,
+        ]
+        unnormalizer, device_out = post
+        absolute = {"registry_name": "absolute_actions_processor", "config": {"enabled": c.use_relative_actions}}
+        return pre, [unnormalizer, absolute, {**device_out, "config": {"device": "cpu", "float_dtype": None}}]
+
     def backbone_parameters(self) -> list[nn.Parameter]:
         vision = self.model.paligemma_with_expert.paligemma.model.vision_tower
         return [p for p in vision.parameters() if p.requires_grad]
