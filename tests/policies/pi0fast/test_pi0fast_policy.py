@@ -245,3 +245,26 @@ def test_missing_camera_is_masked_missing_state_is_an_error(fields):
     assert policy.predict_action_chunk(obs).shape == (2, CHUNK, D)
     with pytest.raises(PolicyError, match=r"observation\.state"):
         policy.predict_action_chunk({k: v for k, v in obs.items() if k != "observation.state"})
+
+
+# config.json keys lerobot 0.6.1's PI0FastConfig()._save_pretrained writes (its parser rejects unknown ones).
+LEROBOT_KEYS = {
+    "action_expert_variant", "action_feature_names", "action_tokenizer_name", "chunk_size", "compile_mode",
+    "compile_model", "device", "dtype", "empty_cameras", "fast_skip_tokens", "gradient_checkpointing",
+    "image_resolution", "input_features", "license", "max_action_dim", "max_action_tokens", "max_decoding_steps",
+    "max_state_dim", "n_action_steps", "n_obs_steps", "normalization_mapping", "optimizer_betas", "optimizer_eps",
+    "optimizer_grad_clip_norm", "optimizer_lr", "optimizer_weight_decay", "output_features", "paligemma_variant",
+    "pretrained_path", "pretrained_revision", "private", "push_to_hub", "relative_exclude_joints", "repo_id",
+    "rtc_config", "scheduler_decay_lr", "scheduler_decay_steps", "scheduler_warmup_steps", "tags", "temperature",
+    "text_tokenizer_name", "tokenizer_max_length", "type", "use_amp", "use_kv_cache", "use_peft",
+    "use_relative_actions", "validate_action_token_prefix"}
+
+
+def test_config_json_has_only_lerobot_fields_by_default(fields):
+    from apprentice.policies.pi0fast import PI0FastConfig
+
+    written = PI0FastConfig().to_dict()
+    assert set(written) <= LEROBOT_KEYS and written["type"] == "pi0_fast"
+    assert LEROBOT_KEYS - set(written) <= {"pretrained_revision"}
+    tiny = PI0FastConfig.from_dict(dict(fields)).to_dict()
+    assert "vlm_config" in tiny  # ours, written only when set (a tiny model lerobot could not build anyway)

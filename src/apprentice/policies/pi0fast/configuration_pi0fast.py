@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from apprentice.policies.config import PolicyConfig, PolicyError
 
 LEROBOT_TYPE = "pi0_fast"
+APPRENTICE_FIELDS = {"vlm_config": None, "freeze_vision_encoder": False}  # not lerobot fields
 # (width, depth, mlp_dim, num_heads, num_kv_heads, head_dim) of openpi's Gemma variants.
 GEMMA_VARIANTS = {
     "gemma_300m": (1024, 18, 4096, 8, 1, 256),
@@ -63,7 +64,7 @@ class PI0FastConfig(PolicyConfig):
     scheduler_decay_steps: int = 30_000
     scheduler_decay_lr: float = 2.5e-6
     # Apprentice: a transformers PaliGemmaConfig dict (e.g. a tiny one for tests) instead of the variant's
-    # full-size one; None = PaliGemma-3B as lerobot builds it. Not a lerobot field (lerobot ignores it).
+    # full-size one; None = PaliGemma-3B as lerobot builds it. Not a lerobot field (written only when set).
     vlm_config: dict[str, Any] | None = None
     freeze_vision_encoder: bool = False
 
@@ -94,4 +95,8 @@ class PI0FastConfig(PolicyConfig):
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["type"] = LEROBOT_TYPE
+        # lerobot's config parser rejects unknown fields: ours are written only when they are not the default.
+        for name, default in APPRENTICE_FIELDS.items():
+            if out.get(name) == default:
+                out.pop(name)
         return out
