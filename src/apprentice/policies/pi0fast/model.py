@@ -14,6 +14,7 @@ per-layer gradient checkpointing and FSDP units.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -129,15 +130,17 @@ class PI0FastModel(Checkpointable):
     ) -> Tensor:
         lm = self.paligemma_with_expert.language_model
         position_embeddings = lm.rotary_emb(hidden, position_ids)
+        # transformers renamed the layers' `past_key_values` to `cache` (5.2x); pass whichever this one takes.
+        cache_kw = "cache" if "cache" in inspect.signature(lm.layers[0].forward).parameters else "past_key_values"
         for layer in lm.layers:
             out = self.run(
                 layer,
                 hidden,
                 attention_mask=mask4d,
                 position_ids=position_ids,
-                cache=cache,
                 use_cache=cache is not None,
                 position_embeddings=position_embeddings,
+                **{cache_kw: cache},
             )
             hidden = out[0] if isinstance(out, tuple) else out
         return lm.norm(hidden)
