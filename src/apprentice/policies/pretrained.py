@@ -45,7 +45,12 @@ def available_policies() -> list[str]:
     return sorted(out)
 
 
+# lerobot's `type` names that differ from our folder names (config.json written by lerobot says these).
+TYPE_ALIASES = {"pi0_fast": "pi0fast"}
+
+
 def policy_class(policy_type: str) -> type[Policy]:
+    policy_type = TYPE_ALIASES.get(policy_type, policy_type)
     if policy_type not in available_policies():
         raise PolicyError(f"unknown policy type {policy_type!r}; available: {available_policies()}")
     return importlib.import_module(f"apprentice.policies.{policy_type}").POLICY
@@ -160,12 +165,12 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     return policy.to(device).eval()
 
 
-def _tied_keys(policy: Policy) -> set[str]:
+def _tied_keys(policy: Policy, state: dict[str, torch.Tensor] | None = None) -> set[str]:
     """State-dict keys that alias an earlier key's tensor (tied embeddings): saved once, under the first
     name in sorted order as safetensors' save_model does, and not expected back on load."""
     seen: dict[tuple[int, int], str] = {}
     tied = set()
-    for key, value in sorted(policy.state_dict().items()):
+    for key, value in sorted((state if state is not None else policy.state_dict()).items()):
         ident = (value.untyped_storage().data_ptr(), value.storage_offset()) if value.numel() else (id(value), 0)
         if ident in seen:
             tied.add(key)
@@ -178,14 +183,16 @@ def _processor_json(name: str, steps: list[dict]) -> str:
     return json.dumps({"name": name, "steps": steps}, indent=2)
 
 
-def save_policy(policy: Policy, directory: str | Path) -> Path:
-    """Write `policy` in LeRobot's pretrained_model layout; returns the directory."""
+def save_policy(policy: Policy, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `policy` in LeRobot's pretrained_model layout; returns the directory. `state`: the weights to
+    write instead of policy.state_dict() (a full state dict gathered from FSDP shards)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     config.save(directory / CONFIG_NAME)
-    tied = _tied_keys(policy)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items() if k not in tied}
+    state = state if state is not None else policy.state_dict()
+    tied = _tied_keys(policy, state)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,12 @@ def save_checkpoint(
     train_config: dict[str, Any],
     extra_state: dict[str, dict[str, Any]] | None = None,
     ema: Any = None,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint `step` and point `last` at it; a crash mid-write leaves the previous one intact.
-    `extra_state`: more training_state/<name> JSON files (the data position), written in the same swap."""
+    `extra_state`: more training_state/<name> JSON files (the data position), written in the same swap.
+    `model_state` / `optimizer_state`: full state dicts gathered beforehand (FSDP), instead of the live ones."""
     root = checkpoints_dir(output_dir)
     final = root / f"{step:06d}"
     tmp = root / f".{step:06d}.partial"
@@ -56,14 +60,14 @@ def save_checkpoint(
         with ema.swapped(policy):
             model_dir = save_policy(policy, tmp / PRETRAINED)
     else:
-        model_dir = save_policy(policy, tmp / PRETRAINED)
+        model_dir = save_policy(policy, tmp / PRETRAINED, state=model_state)
     (model_dir / TRAIN_CONFIG).write_text(
         json.dumps({**train_config, "policy": policy.config.to_dict()}, indent=4)
     )
     state_dir = tmp / STATE
     state_dir.mkdir(parents=True)
     (state_dir / "training_step.json").write_text(json.dumps({"step": step}, indent=4))
-    _save_optimizer(optimizer, state_dir)
+    _save_optimizer(optimizer_state or optimizer.state_dict(), state_dir)
     if scheduler is not None:
         (state_dir / "scheduler_state.json").write_text(json.dumps(_plain(scheduler.state_dict()), indent=4))
     if ema is not None:
@@ -81,8 +85,7 @@ def save_checkpoint(
     return final / PRETRAINED
 
 
-def _save_optimizer(optimizer: torch.optim.Optimizer, state_dir: Path) -> None:
-    state = optimizer.state_dict()
+def _save_optimizer(state: dict[str, Any], state_dir: Path) -> None:
     # LeRobot's flattening: "state/<param index>/<name>" tensors; param groups as JSON.
     flat = {}
     for pid, per in state["state"].items():
@@ -119,9 +122,14 @@ def _read(path: Path) -> Any:
 
 
 def load_training_state(
-    checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    checkpoint: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    """Restore optimizer, scheduler and RNG states from `checkpoint`; returns the step it was saved at."""
+    """Restore optimizer, scheduler and RNG states from `checkpoint`; returns the step it was saved at.
+    `load_optimizer` takes the full (index-keyed) optimizer state instead of `optimizer.load_state_dict`
+    (FSDP: each rank keeps its shards)."""
     state_dir = checkpoint / STATE
     step = int(_read(state_dir / "training_step.json")["step"])
     flat = _read(state_dir / "optimizer_state.safetensors")
@@ -138,7 +146,7 @@ def load_training_state(
         )
     for saved, cur in zip(groups, current):
         saved["params"] = cur["params"]
-    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    (load_optimizer or optimizer.load_state_dict)({"state": per_param, "param_groups": groups})
     if scheduler is not None and (state_dir / "scheduler_state.json").is_file():
         scheduler.load_state_dict(_read(state_dir / "scheduler_state.json"))
     set_rng_state(_read(state_dir / "rng_state.safetensors"))

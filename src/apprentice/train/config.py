@@ -153,6 +153,8 @@ class TrainConfig:
     channels_last: bool = True  # only used on CUDA
     cache_device: str = "auto"  # where the decoded uint8 frame cache lives: auto | cpu | cuda
     freeze_backbone: bool = False
+    # FSDP2 (fully_shard per transformer layer) instead of DDP under torchrun; README "Multi-GPU".
+    fsdp: bool = False
     config_path: str | None = None
     # Frame cache bound (README, "Training data"): decoded uint8 frames beyond it go to a disk cache.
     # None = half the host's available memory (a third of free GPU memory for a cache on cuda).

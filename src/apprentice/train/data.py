@@ -152,6 +152,9 @@ def to_device(
     """Move a batch to `device` (asynchronously from pinned memory) and make images float in [0, 1]."""
     out = {}
     for key, value in batch.items():
+        if not isinstance(value, Tensor):  # task strings
+            out[key] = value
+            continue
         value = value.to(device, non_blocking=True)
         if key in image_keys:
             value = value.float().div_(255.0) if value.dtype == torch.uint8 else value
@@ -387,7 +390,7 @@ def build_frame_cache(cfg: Any, ds: Any, config: Any, device: torch.device, log:
     deltas = sample_deltas(config)
     numeric = list(dict.fromkeys(k for k in [*config.input_features, *config.output_features, *deltas]
                                  if k not in image_keys))
-    if getattr(config, "uses_language", False):  # the policy maps task_index to its tokenised task
+    if getattr(config, "uses_language", False) or getattr(config, "uses_task", False):  # language policies
         numeric.append("task_index")
     shapes = {k: tuple(f.shape) for k, f in config.image_features.items()}
     native = max((int(np.prod(_hwc(ds.features[k]))) for k in image_keys), default=1)

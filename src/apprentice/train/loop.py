@@ -30,6 +30,7 @@ from apprentice.policies import (
     stats_to_tensors,
 )
 from apprentice.policies.pretrained import resolve_pretrained
+from apprentice.train import fsdp
 from apprentice.train.checkpoint import (
     PRETRAINED,
     STATE,
@@ -245,6 +246,9 @@ def train(cfg: TrainConfig) -> Path:
     policy.to(device)
     if channels_last:
         policy.to(memory_format=torch.channels_last)
+    if cfg.fsdp:
+        _check_fsdp(cfg, world)
+        fsdp.shard(policy)  # before the optimizer: it holds the sharded parameters
     # After resuming, pretrained_model/ held the EMA weights if EMA was on: the live ones come back here.
     keep_ema = cfg.ema.enable and main  # the shadow lives on rank 0 only (DDP ranks hold the same weights)
     if resume_from is not None:
@@ -253,11 +257,12 @@ def train(cfg: TrainConfig) -> Path:
         ema = EMA(policy, cfg.ema) if keep_ema else None
     optimizer = policy.make_optimizer(lr=config.optimizer_lr, fused=device.type == "cuda")
     scheduler = policy.make_scheduler(optimizer, cfg.steps)
-    start_step = load_training_state(resume_from, optimizer, scheduler) if resume_from is not None else 0
+    load_optim = (lambda plain: fsdp.load_optimizer(policy, optimizer, plain)) if cfg.fsdp else None
+    start_step = load_training_state(resume_from, optimizer, scheduler, load_optim) if resume_from is not None else 0
     for group in optimizer.param_groups:  # a checkpoint from a captured run carries capturable=True
         group["capturable"] = cfg.cuda_graphs
     model: torch.nn.Module = policy
-    if world > 1:
+    if world > 1 and not cfg.fsdp:
         model = DistributedDataParallel(
             policy,
             device_ids=[device.index] if device.type == "cuda" else None,
@@ -324,7 +329,7 @@ def train(cfg: TrainConfig) -> Path:
         bf16=use_bf16,
         channels_last=channels_last,
         accum=accum,
-        no_sync=model.no_sync if world > 1 else None,
+        no_sync=(lambda: fsdp.no_gradient_sync(policy)) if cfg.fsdp else model.no_sync if world > 1 else None,
         capture=cfg.cuda_graphs,
     )
     # Steps until the step is steady: compilation, cuDNN autotuning and graph capture happen in them.
@@ -334,10 +339,13 @@ def train(cfg: TrainConfig) -> Path:
     loop_start = time.perf_counter()
     last_dir = resume_from / PRETRAINED if resume_from is not None else None
     step = start_step
+    next_batch = source.next
+    if getattr(config, "uses_task", False):  # language-conditioned policies: the batch's task strings
+        next_batch = _with_tasks(source.next, dataset_tasks(list(ds.meta.tasks), cfg.task, cfg.task_override))
     try:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
-            step_fn(source.next)
+            step_fn(next_batch)
             policy.update()  # EMA target networks (TD-MPC); a no-op for most policies
             if scheduler is not None:
                 scheduler.step()
@@ -382,10 +390,13 @@ def train(cfg: TrainConfig) -> Path:
             else:
                 progress.tick(step)
             if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
+                # FSDP: every rank takes part in gathering the full state dicts; rank 0 writes them.
+                model_state, optim_state = fsdp.full_states(policy, optimizer) if cfg.fsdp else (None, None)
                 if main:
                     position = data_position(source, per_epoch, cfg.batch_size, seed, world)
                     last_dir = save_checkpoint(
-                        out, step, policy, optimizer, scheduler, train_dict, {DATA_POSITION: position}, ema=ema
+                        out, step, policy, optimizer, scheduler, train_dict, {DATA_POSITION: position}, ema=ema,
+                        model_state=model_state, optimizer_state=optim_state,
                     )
                 if world > 1:
                     dist.barrier()
@@ -402,6 +413,30 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return last_dir
+
+
+def _check_fsdp(cfg: TrainConfig, world: int) -> None:
+    problems = [
+        (world < 2, f"--fsdp=true shards across torchrun processes, but this run has {world}; start it with "
+                    "torchrun --nproc_per_node=N (N >= 2) or drop --fsdp"),
+        (cfg.ema.enable, "--fsdp=true with --ema.enable=true is not supported (the EMA shadow is unsharded)"),
+        (cfg.cuda_graphs, "--fsdp=true with --cuda_graphs=true is not supported; drop one"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise TrainError(message)
+
+
+def _with_tasks(next_batch: Any, tasks: list[str]) -> Any:
+    """A batch source whose batches carry `task` (list[str]) from their task_index, as lerobot's do."""
+
+    def wrapped() -> dict[str, Any]:
+        batch = next_batch()
+        if "task" not in batch and "task_index" in batch:
+            batch["task"] = [tasks[int(i)] for i in batch["task_index"].reshape(-1).tolist()]
+        return batch
+
+    return wrapped
 
 
 def compile_cache_dir() -> Path:

@@ -113,6 +113,8 @@ class TrainStep:
     def _clip_and_step(self) -> None:
         # On CUDA one multi-tensor norm (foreach); error_if_nonfinite=False: no host read of the norm.
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm, error_if_nonfinite=False)
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor norm over the shards
+            norm = norm.full_tensor()
         self.grad_norm.copy_(norm)
         self.optimizer.step()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from apprentice.policies.config import OBS_IMAGE_PREFIX, OBS_STATE, PolicyConfig, PolicyError, PolicyFeature
 
@@ -13,6 +13,8 @@ DEFAULT_IMAGE_SIZE = 224
 @dataclass
 class PiConfig(PolicyConfig):
     """π0-family config; see README "π0 and π0.5" for what each group of fields does."""
+
+    uses_task: ClassVar[bool] = True  # training batches carry their `task` strings (the prompt)
 
     paligemma_variant: str = "gemma_2b"
     action_expert_variant: str = "gemma_300m"
