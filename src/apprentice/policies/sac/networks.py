@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from apprentice.policies.config import OBS_ENV_STATE, OBS_IMAGE_PREFIX, OBS_STATE
+from apprentice.policies.config import OBS_ENV_STATE, OBS_IMAGE_PREFIX, OBS_STATE, PolicyError
 from apprentice.policies.sac.configuration_sac import SACConfig
 
 
@@ -35,9 +35,17 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+MIN_IMAGE_SIZE = 39  # the four stride-2 convs (7, 5, 3, 3) need at least this many pixels per side
+
+
 class DefaultImageEncoder(nn.Module):
-    def __init__(self, in_channels: int, hidden: int) -> None:
+    def __init__(self, in_channels: int, hidden: int, image_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
+        if image_shape is not None and min(image_shape[-2:]) < MIN_IMAGE_SIZE:
+            raise PolicyError(
+                f"image input {tuple(image_shape)} is too small for the 4-conv encoder (>= {MIN_IMAGE_SIZE} px a side);"
+                " record or resize frames larger (--policy.input_shapes)"
+            )
         convs = []
         for i, k in enumerate((7, 5, 3, 3)):
             convs += [nn.Conv2d(in_channels if i == 0 else hidden, hidden, kernel_size=k, stride=2), nn.ReLU()]
@@ -72,7 +80,7 @@ class SACObservationEncoder(nn.Module):
         latent = config.latent_dim
         if self.has_images:
             shape = config.input_features[self.image_keys[0]].shape
-            self.image_encoder = DefaultImageEncoder(shape[0], config.image_encoder_hidden_dim)
+            self.image_encoder = DefaultImageEncoder(shape[0], config.image_encoder_hidden_dim, shape)
             if config.freeze_vision_encoder:
                 for p in self.image_encoder.parameters():
                     p.requires_grad = False
