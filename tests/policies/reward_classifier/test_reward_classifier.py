@@ -83,6 +83,6 @@ def test_bad_config_is_a_clear_error() -> None:
         make_policy(make_config("reward_classifier", input_features={
             "observation.images.front": {"type": "VISUAL", "shape": [3, 24, 24]}}, num_cameras=1),
             {"observation.images.front": {"mean": torch.zeros(3, 1, 1), "std": torch.ones(3, 1, 1)}})
-    with pytest.raises(PolicyError, match="needs an observation.images"):
+    with pytest.raises(PolicyError, match=r"needs an observation\.images"):
         make_config("reward_classifier", input_features={"observation.state": {"type": "STATE", "shape": [2]}},
                     num_cameras=1)

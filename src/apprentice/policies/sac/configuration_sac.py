@@ -143,7 +143,8 @@ class SACConfig(PolicyConfig):
             raise PolicyError(f"sac: num_critics must be >= 1 (got {self.num_critics})")
         if self.num_subsample_critics is not None and not 1 <= self.num_subsample_critics <= self.num_critics:
             raise PolicyError(
-                f"sac: num_subsample_critics={self.num_subsample_critics} must be in 1..num_critics ({self.num_critics})"
+                f"sac: num_subsample_critics={self.num_subsample_critics} must be in "
+                f"1..num_critics ({self.num_critics})"
             )
         if not 0.0 < self.critic_target_update_weight <= 1.0:
             raise PolicyError(
@@ -161,9 +162,9 @@ class SACConfig(PolicyConfig):
 
     @property
     def continuous_action_dim(self) -> int:
-        """Action dims the Gaussian actor outputs: all but the last when the gripper is discrete."""
-        dim = self.action_feature.shape[0]
-        return dim - 1 if self.num_discrete_actions is not None else dim
+        """Action dims the Gaussian actor outputs: the `action` feature's (as lerobot, the discrete gripper
+        is not in it; the executed action has one more column, the gripper index)."""
+        return self.action_feature.shape[0]
 
     @property
     def action_delta_indices(self) -> list[int] | None:

@@ -16,14 +16,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apprentice.policies.base import Policy
 from apprentice.policies.config import ACTION, OBS_IMAGE_PREFIX, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.sac.configuration_sac import SACConfig
-from apprentice.policies.sac.networks import MLP, Actor, CriticEnsemble, CriticHead, DiscreteCritic, SACObservationEncoder
+from apprentice.policies.sac.networks import (
+    MLP,
+    Actor,
+    CriticEnsemble,
+    CriticHead,
+    DiscreteCritic,
+    SACObservationEncoder,
+)
 
 # Parts of the state dict a policy-only (lerobot 0.6 gaussian_actor) checkpoint may lack.
 _TRAINING_ONLY = ("critic_ensemble.", "critic_target.", "discrete_critic_target.", "log_alpha")
@@ -128,27 +135,20 @@ class SACPolicy(Policy):
         return out
 
     def normalize_action(self, action: Tensor) -> Tensor:
-        """Raw action → the actor's [-1, 1] continuous part; a discrete gripper column stays an index."""
+        """Raw executed action → the actor's [-1, 1] continuous part; a discrete gripper column stays an index."""
         d = self.config.continuous_action_dim
-        cont = self._scale(action[..., :d], inverse=False)
-        return torch.cat([cont, action[..., d:]], dim=-1) if self.config.num_discrete_actions else cont
-
-    def _scale(self, x: Tensor, inverse: bool) -> Tensor:
-        # The action stats cover every action dim; the actor outputs only the continuous ones.
-        full = self.config.action_feature.shape[0]
-        pad = torch.zeros(*x.shape[:-1], full - x.shape[-1], device=x.device, dtype=x.dtype)
-        y = torch.cat([x, pad], dim=-1)
-        y = self.normalizer.unnormalize(ACTION, y) if inverse else self.normalizer.normalize(ACTION, y)
-        return y[..., : x.shape[-1]]
+        cont = self.normalizer.normalize(ACTION, action[..., :d])
+        return torch.cat([cont, action[..., d:d + 1]], dim=-1) if self.config.num_discrete_actions else cont
 
     @torch.no_grad()
     def select_action(self, obs: dict[str, Any]) -> Tensor:
-        """(B, action_dim) in raw units: a sample in train mode (exploration), the mode in eval mode."""
+        """(B, action_dim [+ 1 gripper index]) in raw units: a sample in train mode (exploration), the mode in
+        eval mode."""
         self._check_obs(obs)
         batch = self.prepare(obs)
         cache = self.actor.encoder.image_features(batch) if self.actor.encoder.has_images else None
         action, _, _ = self.actor(batch, cache, deterministic=not self.training)
-        action = self._scale(action, inverse=True)
+        action = self.normalizer.unnormalize(ACTION, action)
         if self.discrete_critic is not None:
             dcache = cache if self.config.shared_encoder else None
             grip = self.discrete_critic(batch, dcache).argmax(dim=-1, keepdim=True).to(action.dtype)

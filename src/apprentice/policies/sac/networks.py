@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apprentice.policies.config import OBS_ENV_STATE, OBS_IMAGE_PREFIX, OBS_STATE, PolicyError
