@@ -211,7 +211,7 @@ def train_hilserl(cfg: HILSerlConfig) -> Path:
                 "env_step": progress["env_step"], "episode": progress["episodes"], **stats,
                 "intervention_rate": stats["interventions"] / max(stats["length"], 1),
                 "online_buffer_size": len(online), "optimization_step": algo.optimization_step,
-                "temperature": algo.policy.temperature,
+                "temperature": algo.policy.temperature, "wall_s": time.perf_counter() - t_start,
             })
             if progress["env_step"] // cfg.save_freq > (progress["env_step"] - stats["length"]) // cfg.save_freq:
                 last_ckpt = hil_checkpoint.save_hil_checkpoint(out, algo, progress, online, offline, train_config)
