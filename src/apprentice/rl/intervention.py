@@ -30,7 +30,8 @@ class ScriptedHuman:
 
     Drift: over the last `patience` steps the gripper came no closer (by `min_progress` m) to where the
     pick should go next (above the cube, the cube, then up). It then drives with the scripted expert for
-    `hold_steps` steps and hands back. As the policy improves it drifts less and the rate falls.
+    `hold_steps` steps and hands back (a grasp it started, it finishes). As the policy improves it drifts
+    less and the rate falls.
     """
 
     def __init__(self, env: Any, patience: int = 4, hold_steps: int = 8, min_progress: float = 0.004) -> None:
@@ -72,6 +73,10 @@ class ScriptedHuman:
             self._holding = self.hold_steps
         if self._holding > 0:
             self._holding -= 1
+            # A person who has started a grasp finishes it rather than handing back a half-closed gripper
+            # (seen on CPU: released mid-grasp, the untrained policy dropped the cube in most episodes).
+            if self._holding == 0 and self.expert.phase in ("close", "lift"):
+                self._holding = 1
             self.intervened_steps += 1
             if self._holding == 0:
                 self._distances.clear()  # judge the policy afresh from here
