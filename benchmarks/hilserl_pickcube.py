@@ -87,7 +87,8 @@ def _plot_pil(results: dict[str, dict[str, Any]], path: Path) -> str:
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
     colors = [(31, 119, 180), (255, 127, 14)]
-    x_max = max(max((e["env_step"] for e in r["eval"]), default=1) for r in results.values()) or 1
+    x_max = max((p["env_step"] for r in results.values() for p in [*r["eval"], *r["intervention_rate"]]),
+                default=1) or 1
     for panel, key in enumerate(("eval", "intervention_rate")):
         x0 = pad + panel * (w // 2)
         x1 = x0 + w // 2 - 2 * pad
@@ -98,6 +99,9 @@ def _plot_pil(results: dict[str, dict[str, Any]], path: Path) -> str:
             pts = [(x0 + (x1 - x0) * p["env_step"] / x_max, h - pad - (h - 2 * pad) * p[field]) for p in r[key]]
             if len(pts) > 1:
                 draw.line(pts, fill=color, width=2)
+            for x, y in pts:
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+        draw.text((x0, h - pad + 5), f"0 .. {x_max} env steps; y 0 .. 1", fill="black")
     img.save(path)
     return "PIL"
 
