@@ -30,7 +30,7 @@ def sample_transitions(
         if key in obs_keys:
             out[key], out[NEXT_PREFIX + key] = value[:, 0], value[:, 1]
         else:
-            out[key] = value.reshape(len(value), *value.shape[1:]) if value.ndim > 1 else value
+            out[key] = value
     for key in ("next.reward", "next.done"):
         if key in out:
             out[key] = out[key].reshape(len(out[key]))
