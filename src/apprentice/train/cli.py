@@ -21,6 +21,7 @@ Multi-GPU: torchrun --nproc_per_node=N -m apprentice.train <flags>.
 Online (TD-MPC): --env.type=reach|xarm|... --env.task --env.max_episode_steps --online.steps (--online_steps)
 --online.rollout_n_episodes --online.steps_between_rollouts --online.sampling_ratio --online.env_seed
 --online.buffer_capacity --online.buffer_seed_size (README, "TD-MPC").
+HIL-SERL: --policy.type=hilserl --online_training=true --env.type=gym_hil (`--policy.type=hilserl --help`).
 Data: --cache_max_gb=GiB (frame cache bound; beyond it a disk cache) --cache_dir=DIR
 --policy.input_shapes.observation.images.<camera>=[3,H,W] (train at a smaller image size).
 """
@@ -32,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0 if args else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from apprentice.rl.cli import wants_online_rl
+
+    if wants_online_rl(args):  # HIL-SERL / SAC: the online loop of apprentice.rl (README, "HIL-SERL")
+        from apprentice.rl.cli import main as rl_main
+
+        return rl_main(args)
     try:
         cfg = TrainConfig.from_args(args)
         from apprentice.train.loop import train
