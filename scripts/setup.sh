@@ -6,13 +6,13 @@
 #   - builds ROS 2's launch tooling into .ros2-launch/ when ../shared/ros2-launch is there (see below).
 # Afterwards: `source scripts/env.sh`.
 # Environment knobs: PYTHON (interpreter, default python3.11), APPRENTICE_EXTRAS (default
-# ros,train,sim,teleop,dev,xarm,hil,metaworld),
+# ros,train,sim,teleop,dev,xarm,hil,metaworld,rl),
 # TORCH_SPEC (default torch==2.13.0, the CPU build), APPRENTICE_SKIP_APT=1 to skip system packages.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3.11}
-EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev,xarm,hil,metaworld}
+EXTRAS=${APPRENTICE_EXTRAS:-ros,train,sim,teleop,dev,xarm,hil,metaworld,rl}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
