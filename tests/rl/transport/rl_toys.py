@@ -14,9 +14,9 @@ STATE_DIM, ACTION_DIM = 3, 2
 
 
 class LinearAlgorithm:
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, state_dim: int = STATE_DIM, action_dim: int = ACTION_DIM) -> None:
         torch.manual_seed(seed)
-        self.weight = torch.nn.Parameter(torch.zeros(ACTION_DIM, STATE_DIM))
+        self.weight = torch.nn.Parameter(torch.zeros(action_dim, state_dim))
         self.optimizer = torch.optim.Adam([self.weight], lr=0.05)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -45,6 +45,12 @@ class LinearAlgorithm:
         with torch.no_grad():
             self.weight.copy_(sd["weight"])
         self.optimizer.load_state_dict(sd["optimizer"])
+
+
+def make_linear(config, features) -> LinearAlgorithm:
+    """The registry factory (apprentice.rl.run_config.register_algorithm) of LinearAlgorithm."""
+    return LinearAlgorithm(int(config.get("seed", 0)), features["observation.state"]["shape"][0],
+                           features["action"]["shape"][0])
 
 
 class LineEnv:

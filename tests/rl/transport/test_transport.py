@@ -181,3 +181,19 @@ def test_chunks_round_trip_and_bad_messages_raise():
         decode_transition(b"nonsense frame")
     with pytest.raises(TransportError, match="needs next_observation"):
         Transition({}, np.zeros(2, np.float32), 0.0, terminated=True)
+
+
+def test_a_transition_unlike_the_handshake_is_rejected_and_the_actor_says_so(service):
+    client = client_for(service)
+    client.connect()
+    good = rollout(1)[0]
+    bad = Transition({**good.observation, "observation.state": np.zeros(5, np.float32)}, good.action, 0.0, False)
+    client.put(bad)
+    deadline = time.monotonic() + 5
+    while not client._fatal and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(TransportError, match=r"rejected a transition: transition 0: observation\.state: the "
+                                             r"learner expects float32\(3,\), the actor sends float32\(5,\)"):
+        client.put(good)
+    assert service.stats.transitions == 0
+    client.close(0.1)

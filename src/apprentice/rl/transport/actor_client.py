@@ -90,6 +90,7 @@ class ActorClient:
         self._connected = threading.Event()
         self._parameters: tuple[int, dict[str, Any]] | None = None
         self._highest_sent = -1
+        self._fatal = ""  # set when the learner rejects what we send; put() raises it
         address = f"{self.config.learner_host}:{self.config.learner_port}"
         self._channel = grpc.insecure_channel(address, options=protocol.CHANNEL_OPTIONS)
         self.address = address
@@ -130,6 +131,8 @@ class ActorClient:
         frame_of: Callable[[int], bytes] = lambda seq: encode_transition(_with_seq(transition, seq))  # noqa: E731
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            if self._fatal:
+                raise TransportError(self._fatal)
             while len(self._outbox) >= self.config.outbox_capacity:
                 if self._outbox[0][0] <= self._received:  # the learner holds it (in memory): make room
                     self._outbox.popleft()
@@ -235,6 +238,14 @@ class ActorClient:
                         self.stats.interactions_sent += len(interactions)
                         self._cond.notify_all()
             except (grpc.RpcError, TransportError) as exc:
+                if isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    # The learner cannot use what we send (a transition unlike the handshake's features):
+                    # resending it would fail forever, so the actor's next put() raises this instead.
+                    with self._cond:
+                        self._fatal = f"learner at {self.address} rejected a transition: {exc.details()}"
+                        self._cond.notify_all()
+                    log.error("%s", self._fatal)
+                    return
                 if isinstance(exc, grpc.RpcError):
                     self._note_error(exc)
                 else:

@@ -154,6 +154,8 @@ class LearnerService:
         try:
             for frame in protocol.frames(request_iterator):
                 transition = decode_transition(frame)
+                if (problem := protocol.transition_problem(self.features, transition.features())) is not None:
+                    raise TransportError(f"transition {transition.seq}: {problem}")
                 with self._lock:
                     if transition.seq <= state.received:
                         state.duplicates += 1

@@ -117,6 +117,12 @@ def feature_problems(learner: Mapping[str, Mapping[str, Any]], actor: Mapping[st
     return problems
 
 
+def transition_problem(learner: Mapping[str, Mapping[str, Any]], sent: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Why one transition does not fit the handshake's features (None: it fits)."""
+    problems = feature_problems(learner, sent)
+    return "; ".join(problems) if problems else None
+
+
 def _describe(feature: Mapping[str, Any] | None) -> str:
     if feature is None:
         return "-"

@@ -1,0 +1,50 @@
+"""`apprentice learner`: the HIL-SERL learner on the GPU box (no ROS). Ctrl-C checkpoints and exits.
+
+    apprentice learner --config online.yaml --learner.host=0.0.0.0 --learner.port=50051 \
+        [--learner.resume=true] [--learner.output_dir=outputs/hilserl] [--max_steps=N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from apprentice.rl.checkpoint import CheckpointError
+from apprentice.rl.learner import Learner
+from apprentice.rl.run_config import load_run_config, make_algorithm
+from apprentice.rl.transport import TransportError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="apprentice learner", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="the online run's JSON/YAML (see apprentice.rl.run_config)")
+    parser.add_argument("--max_steps", type=int, default=None, help="stop after this many updates (default: never)")
+    args, overrides = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="learner: %(message)s")
+    try:
+        run = load_run_config(args.config, overrides)
+        config = run.learner_config()
+        learner = Learner(make_algorithm(run.algorithm, config.features), config)
+        port = learner.start()
+    except (CheckpointError, TransportError, ValueError) as exc:
+        print(f"apprentice learner: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    print(f"learner on {config.host}:{port}, output {config.output_dir}; Ctrl-C saves and stops", flush=True)
+    try:
+        learner.run(stop, args.max_steps)
+    finally:
+        learner.stop(checkpoint=True)
+    print(f"learner stopped at step {learner.step} ({learner.transitions} transitions)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
