@@ -14,6 +14,7 @@ JSON are read back — never pickle (an optimizer's state dict is a tree of tens
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -74,7 +75,11 @@ def save_checkpoint(output_dir: str | Path, step: int, algorithm_state: dict, re
     """Write checkpoint ``step`` and point ``last`` at it; returns its directory."""
     root = Path(output_dir) / "checkpoints"
     final = root / f"{step:09d}"
-    tmp = root / f"{step:09d}.tmp"
+    for k in itertools.count(1):  # a second save at the same step (the final one) gets its own directory
+        if not final.exists():
+            break
+        final = root / f"{step:09d}.{k}"
+    tmp = root / f"{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors: dict[str, torch.Tensor] = {}
@@ -83,12 +88,14 @@ def save_checkpoint(output_dir: str | Path, step: int, algorithm_state: dict, re
     (tmp / "algorithm.json").write_text(json.dumps(skeleton))
     replay.save(tmp / "replay_buffer.safetensors")
     (tmp / "learner_state.json").write_text(json.dumps({**learner_state, "step": step}, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     link = root / f"{LAST}.tmp"
     link.unlink(missing_ok=True)
     link.symlink_to(final.name)
+    previous = latest_checkpoint(output_dir)
     os.replace(link, root / LAST)
+    if previous is not None and previous.name.startswith(f"{step:09d}") and previous != final:
+        shutil.rmtree(previous, ignore_errors=True)  # superseded at the same step
     return final
 
 

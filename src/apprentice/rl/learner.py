@@ -117,7 +117,7 @@ class Learner:
         self.metrics: dict[str, float] = {}
         self.service: LearnerService | None = None
         self.observation_keys = [k for k in config.features if k != "action"]
-        self._last_saved = -1
+        self._last_saved_at = (-1, -1)  # (step, transitions) of the last checkpoint
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> int:
@@ -141,16 +141,22 @@ class Learner:
                                   "drop --resume to start a new run")
         state, self.replay, learner_state = load_checkpoint(directory)
         self.algorithm.load_state_dict(state)
-        self.step = self._last_saved = int(learner_state["step"])
+        self.step = int(learner_state["step"])
         self.transitions = int(learner_state["transitions"])
+        self._last_saved_at = (self.step, self.transitions)
         self.assembler.completed_seq = {s: int(v) for s, v in learner_state["sessions"].items()}
         self.rng = np.random.default_rng([self.config.seed, self.step])
         log.info("resumed from %s: step %d, %d frames in the replay buffer", directory, self.step, len(self.replay))
         return {s: (v, v) for s, v in self.assembler.completed_seq.items()}
 
     def stop(self, checkpoint: bool = True) -> None:
-        if checkpoint and self.step != self._last_saved:
-            self.save()
+        """Stop serving; with ``checkpoint``, first take in what arrived and save if anything changed."""
+        if checkpoint and self.service is not None:
+            self.service.stop()  # no more arrivals: then nothing received is missing from the checkpoint
+            while self.ingest(timeout=0.0):
+                pass
+            if (self.step, self.transitions) != self._last_saved_at:
+                self.save()
         if self.service is not None:
             self.service.stop()
 
@@ -212,7 +218,7 @@ class Learner:
         path = save_checkpoint(self.config.output_dir, self.step, self.algorithm.state_dict(), self.replay,
                                {"transitions": self.transitions - self._open_transitions(), "sessions": sessions})
         self.service.mark_durable(sessions)
-        self._last_saved = self.step
+        self._last_saved_at = (self.step, self.transitions)
         return path
 
     def _open_transitions(self) -> int:

@@ -19,7 +19,8 @@ from apprentice.rl.run_config import load_run_config, make_algorithm
 from apprentice.rl.transport import TransportError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
+    """Run until --max_steps, SIGINT/SIGTERM, or ``stop`` (for callers that embed the learner)."""
     parser = argparse.ArgumentParser(prog="apprentice learner", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the online run's JSON/YAML (see apprentice.rl.run_config)")
     parser.add_argument("--max_steps", type=int, default=None, help="stop after this many updates (default: never)")
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, TransportError, ValueError) as exc:
         print(f"apprentice learner: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

@@ -123,8 +123,10 @@ def test_learner_killed_mid_run_resumes_from_its_checkpoint_with_its_replay_buff
         assert second.replay.num_episodes == 7  # every episode exactly once: none lost, none doubled
         assert int(second.replay.has_action.sum()) == 60
         assert second.service.sessions[c.session].duplicates == 0
-        second.stop(checkpoint=True)
-        assert latest_checkpoint(config.output_dir).name == f"{20:09d}"  # no update since: nothing new to save
+        second.stop(checkpoint=True)  # no update since, but new episodes: saved (at step 20 still)
+        _, final_replay, final_state = load_checkpoint(latest_checkpoint(config.output_dir))
+        assert final_state["step"] == 20 and final_replay.num_episodes == 7
+        assert final_state["sessions"][c.session] == 59
     finally:
         stop.set()
         c.close(0.1)
@@ -139,6 +141,9 @@ def test_learner_output_dir_rules(tmp_path):
     learner.stop(checkpoint=False)
     with pytest.raises(CheckpointError, match="pass --resume=true"):
         Learner(LinearAlgorithm(), learner_config(tmp_path)).start()
+    # A save killed half-way leaves a .tmp directory: it is never what `last` points at.
+    (tmp_path / "learner" / "checkpoints" / "000000005.tmp").mkdir()
+    assert latest_checkpoint(tmp_path / "learner").name == f"{0:09d}"
     (latest_checkpoint(tmp_path / "learner") / "algorithm.json").unlink()
     with pytest.raises(CheckpointError, match=r"lacks algorithm\.json"):
         Learner(LinearAlgorithm(), learner_config(tmp_path, resume=True)).start()
