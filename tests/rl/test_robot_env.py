@@ -124,3 +124,14 @@ def test_config_file_and_its_errors(tmp_path):
     task = ReachEnv(seed=0, render=False)
     with pytest.raises(RobotEnvError, match="needs the arm's kinematics"):
         RobotEnv(MujocoArm(task), RobotEnvConfig())
+
+
+def test_the_shipped_example_configs_load():
+    from apprentice.resources import config_path
+    from apprentice.rl.run_config import load_run_config
+
+    env_config = RobotEnvConfig.from_file(config_path("rl", "so101_robot_env.yaml"))
+    assert env_config.max_episode_steps == 200 and env_config.resize_size == [128, 128]
+    run = load_run_config(config_path("rl", "hilserl_gym_hil.yaml"), ["--learner.port=50099"])
+    assert run.algorithm["type"] == "sac" and run.learner["port"] == 50099
+    assert run.actor_config().online_steps == 100_000 and run.client_config().learner_port == 50051

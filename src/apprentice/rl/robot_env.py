@@ -164,10 +164,21 @@ class RobotEnv:
         return obs
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """Go to the reset pose and wait reset_time_s (the operator may rearrange the scene meanwhile)."""
+        """Go to the reset pose and wait reset_time_s (the operator may rearrange the scene meanwhile).
+
+        The pose is approached along a straight joint-space line over the first half of reset_time_s,
+        one command per control tick (an arm's per-command step clamp would stop a single jump short),
+        then held for the second half.
+        """
+        ticks = max(1, round(self.config.reset_time_s * self.config.fps))
         if self.config.fixed_reset_joint_positions is not None:
-            self.robot.send_joints(self._clip_joints(np.asarray(self.config.fixed_reset_joint_positions, float)))
-        self.robot.wait(self.config.reset_time_s)
+            start = np.asarray(self.robot.read_joints(), dtype=float)
+            goal = self._clip_joints(np.asarray(self.config.fixed_reset_joint_positions, float))
+            for i in range(1, ticks + 1):
+                self.robot.send_joints(start + (goal - start) * min(1.0, 2.0 * i / ticks))
+                self.robot.wait(1.0 / self.config.fps)
+        else:
+            self.robot.wait(self.config.reset_time_s)
         if self.intervention is not None:
             self.intervention.reset()
         self.elapsed = 0
