@@ -118,6 +118,7 @@ class Learner:
         self.service: LearnerService | None = None
         self.observation_keys = [k for k in config.features if k != "action"]
         self._last_saved_at = (-1, -1)  # (step, transitions) of the last checkpoint
+        self._ready = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> int:
@@ -169,7 +170,10 @@ class Learner:
 
     @property
     def ready_to_learn(self) -> bool:
-        return int(self.replay.has_action.sum()) >= max(1, self.config.online_step_before_learning)
+        # Once enough transitions are in, the buffer never shrinks below that again: count only until then.
+        if not self._ready:
+            self._ready = int(self.replay.has_action.sum()) >= max(1, self.config.online_step_before_learning)
+        return self._ready
 
     def ingest(self, timeout: float = 0.0, limit: int = 10_000) -> int:
         """Move up to ``limit`` received transitions into the replay buffer; returns how many."""

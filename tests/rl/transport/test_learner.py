@@ -75,7 +75,7 @@ def test_weights_learned_on_the_learner_arrive_at_the_actor(tmp_path):
         assert stats.steps == 40 and stats.episodes == 4 and stats.interventions == 40
         actor_algorithm.load_actor_state_dict(latest[1])
         torch.testing.assert_close(actor_algorithm.weight, learner.algorithm.weight)
-        assert float(learner.algorithm.weight.abs().sum()) > 0  # it learned something: weights left zero
+        assert float(learner.algorithm.weight.detach().abs().sum()) > 0  # it learned something: weights left zero
         assert stats.parameter_updates >= 1  # pushes arrived during the run, not only at the end
         assert learner.replay.num_episodes == 4
         assert learner.replay.data["complementary_info.is_intervention"][learner.replay.has_action].all()

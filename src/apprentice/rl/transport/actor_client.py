@@ -12,6 +12,7 @@ caller's timeout, then `OutboxFull`): losing data silently is never the answer.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -220,7 +221,10 @@ class ActorClient:
             with self._cond:
                 while not self._stop.is_set() and self._received >= self._next_seq - 1 and not self._interactions:
                     self._cond.wait(0.5)
-                batch = [f for s, f in self._outbox if s > self._received][: self.config.max_batch]
+                # seqs in the outbox are consecutive (it only loses its oldest): the first unreceived one is
+                # at a known offset, no scan of a long outbox per call
+                start = max(0, self._received + 1 - self._outbox[0][0]) if self._outbox else 0
+                batch = [f for _, f in itertools.islice(self._outbox, start, start + self.config.max_batch)]
                 first = self._received + 1
                 interactions = list(self._interactions)
             if self._stop.is_set():
