@@ -25,7 +25,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from apprentice.contract import IMAGE_TYPES, TRAJECTORY, load_contract
+from apprentice.contract import IMAGE_TYPES, TRAJECTORY, ContractError, load_contract
 from apprentice.nodes.params import Param, declare_parameters, node_help
 from apprentice.nodes.runtime import message_class, run_node
 
@@ -164,7 +164,16 @@ class RLActorNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_node(RLActorNode, argv, usage=node_help("rl_actor_node", __doc__, PARAMETERS))
+    """`ros2 run apprentice rl_actor_node --ros-args ...`; with `argv`, the ROS arguments of `apprentice rl-actor`."""
+    from apprentice.rl.checkpoint import CheckpointError
+    from apprentice.rl.transport import TransportError
+
+    args = None if argv is None else ["apprentice-rl-actor", *argv]
+    try:
+        return run_node(RLActorNode, args, usage=node_help("rl_actor_node", __doc__, PARAMETERS))
+    except (ContractError, CheckpointError, TransportError, ValueError) as exc:
+        print(f"rl_actor_node: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
