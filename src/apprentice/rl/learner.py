@@ -54,6 +54,7 @@ class LearnerConfig:
     policy_parameters_push_frequency: int = 100
     save_freq: int = 1000  # updates between checkpoints (0: only at the end)
     resume: bool = False
+    token_file: str = ""  # access token (first line) every actor must send; required off loopback
     seed: int = 0
     features: dict[str, dict[str, Any]] = field(default_factory=dict)  # what actors must send (handshake)
 
@@ -123,7 +124,10 @@ class Learner:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> int:
         sessions = self._resume() if self.config.resume else self._fresh()
-        self.service = LearnerService(self.config.features, self.config.host, self.config.port, sessions)
+        from apprentice.rl.transport.protocol import read_token
+
+        token = read_token(self.config.token_file, "learner.token_file")
+        self.service = LearnerService(self.config.features, self.config.host, self.config.port, sessions, token=token)
         self.service.step = self.step
         port = self.service.start()
         self._publish()

@@ -197,3 +197,26 @@ def test_a_transition_unlike_the_handshake_is_rejected_and_the_actor_says_so(ser
         client.put(good)
     assert service.stats.transitions == 0
     client.close(0.1)
+
+
+def test_access_token_is_checked_and_required_off_loopback(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    service = LearnerService(features(), port=0, token="s3cret")
+    service.start()
+    try:
+        with pytest.raises(LearnerRefused, match="wrong or missing access token"):
+            client_for(service).connect()
+        wrong = tmp_path / "wrong"
+        wrong.write_text("guess\n")
+        with pytest.raises(LearnerRefused, match="access token"):
+            client_for(service, token_file=str(wrong)).connect()
+        with client_for(service, token_file=str(token_file)) as client:
+            client.put(rollout(1)[0])
+            assert client.flush(5.0)
+    finally:
+        service.stop(0)
+    with pytest.raises(TransportError, match=r"refusing to listen on 0\.0\.0\.0 without an access token"):
+        LearnerService(features(), host="0.0.0.0", port=0).start()
+    with pytest.raises(TransportError, match=r"client\.token_file"):
+        client_for(service, token_file=str(tmp_path / "missing"))

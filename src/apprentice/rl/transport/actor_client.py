@@ -52,6 +52,7 @@ class ActorClientConfig:
     call_timeout_s: float = 10.0
     initial_backoff_s: float = 0.1
     max_backoff_s: float = 2.0
+    token_file: str = ""  # the learner's access token (its learner.token_file), first line of this file
 
     def __post_init__(self) -> None:
         if self.outbox_capacity < 1 or self.max_batch < 1:
@@ -95,7 +96,9 @@ class ActorClient:
         address = f"{self.config.learner_host}:{self.config.learner_port}"
         self._channel = grpc.insecure_channel(address, options=protocol.CHANNEL_OPTIONS)
         self.address = address
-        self._metadata = ((protocol.SESSION_HEADER, self.session),)
+        token = protocol.read_token(self.config.token_file, "client.token_file")
+        self._auth = ((protocol.TOKEN_HEADER, f"Bearer {token}"),) if token else ()
+        self._metadata = ((protocol.SESSION_HEADER, self.session), *self._auth)
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -193,9 +196,10 @@ class ActorClient:
         ready = self._channel.unary_unary(protocol.READY)
         while not self._stop.is_set():
             try:
-                welcome = decode_message(ready(hello, timeout=self.config.call_timeout_s), "welcome")
+                welcome = decode_message(ready(hello, timeout=self.config.call_timeout_s, metadata=self._auth),
+                                         "welcome")
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAUTHENTICATED):
                     raise LearnerRefused(f"learner at {self.address} refused this actor: {exc.details()}") from exc
                 self._note_error(exc)
                 if deadline is not None and time.monotonic() + backoff > deadline:

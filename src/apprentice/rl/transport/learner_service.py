@@ -8,6 +8,7 @@ reply before the connection dropped) is counted and skipped.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import threading
@@ -43,9 +44,11 @@ class LearnerService:
     """Serve on ``host:port`` for a learner expecting ``features`` (key -> {"dtype", "shape"})."""
 
     def __init__(self, features: Mapping[str, Mapping[str, Any]], host: str = "127.0.0.1", port: int = 0,
-                 sessions: Mapping[str, tuple[int, int]] | None = None, max_workers: int = 8) -> None:
+                 sessions: Mapping[str, tuple[int, int]] | None = None, max_workers: int = 8,
+                 token: str = "") -> None:
         self.features = protocol.feature_table(features)
         self.host, self.requested_port, self.max_workers = host, port, max_workers
+        self.token = token
         self.learner_id = uuid.uuid4().hex
         self.inbox: queue.Queue[tuple[str, Transition]] = queue.Queue()
         self.interactions: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -63,6 +66,14 @@ class LearnerService:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> int:
         import grpc
+
+        from apprentice.deploy.remote.server import is_loopback
+
+        if not self.token and not is_loopback(self.host):
+            raise TransportError(
+                f"refusing to listen on {self.host} without an access token: anyone who reaches the port could feed "
+                "the replay buffer and read the policy; pass --learner.token_file FILE (and --client.token_file on "
+                "the actor), or keep host 127.0.0.1 and use an SSH tunnel")
 
         unary, stream_in = grpc.unary_unary_rpc_method_handler, grpc.stream_unary_rpc_method_handler
         handlers = {
@@ -109,8 +120,22 @@ class LearnerService:
                 self.sessions.setdefault(session, SessionState()).durable = seq
 
     # -- RPCs -----------------------------------------------------------------------------------------
+    def _authorize(self, context: Any) -> None:
+        import grpc
+
+        if not self.token:
+            return
+        sent = dict(context.invocation_metadata()).get(protocol.TOKEN_HEADER, "")
+        # Constant time: the comparison must not tell an attacker how many leading characters were right.
+        if not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):
+            log.warning("refused %s: wrong or missing access token", context.peer())
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "wrong or missing access token: pass the learner's token (--client.token_file)")
+
     def _ready(self, request: bytes, context: Any) -> bytes:
         import grpc
+
+        self._authorize(context)
 
         try:
             hello = decode_message(request, "hello")
@@ -137,6 +162,8 @@ class LearnerService:
 
     def _session(self, context: Any) -> SessionState:
         import grpc
+
+        self._authorize(context)
 
         session = dict(context.invocation_metadata()).get(protocol.SESSION_HEADER, "")
         with self._lock:

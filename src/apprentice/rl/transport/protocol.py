@@ -18,6 +18,8 @@ message a raw byte string (gRPC generic handlers with identity serializers):
 - ``SendInteractions`` (client stream): JSON episode summaries (reward, length, intervention rate) the
   learner logs.
 
+Every call carries ``authorization: Bearer <token>`` when the learner has an access token (a wrong or
+missing one is UNAUTHENTICATED); a learner on a non-loopback address refuses to start without one.
 Every call after Ready carries ``x-session`` metadata; a learner that does not know the session (it
 restarted) aborts FAILED_PRECONDITION and the actor says Ready again. A frame larger than `CHUNK_BYTES`
 travels as several stream messages: each message is one flag byte (0: more follows, 1: last piece)
@@ -32,6 +34,7 @@ are typed buffers, weights are safetensors, so a hostile peer can send bad data 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,7 @@ STREAM_PARAMETERS = f"/{SERVICE}/StreamParameters"
 SEND_INTERACTIONS = f"/{SERVICE}/SendInteractions"
 DEFAULT_PORT = 50051  # lerobot's learner_port
 SESSION_HEADER = "x-session"
+TOKEN_HEADER = "authorization"  # "Bearer <token>" on every call when the learner has a token
 CHUNK_BYTES = 2 * 1024 * 1024  # lerobot's chunk size: well under gRPC's 4 MB default message limit
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -127,6 +131,21 @@ def _describe(feature: Mapping[str, Any] | None) -> str:
     if feature is None:
         return "-"
     return f"{feature['dtype']}{tuple(int(d) for d in feature['shape'])}"
+
+
+def read_token(token_file: str, flag: str) -> str:
+    """The access token from ``token_file`` (first line), or "" when no file is given."""
+    if not token_file:
+        return ""
+    from apprentice.deploy import DeployError
+    from apprentice.deploy.remote import read_token as read_first_line
+
+    try:
+        return read_first_line(token_file=str(Path(token_file).expanduser()), flag=flag)
+    except DeployError as exc:
+        from apprentice.rl.transport import TransportError
+
+        raise TransportError(str(exc)) from exc
 
 
 def protocol_problem(theirs: Any) -> str | None:
