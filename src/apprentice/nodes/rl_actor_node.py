@@ -165,13 +165,13 @@ class RLActorNode(Node):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ros2 run apprentice rl_actor_node --ros-args ...`; with `argv`, the ROS arguments of `apprentice rl-actor`."""
-    from apprentice.rl.checkpoint import CheckpointError
+    from apprentice.rl.checkpoint import LearnerError
     from apprentice.rl.transport import TransportError
 
     args = None if argv is None else ["apprentice-rl-actor", *argv]
     try:
         return run_node(RLActorNode, args, usage=node_help("rl_actor_node", __doc__, PARAMETERS))
-    except (ContractError, CheckpointError, TransportError, ValueError) as exc:
+    except (ContractError, LearnerError, TransportError, ValueError) as exc:
         print(f"rl_actor_node: {exc}", file=sys.stderr)
         return 1
 

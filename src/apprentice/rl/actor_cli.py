@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from apprentice.rl.actor import ScriptedIntervention, run_actor
-from apprentice.rl.checkpoint import CheckpointError
+from apprentice.rl.checkpoint import LearnerError
 from apprentice.rl.run_config import load_run_config, make_algorithm
 from apprentice.rl.transport import TransportError
 from apprentice.rl.transport.actor_client import ActorClient
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         algorithm = make_algorithm(run.algorithm, features)
         client = ActorClient(features, run.client_config())
         client.connect()
-    except (CheckpointError, TransportError, SimError, ValueError) as exc:
+    except (LearnerError, TransportError, SimError, ValueError) as exc:
         print(f"apprentice actor: {exc}", file=sys.stderr)
         return 2
     intervention = None

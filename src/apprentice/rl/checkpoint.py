@@ -30,8 +30,8 @@ from apprentice.rl.replay import ReplayBuffer
 LAST = "last"
 
 
-class CheckpointError(RuntimeError):
-    """A learner checkpoint is missing, incomplete or holds something we cannot restore."""
+class LearnerError(RuntimeError):
+    """A learner problem: bad config, unknown algorithm type, a checkpoint missing or incomplete."""
 
 
 def flatten_tree(tree: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -49,7 +49,7 @@ def flatten_tree(tree: Any, tensors: dict[str, torch.Tensor], path: str = "") ->
         return {"__tuple__": items} if isinstance(tree, tuple) else items
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
-    raise CheckpointError(f"state_dict entry {path or '/'} is a {type(tree).__name__}; only tensors, arrays, "
+    raise LearnerError(f"state_dict entry {path or '/'} is a {type(tree).__name__}; only tensors, arrays, "
                           "numbers, strings, lists, tuples and dicts can be checkpointed")
 
 
@@ -67,7 +67,7 @@ def unflatten_tree(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return {k: unflatten_tree(v, tensors) for k, v in skeleton["__items__"]}
     if "__tuple__" in skeleton:
         return tuple(unflatten_tree(v, tensors) for v in skeleton["__tuple__"])
-    raise CheckpointError(f"unknown checkpoint tree node {sorted(skeleton)}")
+    raise LearnerError(f"unknown checkpoint tree node {sorted(skeleton)}")
 
 
 def save_checkpoint(output_dir: str | Path, step: int, algorithm_state: dict, replay: ReplayBuffer,
@@ -110,7 +110,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict, ReplayBuffer, dict[str
     needed = ("algorithm.safetensors", "algorithm.json", "replay_buffer.safetensors", "learner_state.json")
     missing = [name for name in needed if not (directory / name).exists()]
     if missing:
-        raise CheckpointError(f"learner checkpoint {directory} lacks {', '.join(missing)}; "
+        raise LearnerError(f"learner checkpoint {directory} lacks {', '.join(missing)}; "
                               "resume from another one or start a new --output_dir")
     state = unflatten_tree(json.loads((directory / "algorithm.json").read_text()),
                            load_file(str(directory / "algorithm.safetensors")))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from apprentice.rl.algorithm import OnlineAlgorithm
-from apprentice.rl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from apprentice.rl.checkpoint import LearnerError, latest_checkpoint, load_checkpoint, save_checkpoint
 from apprentice.rl.replay import ReplayBuffer
 from apprentice.rl.transport.codec import Transition, encode_parameters
 from apprentice.rl.transport.learner_service import LearnerService
@@ -61,9 +61,9 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "utd_ratio", "policy_parameters_push_frequency"):
             if getattr(self, name) < 1:
-                raise CheckpointError(f"learner config: {name} must be >= 1, got {getattr(self, name)}")
+                raise LearnerError(f"learner config: {name} must be >= 1, got {getattr(self, name)}")
         if not self.features or "action" not in self.features:
-            raise CheckpointError("learner config: features must list the observation keys and action "
+            raise LearnerError("learner config: features must list the observation keys and action "
                                   "({key: {dtype, shape}}), the handshake checks actors against them")
 
 
@@ -135,14 +135,14 @@ class Learner:
 
     def _fresh(self) -> dict[str, tuple[int, int]]:
         if latest_checkpoint(self.config.output_dir) is not None:
-            raise CheckpointError(f"{self.config.output_dir} already holds learner checkpoints: pass --resume=true "
+            raise LearnerError(f"{self.config.output_dir} already holds learner checkpoints: pass --resume=true "
                                   "to continue that run, or another --output_dir")
         return {}
 
     def _resume(self) -> dict[str, tuple[int, int]]:
         directory = latest_checkpoint(self.config.output_dir)
         if directory is None:
-            raise CheckpointError(f"--resume: no checkpoint in {Path(self.config.output_dir) / 'checkpoints'}; "
+            raise LearnerError(f"--resume: no checkpoint in {Path(self.config.output_dir) / 'checkpoints'}; "
                                   "drop --resume to start a new run")
         state, self.replay, learner_state = load_checkpoint(directory)
         self.algorithm.load_state_dict(state)
@@ -260,5 +260,5 @@ def config_from_dict(data: Mapping[str, Any], where: str) -> LearnerConfig:
     known = set(LearnerConfig.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
-        raise CheckpointError(f"{where}: unknown learner option(s) {unknown}; known: {sorted(known)}")
+        raise LearnerError(f"{where}: unknown learner option(s) {unknown}; known: {sorted(known)}")
     return LearnerConfig(**data)

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from apprentice.rl.checkpoint import CheckpointError
+from apprentice.rl.checkpoint import LearnerError
 from apprentice.rl.learner import Learner
 from apprentice.rl.run_config import load_run_config, make_algorithm
 from apprentice.rl.transport import TransportError
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
         config = run.learner_config()
         learner = Learner(make_algorithm(run.algorithm, config.features), config)
         port = learner.start()
-    except (CheckpointError, TransportError, ValueError) as exc:
+    except (LearnerError, TransportError, ValueError) as exc:
         print(f"apprentice learner: {exc}", file=sys.stderr)
         return 2
     stop = stop or threading.Event()

@@ -24,7 +24,7 @@ import yaml
 
 from apprentice.rl.actor import ActorConfig
 from apprentice.rl.algorithm import OnlineAlgorithm
-from apprentice.rl.checkpoint import CheckpointError
+from apprentice.rl.checkpoint import LearnerError
 from apprentice.rl.learner import LearnerConfig
 from apprentice.rl.transport.actor_client import ActorClientConfig
 
@@ -41,7 +41,7 @@ def make_algorithm(config: Mapping[str, Any], features: Mapping[str, Mapping[str
     kind = config.get("type")
     factory = ALGORITHMS.get(str(kind))
     if factory is None:
-        raise CheckpointError(f"algorithm.type {kind!r} is not registered; known: {sorted(ALGORITHMS) or 'none'} "
+        raise LearnerError(f"algorithm.type {kind!r} is not registered; known: {sorted(ALGORITHMS) or 'none'} "
                               "(apprentice.rl.run_config.register_algorithm)")
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
@@ -71,7 +71,7 @@ class OnlineRunConfig:
 
     def make_env(self) -> Any:
         if not self.env or "type" not in self.env:
-            raise CheckpointError("the config has no env.type (an apprentice.sim task, e.g. gym_hil_pick_cube); "
+            raise LearnerError("the config has no env.type (an apprentice.sim task, e.g. gym_hil_pick_cube); "
                                   "a real robot's actor is the ROS node (`apprentice rl-actor`) or RobotEnv")
         from apprentice.sim import make_env
 
@@ -96,7 +96,7 @@ def _build(cls: type, data: Mapping[str, Any], section: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise CheckpointError(f"config section {section}: unknown option(s) {unknown}; known: {sorted(known)}")
+        raise LearnerError(f"config section {section}: unknown option(s) {unknown}; known: {sorted(known)}")
     return cls(**data)
 
 
@@ -105,20 +105,20 @@ def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> OnlineRu
     try:
         text = path.read_text()
     except OSError as exc:
-        raise CheckpointError(f"--config {path}: {exc.strerror}; pass the online run's JSON/YAML file") from exc
+        raise LearnerError(f"--config {path}: {exc.strerror}; pass the online run's JSON/YAML file") from exc
     try:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"--config {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
+        raise LearnerError(f"--config {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
     data = dict(data or {})
     for flag in overrides:
         key, eq, value = flag.removeprefix("--").partition("=")
         section, dot, name = key.partition(".")
         if not (eq and dot) or section not in ("algorithm", "learner", "actor", "client", "env"):
-            raise CheckpointError(f"{flag}: expected --<algorithm|learner|actor|client|env>.<option>=<value>")
+            raise LearnerError(f"{flag}: expected --<algorithm|learner|actor|client|env>.<option>=<value>")
         data.setdefault(section, {})[name] = yaml.safe_load(value)
     unknown = sorted(set(data) - {"algorithm", "learner", "actor", "client", "env"})
     if unknown:
-        raise CheckpointError(f"{path}: unknown section(s) {unknown}; sections: algorithm learner actor client env")
+        raise LearnerError(f"{path}: unknown section(s) {unknown}; sections: algorithm learner actor client env")
     return OnlineRunConfig(data.get("algorithm") or {}, data.get("learner") or {}, data.get("actor") or {},
                            data.get("client") or {}, data.get("env"))

@@ -15,7 +15,7 @@ from rl_toys import LinearAlgorithm, LineEnv, features
 
 from apprentice.rl.actor import ActorConfig, ScriptedIntervention, run_actor
 from apprentice.rl.checkpoint import (
-    CheckpointError,
+    LearnerError,
     flatten_tree,
     latest_checkpoint,
     load_checkpoint,
@@ -133,21 +133,21 @@ def test_learner_killed_mid_run_resumes_from_its_checkpoint_with_its_replay_buff
 
 
 def test_learner_output_dir_rules(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint in"):
+    with pytest.raises(LearnerError, match="no checkpoint in"):
         Learner(LinearAlgorithm(), learner_config(tmp_path, resume=True)).start()
     learner = Learner(LinearAlgorithm(), learner_config(tmp_path))
     learner.start()
     learner.save()
     learner.stop(checkpoint=False)
-    with pytest.raises(CheckpointError, match="pass --resume=true"):
+    with pytest.raises(LearnerError, match="pass --resume=true"):
         Learner(LinearAlgorithm(), learner_config(tmp_path)).start()
     # A save killed half-way leaves a .tmp directory: it is never what `last` points at.
     (tmp_path / "learner" / "checkpoints" / "000000005.tmp").mkdir()
     assert latest_checkpoint(tmp_path / "learner").name == f"{0:09d}"
     (latest_checkpoint(tmp_path / "learner") / "algorithm.json").unlink()
-    with pytest.raises(CheckpointError, match=r"lacks algorithm\.json"):
+    with pytest.raises(LearnerError, match=r"lacks algorithm\.json"):
         Learner(LinearAlgorithm(), learner_config(tmp_path, resume=True)).start()
-    with pytest.raises(CheckpointError, match="features must list"):
+    with pytest.raises(LearnerError, match="features must list"):
         LearnerConfig(features={})
 
 
@@ -163,5 +163,5 @@ def test_state_trees_keep_int_keys_tuples_and_tensors():
     fresh = LinearAlgorithm(seed=3)
     fresh.load_state_dict(back)
     torch.testing.assert_close(fresh.weight, algorithm.weight)
-    with pytest.raises(CheckpointError, match=r"is a object"):
+    with pytest.raises(LearnerError, match=r"is a object"):
         flatten_tree({"x": object()}, {})
