@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import sys
 import time
 from typing import Any
 
@@ -93,9 +94,66 @@ class MLPAlgorithm:
 
 
 def env_features(obs_type: str) -> dict[str, dict[str, Any]]:
-    from apprentice.rl.run_config import OnlineRunConfig
+    """PandaPickCube's layouts (apprentice.sim.benchmarks.hil), written out: phase 1 needs no simulator."""
+    table = {"observation.state": {"dtype": "float32", "shape": [18]},
+             "action": {"dtype": "float32", "shape": [4]}}
+    if obs_type == "pixels_agent_pos":
+        for cam in ("front", "wrist"):
+            table[f"observation.images.{cam}"] = {"dtype": "uint8", "shape": [128, 128, 3]}
+    else:
+        table["observation.environment_state"] = {"dtype": "float32", "shape": [3]}
+    return table
 
-    return OnlineRunConfig({}, {}, {}, {}, {"type": "gym_hil_pick_cube", "obs_type": obs_type}).features()
+
+class PointMass:
+    """Stand-in for PandaPickCube where gym-hil is not installed (same layout; a point chasing a goal)."""
+
+    name = "point_mass"
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+        self.pos, self.goal, self.t = self.rng.uniform(-1, 1, 3), self.rng.uniform(-1, 1, 3), 0
+        return self._obs(), {}
+
+    def _obs(self):
+        state = np.zeros(18, np.float32)
+        state[15:] = self.pos
+        return {"observation.state": state, "observation.environment_state": self.goal.astype(np.float32)}
+
+    def step(self, action):
+        self.pos = self.pos + 0.05 * np.clip(np.asarray(action[:3]), -1, 1)
+        self.t += 1
+        success = bool(np.linalg.norm(self.pos - self.goal) < 0.05)
+        return self._obs(), float(success), success, self.t >= 100, {"is_success": success}
+
+    def close(self) -> None:
+        pass
+
+
+class PointMassExpert:
+    def __init__(self, env: PointMass) -> None:
+        self.env = env
+
+    def reset(self, obs=None) -> None:
+        pass
+
+    def act(self, obs=None):
+        return np.array([*np.clip((self.env.goal - self.env.pos) / 0.05, -1, 1), 1.0], np.float32)
+
+
+def make_env_and_expert(obs_type: str) -> tuple[Any, Any]:
+    try:
+        from apprentice.sim import make_env, make_expert
+
+        env = make_env("gym_hil_pick_cube", obs_type=obs_type)
+        return env, make_expert(env)
+    except Exception as exc:  # gym-hil / mujoco missing (the GPU box): the transport is measured all the same
+        print(f"gym-hil unavailable ({type(exc).__name__}: {exc}); actor drives a point-mass stand-in", file=sys.stderr)
+        env = PointMass()
+        return env, PointMassExpert(env)
 
 
 def throughput(obs_type: str, n: int) -> dict[str, float]:
@@ -156,7 +214,6 @@ def learner_process(port_queue: mp.Queue, result_queue: mp.Queue, stop: Any, fea
 def online(obs_type: str, steps: int, device: str, utd_ratio: int, output_dir: str) -> dict[str, Any]:
     from apprentice.rl.actor import ActorConfig, ScriptedIntervention, run_actor
     from apprentice.rl.transport.actor_client import ActorClient, ActorClientConfig
-    from apprentice.sim import make_env, make_expert
 
     features = env_features(obs_type)
     ctx = mp.get_context("spawn")
@@ -165,14 +222,14 @@ def online(obs_type: str, steps: int, device: str, utd_ratio: int, output_dir: s
                                                      output_dir))
     proc.start()
     port = port_queue.get(timeout=300)
-    env = make_env("gym_hil_pick_cube", obs_type=obs_type)
+    env, expert = make_env_and_expert(obs_type)
     obs_dim = sum(f["shape"][0] for k, f in features.items() if k != "action" and len(f["shape"]) == 1)
     algorithm = MLPAlgorithm(obs_dim, 4)
     client = ActorClient(features, ActorClientConfig(learner_port=port))
     client.connect()
     started = time.perf_counter()
     stats = run_actor(env, algorithm, client, ActorConfig(online_steps=steps),
-                      ScriptedIntervention(make_expert(env), drift=0.5))
+                      ScriptedIntervention(expert, drift=0.5))
     wall = time.perf_counter() - started
     client.close(10.0)
     stop.set()
@@ -180,7 +237,7 @@ def online(obs_type: str, steps: int, device: str, utd_ratio: int, output_dir: s
     proc.join(30)
     env.close()
     loop = np.asarray(stats.loop_s)
-    return {**result, "actor_steps": stats.steps, "episodes": stats.episodes,
+    return {**result, "env": env.name, "actor_steps": stats.steps, "episodes": stats.episodes,
             "intervention_rate": round(stats.interventions / max(1, stats.steps), 3),
             "actor_control_hz": round(stats.control_hz, 1),
             "actor_loop_p95_ms": round(float(np.percentile(loop, 95)) * 1e3, 2),
@@ -190,16 +247,13 @@ def online(obs_type: str, steps: int, device: str, utd_ratio: int, output_dir: s
 
 def env_only(obs_type: str, steps: int) -> float:
     """Steps/s of the env + scripted expert alone: the ceiling of the actor's control-loop rate here."""
-    from apprentice.sim import make_env, make_expert
-
-    env = make_env("gym_hil_pick_cube", obs_type=obs_type)
-    expert = make_expert(env)
+    env, expert = make_env_and_expert(obs_type)
     obs, _ = env.reset(seed=0)
     started = time.perf_counter()
     for _ in range(steps):
         obs, _, terminated, truncated, _ = env.step(expert.act(obs))
         if terminated or truncated:
-            obs, _ = env.reset()
+            obs, _ = env.reset(seed=None)
             expert.reset()
     env.close()
     return round(steps / (time.perf_counter() - started), 1)
