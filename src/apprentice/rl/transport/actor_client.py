@@ -144,8 +144,9 @@ class ActorClient:
                     continue
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise OutboxFull(f"{len(self._outbox)} transitions wait for the learner at {self.address}, "
-                                     f"none received ({self.stats.last_error or 'no reply'}); is the learner up?")
+                    raise OutboxFull(f"the outbox is full: {len(self._outbox)} transitions the learner at "
+                                     f"{self.address} has not received ({self.stats.last_error or 'no reply'}); "
+                                     "is the learner up?")
                 self._cond.wait(left if left is not None else 1.0)
             seq = self._next_seq
             self._next_seq += 1
