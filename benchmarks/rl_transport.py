@@ -28,7 +28,9 @@ import torch
 class MLPAlgorithm:
     """An actor + twin-critic MLP pair trained with a TD target (and behaviour cloning on the actor)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, device: str = "cpu", hidden: int = 256) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, device: str = "cpu", hidden: int = 256,
+                 utd_ratio: int = 1) -> None:
+        self.utd_ratio = utd_ratio
         def mlp(i: int, o: int) -> torch.nn.Module:
             return torch.nn.Sequential(torch.nn.Linear(i, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
                                        torch.nn.ReLU(), torch.nn.Linear(hidden, o))
@@ -46,6 +48,14 @@ class MLPAlgorithm:
         return torch.cat([batch[k].float().to(self.device) for k in keys if k in batch], dim=-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """`utd_ratio` critic steps on the stacked batches' parts, the actor on the last (as SAC does)."""
+        n = self.utd_ratio
+        parts = [{k: v.chunk(n)[i] for k, v in batch.items()} for i in range(n)]
+        for part in parts[:-1]:
+            self._step(part, actor=False)
+        return self._step(parts[-1], actor=True)
+
+    def _step(self, batch: dict[str, torch.Tensor], actor: bool) -> dict[str, float]:
         obs, nxt = self._obs(batch), self._obs(batch, "next.")
         action = batch["action"].float().to(self.device)
         reward = batch["next.reward"].float().to(self.device)
@@ -58,14 +68,16 @@ class MLPAlgorithm:
         self.critic_opt.zero_grad()
         critic_loss.backward()
         self.critic_opt.step()
+        with torch.no_grad():  # Polyak after every critic step
+            for p, t in zip(self.critics.parameters(), self.target.parameters()):
+                t.lerp_(p, 0.005)
+        if not actor:
+            return {"critic_loss": float(critic_loss.detach())}
         actor_loss = -self.critics[0](torch.cat([obs, self.actor(obs)], -1)).mean() + \
             ((self.actor(obs) - action) ** 2).mean()
         self.actor_opt.zero_grad()
         actor_loss.backward()
         self.actor_opt.step()
-        with torch.no_grad():
-            for p, t in zip(self.critics.parameters(), self.target.parameters()):
-                t.lerp_(p, 0.005)
         return {"critic_loss": float(critic_loss.detach()), "actor_loss": float(actor_loss.detach())}
 
     def actor_state_dict(self) -> dict[str, torch.Tensor]:
@@ -189,7 +201,7 @@ def learner_process(port_queue: mp.Queue, result_queue: mp.Queue, stop: Any, fea
     from apprentice.rl.learner import Learner, LearnerConfig
 
     obs_dim = sum(f["shape"][0] for k, f in features.items() if k != "action" and len(f["shape"]) == 1)
-    learner = Learner(MLPAlgorithm(obs_dim, 4, device),
+    learner = Learner(MLPAlgorithm(obs_dim, 4, device, utd_ratio=utd_ratio),
                       LearnerConfig(output_dir=output_dir, port=0, batch_size=256, utd_ratio=utd_ratio,
                                     online_step_before_learning=200, policy_parameters_push_frequency=100,
                                     save_freq=0, features=features))

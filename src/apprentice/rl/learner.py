@@ -2,15 +2,18 @@
 
 Plain Python, no ROS: it runs where the GPU is. The loop, top to bottom: drain what the actors sent
 (`LearnerService.inbox`) into whole episodes of the replay buffer; once the buffer holds
-`online_step_before_learning` transitions, run `utd_ratio` `algorithm.update(batch)` calls per
-transition received; every `policy_parameters_push_frequency` updates publish `actor_state_dict()` to
-the actors; every `save_freq` updates checkpoint the algorithm, the replay buffer and the per-actor
-sequence numbers (`checkpoint`), so a killed learner resumes where its last checkpoint was and the
-actors resend what came after it.
+`online_step_before_learning` transitions, run one `algorithm.update(batch)` per transition received
+on `utd_ratio` batches stacked along B (the `OnlineAlgorithm` contract: SAC splits them into
+`utd_ratio` critic updates, the last one also updating actor and temperature); every
+`policy_parameters_push_frequency` updates publish `actor_state_dict()` to the actors; every
+`save_freq` updates checkpoint the algorithm, the replay buffer and the per-actor sequence numbers
+(`checkpoint`), so a killed learner resumes where its last checkpoint was and the actors resend what
+came after it.
 
 An episode enters the replay buffer when its last transition arrives (the buffer stores whole
-episodes: `ReplayBuffer`). The batch `update` gets (B = batch_size), as torch tensors:
-``observation.*`` and ``next.observation.*`` (B, …) as the env gives them, ``action`` (B, A),
+episodes: `ReplayBuffer`). The batch `update` gets (B = utd_ratio * batch_size), as torch tensors:
+``observation.*`` and ``next.observation.*`` (B, …) as the env gives them (images uint8 (B, C, H, W)),
+``action`` (B, A),
 ``next.reward``, ``next.done`` (terminated, not truncated: a time limit still bootstraps),
 ``next.truncated`` and ``complementary_info.is_intervention`` (B,).
 """
@@ -38,6 +41,7 @@ from apprentice.rl.transport.protocol import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 INTERVENTION = "complementary_info.is_intervention"
+IMAGE_PREFIX = "observation.images."
 
 
 @dataclass
@@ -46,7 +50,7 @@ class LearnerConfig:
     host: str = "127.0.0.1"  # another machine's actor needs 0.0.0.0 or this box's address (--host)
     port: int = DEFAULT_PORT  # lerobot's learner_port
     batch_size: int = 256
-    utd_ratio: int = 1  # algorithm.update calls per transition received (update-to-data ratio)
+    utd_ratio: int = 1  # batches per update, one update per transition received; = the algorithm's utd_ratio
     online_step_before_learning: int = 100  # transitions in the buffer before the first update
     online_buffer_capacity: int = 100_000  # frames (lerobot's name)
     # Learner updates between weight pushes. lerobot's field of this name counts seconds; steps keep
@@ -123,6 +127,10 @@ class Learner:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> int:
+        theirs = getattr(getattr(self.algorithm, "config", None), "utd_ratio", self.config.utd_ratio)
+        if theirs != self.config.utd_ratio:
+            raise LearnerError(f"learner.utd_ratio={self.config.utd_ratio} but the algorithm's utd_ratio is {theirs}: "
+                               "the learner stacks that many batches per update; set them equal")
         sessions = self._resume() if self.config.resume else self._fresh()
         from apprentice.rl.transport.protocol import read_token
 
@@ -194,7 +202,7 @@ class Learner:
                 self.replay.add_episode(*episode)
         self.transitions += count
         if self.ready_to_learn:
-            self.update_budget += count * self.config.utd_ratio
+            self.update_budget += count
         self._log_interactions()
         return count
 
@@ -211,11 +219,14 @@ class Learner:
 
     def sample(self) -> dict[str, torch.Tensor]:
         deltas = {k: [0, 1] for k in self.observation_keys}
-        window = self.replay.sample(self.config.batch_size, deltas, self.rng)
+        window = self.replay.sample(self.config.batch_size * self.config.utd_ratio, deltas, self.rng)
         batch: dict[str, torch.Tensor] = {}
         for key in self.observation_keys:
-            batch[key] = torch.from_numpy(np.ascontiguousarray(window[key][:, 0]))
-            batch[f"next.{key}"] = torch.from_numpy(np.ascontiguousarray(window[key][:, 1]))
+            pair = torch.from_numpy(np.ascontiguousarray(window[key]))
+            if key.startswith(IMAGE_PREFIX) and pair.ndim == 5 and pair.shape[-1] in (1, 3):
+                # Actors send (H, W, C) uint8 as cameras give them; the algorithms take (B, C, H, W).
+                pair = pair.permute(0, 1, 4, 2, 3).contiguous()
+            batch[key], batch[f"next.{key}"] = pair[:, 0], pair[:, 1]
         for key in ("action", "next.reward", "next.done", "next.truncated", INTERVENTION):
             batch[key] = torch.from_numpy(np.ascontiguousarray(window[key]))
         return batch

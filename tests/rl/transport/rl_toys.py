@@ -18,9 +18,11 @@ class LinearAlgorithm:
         torch.manual_seed(seed)
         self.weight = torch.nn.Parameter(torch.zeros(action_dim, state_dim))
         self.optimizer = torch.optim.Adam([self.weight], lr=0.05)
+        self.batch_sizes: list[int] = []
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         state, action = batch["observation.state"].float(), batch["action"].float()
+        self.batch_sizes.append(len(state))
         loss = ((state @ self.weight.T - action) ** 2).mean()
         self.optimizer.zero_grad()
         loss.backward()

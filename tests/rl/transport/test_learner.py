@@ -59,24 +59,31 @@ def run_in_thread(learner: Learner, max_steps: int) -> tuple[threading.Thread, t
 def test_weights_learned_on_the_learner_arrive_at_the_actor(tmp_path):
     learner = Learner(LinearAlgorithm(), learner_config(tmp_path, utd_ratio=2))
     port = learner.start()
-    thread, stop = run_in_thread(learner, max_steps=40)
+    thread, stop = run_in_thread(learner, max_steps=15)
     env, actor_algorithm = LineEnv(), LinearAlgorithm()
     intervention = ScriptedIntervention(Expert(env), drift=0.0, patience=1, takeover_steps=1000, dims=slice(0, 2))
     try:
         with client(port) as c:
             stats = run_actor(env, actor_algorithm, c, ActorConfig(online_steps=40), intervention)
             thread.join(20)
-            # utd 2: two updates per transition once 20 are in the buffer, so >= 40 updates are due
-            assert learner.step == 40
+            # one update per transition once 20 are in the buffer: >= 20 due, 15 asked
+            assert learner.step == 15
             deadline = time.monotonic() + 5
-            while (latest := c.poll_parameters()) is None or latest[0] != 40:
-                assert time.monotonic() < deadline, "the step-40 weights never reached the actor"
+            while (latest := c.poll_parameters()) is None or latest[0] != 15:
+                assert time.monotonic() < deadline, "the step-15 weights never reached the actor"
                 time.sleep(0.02)
+            assert c.flush(10)
+        while learner.ingest(timeout=0.1):  # the loop stopped at max_steps: take in the rest
+            pass
         assert stats.steps == 40 and stats.episodes == 4 and stats.interventions == 40
         actor_algorithm.load_actor_state_dict(latest[1])
         torch.testing.assert_close(actor_algorithm.weight, learner.algorithm.weight)
         assert float(learner.algorithm.weight.detach().abs().sum()) > 0  # it learned something: weights left zero
         assert stats.parameter_updates >= 1  # pushes arrived during the run, not only at the end
+        assert set(learner.algorithm.batch_sizes) == {64}  # utd_ratio 2 batches of 32, stacked along B
+        batch = learner.sample()
+        assert batch["observation.images.cam"].shape == (64, 3, 8, 8)  # sent (8, 8, 3): channels first
+        assert batch["next.observation.state"].shape == (64, 3) and batch["next.done"].shape == (64,)
         assert learner.replay.num_episodes == 4
         assert learner.replay.data["complementary_info.is_intervention"][learner.replay.has_action].all()
         log = (tmp_path / "learner" / "interactions.jsonl").read_text().splitlines()
@@ -130,6 +137,13 @@ def test_learner_killed_mid_run_resumes_from_its_checkpoint_with_its_replay_buff
     finally:
         stop.set()
         c.close(0.1)
+
+
+def test_learner_utd_ratio_must_match_the_algorithms(tmp_path):
+    algorithm = LinearAlgorithm()
+    algorithm.config = type("Config", (), {"utd_ratio": 3})()
+    with pytest.raises(LearnerError, match=r"learner\.utd_ratio=2 but the algorithm's utd_ratio is 3"):
+        Learner(algorithm, learner_config(tmp_path, utd_ratio=2)).start()
 
 
 def test_learner_output_dir_rules(tmp_path):
