@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command setup for a fresh Debian/Ubuntu machine with Python 3.11 (idempotent; prints each step).
 #   - creates .venv, installs ROS 2 Kilted from PyPI wheels (or uses an apt-installed ROS 2 if found),
-#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev,xarm,hil,metaworld]`) and colcon-builds it,
+#   - installs apprentice (`pip install -e .[ros,train,sim,teleop,dev,xarm,hil,metaworld,rl]`) and colcon-builds it,
 #   - installs gym-xarm and hf-libero without their dependencies (see "Simulation benchmarks" in README.md),
 #   - builds ROS 2's launch tooling into .ros2-launch/ when ../shared/ros2-launch is there (see below).
 # Afterwards: `source scripts/env.sh`.
