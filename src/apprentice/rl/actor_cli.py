@@ -28,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the online run's JSON/YAML (the learner's file)")
     parser.add_argument("--intervention", choices=("none", "scripted"), default="none")
     parser.add_argument("--drift", type=float, default=0.5, help="scripted: action distance counted as drifting")
+    parser.add_argument("--host", default=None, help="the learner's address (= --client.learner_host)")
+    parser.add_argument("--port", type=int, default=None, help="the learner's port (= --client.learner_port)")
     args, overrides = parser.parse_known_args(argv)
+    overrides += [f"--client.learner_{k}={v}" for k, v in (("host", args.host), ("port", args.port)) if v is not None]
     logging.basicConfig(level=logging.INFO, format="actor: %(message)s")
     try:
         run = load_run_config(args.config, overrides)

@@ -1,6 +1,6 @@
 """`apprentice learner`: the HIL-SERL learner on the GPU box (no ROS). Ctrl-C checkpoints and exits.
 
-    apprentice learner --config online.yaml --learner.host=0.0.0.0 --learner.port=50051 \
+    apprentice learner --config online.yaml --host=0.0.0.0 --port=50051 --learner.token_file=FILE \
         [--learner.resume=true] [--learner.output_dir=outputs/hilserl] [--max_steps=N]
 """
 
@@ -24,7 +24,10 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     parser = argparse.ArgumentParser(prog="apprentice learner", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the online run's JSON/YAML (see apprentice.rl.run_config)")
     parser.add_argument("--max_steps", type=int, default=None, help="stop after this many updates (default: never)")
+    parser.add_argument("--host", default=None, help="address to bind (= --learner.host; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (= --learner.port; default 50051)")
     args, overrides = parser.parse_known_args(argv)
+    overrides += [f"--learner.{k}={v}" for k, v in (("host", args.host), ("port", args.port)) if v is not None]
     logging.basicConfig(level=logging.INFO, format="learner: %(message)s")
     try:
         run = load_run_config(args.config, overrides)

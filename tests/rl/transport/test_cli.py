@@ -66,5 +66,7 @@ def test_cli_errors_are_one_clear_line(config_file, tmp_path, capsys):
     assert "unknown option(s) ['utd']" in capsys.readouterr().err
     assert learner_cli.main(["--config", str(config_file), "--algorithm.type=sacc"]) == 2
     assert "algorithm.type 'sacc' is not registered" in capsys.readouterr().err
-    assert actor_cli.main(["--config", str(config_file), "--client.connect_timeout_s=0.2"]) == 2
-    assert "no learner at 127.0.0.1" in capsys.readouterr().err
+    assert actor_cli.main(["--config", str(config_file), "--client.connect_timeout_s=0.2", "--port=1"]) == 2
+    assert "no learner at 127.0.0.1:1 " in capsys.readouterr().err  # --port is client.learner_port
+    assert learner_cli.main(["--config", str(config_file), "--host=0.0.0.0"]) == 2  # --host is learner.host
+    assert "refusing to listen on 0.0.0.0 without an access token" in capsys.readouterr().err
