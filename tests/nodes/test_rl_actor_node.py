@@ -96,7 +96,8 @@ def make_node(contract_file: Path, port: int, features_ok: bool = True):
     from apprentice.nodes.rl_actor_node import RLActorNode
 
     overrides = [Parameter("contract", value=str(contract_file)), Parameter("learner_port", value=port),
-                 Parameter("episode_time_s", value=0.5), Parameter("reset_time_s", value=0.1)]
+                 Parameter("episode_time_s", value=0.5), Parameter("reset_time_s", value=0.1),
+                 Parameter("terminate_on_success", value=False)]  # every episode runs to its time limit
     return RLActorNode(algorithm=HoldPolicy(), parameter_overrides=overrides)
 
 
