@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("apprentice.nodes.infer_cli", "run a trained policy on a ROS 2 robot"),
     "view": ("apprentice.nodes.viewer_node", "live Foxglove view (ws://127.0.0.1:8765) of a contract's topics"),
     "policy-server": ("apprentice.deploy.remote.cli", "serve a checkpoint to policy nodes on other machines (gRPC)"),
+    "learner": ("apprentice.rl.learner_cli", "HIL-SERL learner on the GPU box: transitions in, weights out (gRPC)"),
+    "actor": ("apprentice.rl.actor_cli", "HIL-SERL actor in simulation, streaming to a learner (gRPC)"),
+    "rl-actor": ("apprentice.nodes.rl_actor_node", "HIL-SERL actor on a ROS 2 robot (contract topics ⇄ learner)"),
     "demo": ("apprentice.demo", "the whole loop on the simulated robot: teleop → record → train → deploy"),
 }
 
