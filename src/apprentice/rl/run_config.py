@@ -30,7 +30,10 @@ from apprentice.rl.transport.actor_client import ActorClientConfig
 
 AlgorithmFactory = Callable[[Mapping[str, Any], Mapping[str, Mapping[str, Any]]], OnlineAlgorithm]
 # type -> "module:function" taking (algorithm config, features); imported on first use
-ALGORITHMS: dict[str, str | AlgorithmFactory] = {}
+ALGORITHMS: dict[str, str | AlgorithmFactory] = {
+    "sac": "apprentice.rl.sac_factory:make_sac",
+    "hilserl": "apprentice.rl.sac_factory:make_sac",  # the workflow's name for the same algorithm
+}
 
 
 def register_algorithm(name: str, factory: str | AlgorithmFactory) -> None:
