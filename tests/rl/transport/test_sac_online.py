@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("grpc")
 pytest.importorskip("mujoco")
 
-import torch
 
 from apprentice.rl import actor_cli, learner_cli
 from apprentice.rl.checkpoint import latest_checkpoint, load_checkpoint
