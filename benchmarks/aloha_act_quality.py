@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--record-workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 2)))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=None, help="training steps, fewer if the budget ends first (6000)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps, fewer if the budget ends first (4000)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--lr-backbone", type=float, default=1e-5)
     parser.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (1000)")
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--eval-batch-size", type=int, default=20, help="AsyncVectorEnv workers")
     parser.add_argument("--budget-s", type=float, default=540.0, help="wall seconds for the whole run")
-    parser.add_argument("--eval-reserve-s", type=float, default=100.0,
+    parser.add_argument("--eval-reserve-s", type=float, default=250.0,
                         help="seconds kept for evaluation: training stops this long before the budget ends")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seed", type=int, default=1000, help="training seed")
@@ -170,7 +170,7 @@ def main() -> None:
             "--policy.dim_feedforward=64", "--policy.n_encoder_layers=1", "--policy.n_vae_encoder_layers=1",
             "--policy.latent_dim=8",
         ]
-    args.steps, args.save_every = args.steps or 6000, args.save_every or 1000
+    args.steps, args.save_every = args.steps or 4000, args.save_every or 1000
     if args.cuda_graphs is None:
         args.cuda_graphs = args.device.startswith("cuda")
     work = Path(args.work or tempfile.mkdtemp(prefix="aloha_act_quality_"))

@@ -62,6 +62,14 @@ dst.replace(src)
 print(f"dm_control slimmed: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB")
 EOF
 
+# The GPU image has the NVIDIA EGL vendor library (libEGL_nvidia) and its glvnd ICD file, but not glvnd's
+# dispatch libraries that PyOpenGL and MuJoCo open by their plain names; they are ~1 MB and ABI-stable,
+# so this machine's copies (Debian libegl1/libopengl0/libglvnd0) travel in gl/ and the run installs them.
+mkdir -p "$OUT.tmp/gl"
+for lib in libEGL.so.1 libOpenGL.so.0 libGLdispatch.so.0; do
+  src=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+  if [ -n "$src" ]; then cp -L "$src" "$OUT.tmp/gl/$lib"; else echo "warning: $lib not found here (apt install libegl1 libopengl0)" >&2; fi
+done
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 ls -l "$OUT"/*.whl | awk '{printf "%8.2f MiB  %s\n", $5 / 1048576, $9}'
 du -cb "$OUT"/*.whl | awk 'END {printf "total %.1f MiB in %s\n", $1 / 1048576, "'"$OUT"'"}'

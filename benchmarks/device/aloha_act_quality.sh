@@ -24,6 +24,12 @@ export PYTHONPATH=$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}
 # No display on the device: MuJoCo renders through EGL (the NVIDIA driver's libEGL); PYOPENGL_PLATFORM
 # follows MUJOCO_GL inside dm_control.
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# glvnd's dispatch libraries (carried in .whl-sim/gl) where the image lacks them; as root into the system
+# library dir so ctypes.util.find_library (PyOpenGL) sees them, else on LD_LIBRARY_PATH.
+if [ -d .whl-sim/gl ] && ! ldconfig -p | grep -q 'libEGL.so.1 '; then
+  if [ "$(id -u)" = 0 ]; then cp .whl-sim/gl/* /usr/lib/x86_64-linux-gnu/ && ldconfig
+  else export LD_LIBRARY_PATH=$PWD/.whl-sim/gl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
+fi
 # Fail in seconds, by name, if the image lacks a module the run needs (before any recording).
 "$PY" - >"$OUT/env_check.json" <<'PYEOF' || { cat "$OUT/env_check.json"; exit 1; }
 import importlib, json, os, sys
