@@ -15,23 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from apprentice.rl.algorithm import OnlineAlgorithm
+from apprentice.rl.intervention import InterventionSource
 from apprentice.rl.transport.actor_client import ActorClient
 from apprentice.rl.transport.codec import Transition
 
 log = logging.getLogger(__name__)
-
-
-class InterventionSource(Protocol):
-    """Who may take over: returns the operator's action for this step, or None to let the policy act."""
-
-    def reset(self) -> None: ...
-
-    def intervene(self, obs: dict[str, np.ndarray], policy_action: np.ndarray) -> np.ndarray | None: ...
 
 
 class ScriptedIntervention:

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from apprentice.rl.actor import InterventionSource
+from apprentice.rl.intervention import InterventionSource
 
 CONTROL_MODES = ("ee_delta", "joint")
 
