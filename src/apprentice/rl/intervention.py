@@ -1,9 +1,9 @@
 """Human interventions: while the policy acts, an operator may take over; the executed action is then
 theirs and the transition carries `complementary_info.is_intervention` (lerobot's TeleopEvents name).
 
-`InterventionSource` is what the HIL-SERL loop and the actor (`apprentice.rl.actor`, `RobotEnv`) ask each step. A teleop device (leader arm, keyboard,
-gamepad) implements it by returning its action while its takeover switch is held; `ScriptedHuman` is the
-simulated operator of gym-hil's PandaPickCube used by tests, CI and the benchmark.
+`InterventionSource` is what the HIL-SERL loop and the actor (`apprentice.rl.actor`, `RobotEnv`) ask
+each step. A teleop device (leader arm, keyboard, gamepad) implements it by returning its action while
+its takeover switch is held; `ScriptedHuman` is the simulated operator of gym-hil's PandaPickCube used by tests, CI and the benchmark.
 """
 
 from __future__ import annotations
