@@ -3,7 +3,8 @@ theirs and the transition carries `complementary_info.is_intervention` (lerobot'
 
 `InterventionSource` is what the HIL-SERL loop and the actor (`apprentice.rl.actor`, `RobotEnv`) ask
 each step. A teleop device (leader arm, keyboard, gamepad) implements it by returning its action while
-its takeover switch is held; `ScriptedHuman` is the simulated operator of gym-hil's PandaPickCube used by tests, CI and the benchmark.
+its takeover switch is held; `ScriptedHuman` is the simulated operator of gym-hil's PandaPickCube used
+by tests, CI and the benchmark.
 """
 
 from __future__ import annotations

@@ -167,5 +167,5 @@ def test_rtc_goes_through_guided_denoise_with_the_velocity_fn(monkeypatch):
 
 def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(PolicyError, match="lerobot/pi0_not_here: not a local directory and not downloadable from the Hub"):
+    with pytest.raises(PolicyError, match="lerobot/pi0_not_here: not a local directory and not downloadable"):
         load_policy("lerobot/pi0_not_here")
