@@ -3,6 +3,7 @@ and acts with `select_action(obs)` in raw (dataset) units."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -130,3 +131,22 @@ def adam_from_config(
         # updates, a few kernels per step instead of ~10 per parameter (VQ-BeT: ~1000 -> ~30 on CPU).
         foreach=None if fused else True,
     )
+
+
+def cosine_decay_with_warmup(
+    optimizer: torch.optim.Optimizer, warmup: int, decay: int, peak_lr: float, decay_lr: float, num_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """LeRobot's CosineDecayWithWarmupSchedulerConfig: linear warm-up from peak/(warmup+1), then cosine to
+    decay_lr over `decay` steps; both squeezed proportionally when the run is shorter than `decay`."""
+    if num_steps < decay:
+        warmup, decay = int(warmup * num_steps / decay), num_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            if step <= 0:
+                return 1 / (warmup + 1)
+            return (1 / (warmup + 1) - 1) * (1 - step / warmup) + 1
+        alpha = decay_lr / peak_lr
+        return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * min(step, decay) / max(decay, 1))) + alpha
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -11,7 +11,6 @@ image resize-with-pad to [-1, 1], zero-padding state/action to max_state_dim/max
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.paligemma.config import PiConfig
@@ -248,23 +247,11 @@ class PiPolicy(Policy):
         )
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, num_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-        """lerobot's CosineDecayWithWarmup: linear warmup from 1/(w+1), cosine down to decay_lr; both phases
-        shrink by steps/decay_steps when training is shorter than `scheduler_decay_steps`."""
-        cfg = self.config
-        warmup, decay = cfg.scheduler_warmup_steps, cfg.scheduler_decay_steps
-        if num_steps < decay:
-            warmup, decay = int(warmup * num_steps / decay), num_steps
-        alpha = cfg.scheduler_decay_lr / cfg.optimizer_lr
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                if step <= 0:
-                    return 1 / (warmup + 1)
-                return (1 / (warmup + 1) - 1) * (1 - step / warmup) + 1
-            cosine = 0.5 * (1 + math.cos(math.pi * min(step, decay) / max(1, decay)))
-            return (1 - alpha) * cosine + alpha
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        c = self.config
+        return cosine_decay_with_warmup(
+            optimizer, c.scheduler_warmup_steps, c.scheduler_decay_steps, c.optimizer_lr, c.scheduler_decay_lr,
+            num_steps,
+        )
 
     # ------------------------------------------------------------------------- checkpoints
     def adapt_state_dict(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -8,7 +8,6 @@ temperature) decoding of up to `max_decoding_steps` tokens with a KV cache, FAST
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.pi0fast.configuration_pi0fast import PI0FastConfig
@@ -129,25 +128,12 @@ class PI0FastPolicy(Policy):
             weight_decay=c.optimizer_weight_decay, fused=fused or None,
         )
 
-    def make_scheduler(
-        self, optimizer: torch.optim.Optimizer, num_steps: int
-    ) -> torch.optim.lr_scheduler.LRScheduler:
-        """lerobot's CosineDecayWithWarmup: linear warm-up then cosine to decay_lr; shrunk to short runs."""
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, num_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
         c = self.config
-        warmup, decay = c.scheduler_warmup_steps, c.scheduler_decay_steps
-        if num_steps < decay:  # lerobot's auto-scaling
-            warmup, decay = int(warmup * num_steps / decay), num_steps
-        alpha = c.scheduler_decay_lr / c.optimizer_lr
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                if step <= 0:
-                    return 1 / (warmup + 1)
-                return (1 / (warmup + 1) - 1) * (1 - step / warmup) + 1
-            cos = 0.5 * (1 + math.cos(math.pi * min(step, decay) / max(decay, 1)))
-            return (1 - alpha) * cos + alpha
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return cosine_decay_with_warmup(
+            optimizer, c.scheduler_warmup_steps, c.scheduler_decay_steps, c.optimizer_lr, c.scheduler_decay_lr,
+            num_steps,
+        )
 
     # ------------------------------------------------------------------------------- inputs
     def _images(self, batch: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:

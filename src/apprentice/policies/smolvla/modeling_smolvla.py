@@ -9,7 +9,6 @@ lerobot checkpoint's model.safetensors loads key for key.
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from apprentice.policies.base import Policy
+from apprentice.policies.base import Policy, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.smolvla import processor_smolvla as proc
@@ -43,25 +42,6 @@ def resize_with_pad(img: Tensor, height: int, width: int) -> Tensor:
 
 def pad_last(x: Tensor, dim: int) -> Tensor:
     return x if x.shape[-1] >= dim else F.pad(x, (0, dim - x.shape[-1]))
-
-
-def cosine_decay_with_warmup(
-    optimizer: torch.optim.Optimizer, warmup: int, decay: int, peak_lr: float, decay_lr: float, num_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """LeRobot's CosineDecayWithWarmupSchedulerConfig: linear warm-up from peak/(warmup+1), then cosine to
-    decay_lr over `decay` steps; both squeezed proportionally when the run is shorter than `decay`."""
-    if num_steps < decay:
-        warmup, decay = int(warmup * num_steps / decay), num_steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            if step <= 0:
-                return 1 / (warmup + 1)
-            return (1 / (warmup + 1) - 1) * (1 - step / warmup) + 1
-        alpha = decay_lr / peak_lr
-        return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * min(step, decay) / decay)) + alpha
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class SmolVLAPolicy(Policy):
