@@ -142,27 +142,24 @@ def test_scheduler_is_lerobots_cosine_with_warmup_scaled_to_short_runs():
     assert lrs[5] == pytest.approx(low) and lrs[6] == pytest.approx(low)
 
 
-def test_rtc_goes_through_guided_denoise_with_the_velocity_fn(monkeypatch):
-    import sys
-    import types
+def test_rtc_guides_the_chunk_toward_the_committed_prefix():
+    from apprentice.policies.rtc import RTCConfig, RTCGuidance
 
-    from apprentice.policies.paligemma.flow import euler_denoise
-
-    calls = []
-
-    def guided_denoise(velocity_fn, noise, num_steps, rtc):
-        calls.append((noise.shape, num_steps, rtc))
-        return euler_denoise(velocity_fn, noise, num_steps)
-
-    module = types.ModuleType("apprentice.policies.rtc")
-    module.guided_denoise = guided_denoise  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "apprentice.policies.rtc", module)
     torch.manual_seed(0)
     policy = tiny_policy("pi0").eval()
     noise = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim)
-    guided = policy.predict_action_chunk(tiny_obs(), noise=noise, rtc="settings")
-    assert calls == [((2, 4, 6), 3, "settings")]
-    torch.testing.assert_close(guided, policy.predict_action_chunk(tiny_obs(), noise=noise))
+    plain = policy.predict_action_chunk(tiny_obs(), noise=noise)
+    assert torch.equal(plain, policy.predict_action_chunk(tiny_obs(), noise=noise, rtc=RTCGuidance(None, 2)))
+
+    def norm(x):
+        return policy.normalizer.normalize("action", x.float())
+
+    committed = norm(plain) + 2.0  # the previous chunk's actions, away from what this chunk would say
+    rtc = RTCGuidance(committed, inference_delay=2, config=RTCConfig(enabled=True, execution_horizon=3))
+    guided = policy.predict_action_chunk(tiny_obs(), noise=noise, rtc=rtc)
+    before = (norm(plain)[:, :2] - committed[:, :2]).abs().mean()
+    after = (norm(guided)[:, :2] - committed[:, :2]).abs().mean()
+    assert after < 0.5 * before, (float(before), float(after))
 
 
 def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error(monkeypatch):

@@ -32,13 +32,3 @@ def time_embedding(t: Tensor, dim: int, min_period: float, max_period: float) ->
     period = min_period * (max_period / min_period) ** fraction
     angle = (2 * math.pi / period)[None, :] * t[:, None].to(dtype)
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1).to(torch.float32)
-
-
-def euler_denoise(velocity_fn: VelocityFn, noise: Tensor, num_steps: int) -> Tensor:
-    """Integrate dx/dt = v from t = 1 (noise) to t = 0 in `num_steps` Euler steps; returns x_0."""
-    dt = -1.0 / num_steps
-    x = noise
-    for step in range(num_steps):
-        t = torch.full((noise.shape[0],), 1.0 + step * dt, dtype=torch.float32, device=noise.device)
-        x = x + dt * velocity_fn(x, t)
-    return x

@@ -23,12 +23,13 @@ from apprentice.policies.base import Policy, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.paligemma.config import PiConfig
-from apprentice.policies.paligemma.flow import VelocityFn, euler_denoise, sample_time
+from apprentice.policies.paligemma.flow import VelocityFn, sample_time
 from apprentice.policies.paligemma.images import siglip_pixels
 from apprentice.policies.paligemma.masks import make_att_2d_masks, position_ids, suffix_mask_with_prefix
 from apprentice.policies.paligemma.model import PaliGemmaWithExpert
 from apprentice.policies.paligemma.prompt import PALIGEMMA_TOKENIZER, PromptTokenizer
 from apprentice.policies.paligemma.variants import get_variant
+from apprentice.policies.rtc import guided_denoise
 
 OBS_LANGUAGE_TOKENS = "observation.language.tokens"
 OBS_LANGUAGE_ATTENTION_MASK = "observation.language.attention_mask"
@@ -213,14 +214,8 @@ class PiPolicy(Policy):
         elif tuple(noise.shape) != shape:
             raise PolicyError(f"{self.config.type}: noise must be {shape}, got {tuple(noise.shape)}")
         noise = noise.to(self.device, torch.float32)
-        if rtc is None:
-            x = euler_denoise(velocity, noise, self.config.num_inference_steps)
-        else:
-            try:
-                from apprentice.policies.rtc import guided_denoise
-            except ImportError as exc:
-                raise PolicyError(f"rtc= needs apprentice.policies.rtc, which is not installed here ({exc})") from exc
-            x = guided_denoise(velocity, noise, self.config.num_inference_steps, rtc)
+        # rtc=None: plain Euler; with RTC each step is guided toward the committed prefix
+        x = guided_denoise(velocity, noise, self.config.num_inference_steps, rtc)
         self.train(was_training)
         return self._unnormalize_action(x[:, :, : self.config.action_feature.shape[0]])
 

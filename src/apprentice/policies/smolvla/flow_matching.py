@@ -43,16 +43,6 @@ def sample_time(batch: int, device: torch.device) -> Tensor:
     return (beta * 0.999 + 0.001).to(device=device, dtype=torch.float32)
 
 
-def euler(velocity_fn: VelocityFn, noise: Tensor, num_steps: int) -> Tensor:
-    """Integrate from t=1 (noise) to t=0 in `num_steps` Euler steps of dt = -1/num_steps."""
-    dt = -1.0 / num_steps
-    x = noise
-    for step in range(num_steps):
-        t = torch.full((noise.shape[0],), 1.0 + step * dt, dtype=torch.float32, device=noise.device)
-        x = x + dt * velocity_fn(x, t)
-    return x
-
-
 class SmolVLAFlowMatching(nn.Module):
     def __init__(self, config: SmolVLAConfig, vlm_with_expert: SmolVLMWithExpert, image_tokens: Tensor | None) -> None:
         super().__init__()

@@ -20,9 +20,10 @@ from torch import Tensor
 from apprentice.policies.base import Policy, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
+from apprentice.policies.rtc import guided_denoise
 from apprentice.policies.smolvla import processor_smolvla as proc
 from apprentice.policies.smolvla.configuration_smolvla import SmolVLAConfig
-from apprentice.policies.smolvla.flow_matching import SmolVLAFlowMatching, VelocityFn, euler
+from apprentice.policies.smolvla.flow_matching import SmolVLAFlowMatching, VelocityFn
 from apprentice.policies.smolvla.vlm_with_expert import SmolVLMWithExpert
 
 log = logging.getLogger(__name__)
@@ -204,16 +205,8 @@ class SmolVLAPolicy(Policy):
         if noise is None:
             noise = torch.randn(b, self.config.chunk_size, self.config.max_action_dim, device=self.device)
         noise = noise.to(self.device, torch.float32)
-        if rtc is not None:
-            try:
-                from apprentice.policies.rtc import guided_denoise
-            except ImportError as exc:
-                raise PolicyError(
-                    f"smolvla: rtc settings given but apprentice.policies.rtc is unavailable ({exc})"
-                ) from exc
-            actions = guided_denoise(velocity_fn, noise, self.config.num_steps, rtc)
-        else:
-            actions = euler(velocity_fn, noise, self.config.num_steps)
+        # rtc=None: plain Euler; with RTC each step is guided toward the committed prefix
+        actions = guided_denoise(velocity_fn, noise, self.config.num_steps, rtc)
         self.train(was_training)
         return self._unnormalize_action(actions[:, :, : self.config.action_feature.shape[0]])
 
