@@ -153,9 +153,9 @@ def save_adapter(policy: Policy, directory: Path) -> None:
     payload = config.to_dict()
     payload["target_modules"] = config.target_modules if isinstance(config.target_modules, str) else sorted(
         config.target_modules)
-    # Fully trained modules are stored with the adapter; record them under our own key so PEFT (which would
-    # wrap them in ModulesToSaveWrapper with other key names) does not try to.
-    payload["apprentice_full_training_modules"] = policy.lora_full_training
+    # Fully trained modules are stored with the adapter under their own names, as PEFT stores modules_to_save,
+    # so PeftModel.from_pretrained (lerobot's loader) restores them too.
+    payload["modules_to_save"] = policy.lora_full_training or None
     (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, default=list))
     save_file(adapter_state(policy), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
 
@@ -176,7 +176,7 @@ def load_adapter(policy: Policy, directory: Path, weights: dict[str, torch.Tenso
     raw = read_adapter_config(directory)
     if str(raw.get("peft_type", "LORA")).upper() != "LORA":
         raise PolicyError(f"{directory / ADAPTER_CONFIG}: peft_type {raw.get('peft_type')!r}; only LORA loads here")
-    full = list(raw.pop("apprentice_full_training_modules", None) or raw.get("modules_to_save") or [])
+    full = list(raw.get("modules_to_save") or [])
     known = set(LoraConfig.__dataclass_fields__)
     config = LoraConfig(**{k: v for k, v in raw.items() if k in known and k not in ("peft_type", "modules_to_save")})
     inject(policy, config, full)
@@ -184,7 +184,7 @@ def load_adapter(policy: Policy, directory: Path, weights: dict[str, torch.Tenso
     state = {}
     for key, value in own.items():  # PEFT saves without the adapter name: "…q_proj.lora_A.weight"
         state[re.sub(r"\.(lora_[A-Za-z_]+)\.", rf".\1.{ADAPTER}.", key)] = value
-    missing, unexpected = policy.load_state_dict(state, strict=False)
+    _, unexpected = policy.load_state_dict(state, strict=False)
     expected = set(trainable_parameters(policy))
     if unexpected or expected - set(state):
         raise PolicyError(

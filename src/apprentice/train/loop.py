@@ -24,12 +24,12 @@ from apprentice.policies import (
     PolicyError,
     features_from_dataset,
     load_policy,
+    lora,
     make_config,
     make_policy,
     policy_class,
     stats_to_tensors,
 )
-from apprentice.policies import lora
 from apprentice.policies.pretrained import resolve_pretrained
 from apprentice.train import fsdp
 from apprentice.train.checkpoint import (

@@ -5,6 +5,7 @@ actions, merging gives the same actions, and bad flags get one clear error."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_only_the_adapters_are_trainable(base):
     trainable = trainable_parameters(policy)
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
     adapted = sorted({n.rsplit(".lora_", 1)[0] for n in trainable})
-    qv = [n for n in adapted if __import__("re").fullmatch(EXPERT_QV, n)]
+    qv = [n for n in adapted if re.fullmatch(EXPERT_QV, n)]
     assert len(qv) == 2 * TINY["num_vlm_layers"]  # q and v of every expert layer
     assert sorted(n for n in adapted if n not in qv) == sorted(f"model.{p}" for p in PROJECTIONS)
     # rank 4: A is (4, in), B is (out, 4) for each adapted linear layer
@@ -124,8 +125,8 @@ def test_peft_flags_turn_it_on_and_lists_parse():
                                  "--peft.full_training_modules=[state_proj]", "--peft.lora_dropout=0.1"])
     assert cfg.use_peft and cfg.peft.target_modules == ["q_proj", "v_proj"]
     assert cfg.peft.full_training_modules == ["state_proj"] and cfg.peft.lora_dropout == 0.1
-    assert TrainConfig.from_args(["--policy.type=smolvla", r"--peft.target_modules=.*\.(q|v)_proj"]).peft.target_modules \
-        == r".*\.(q|v)_proj"
+    regex = TrainConfig.from_args(["--policy.type=smolvla", r"--peft.target_modules=.*\.(q|v)_proj"])
+    assert regex.peft.target_modules == r".*\.(q|v)_proj"
     assert TrainConfig.from_args(["--policy.type=smolvla"]).to_dict()["peft"] is None
 
 
@@ -145,6 +146,12 @@ def test_full_training_modules_train_in_full_and_reload(base, tmp_path):
     again = load_policy(tmp_path / "ft")
     assert set(trainable_parameters(again)) == names
     assert torch.equal(_actions(again), a)
+    # PEFT's own loader (what lerobot's make_policy runs for use_peft=true) reads the same adapter onto the base.
+    from peft import PeftModel
+
+    theirs = PeftModel.from_pretrained(load_policy(base), str(tmp_path / "ft")).eval()
+    torch.testing.assert_close(theirs.base_model.model.predict_action_chunk(
+        observation(task=list(TASKS)), noise=_noise()), a, rtol=0, atol=1e-6)
 
 
 def test_use_peft_without_a_pretrained_policy_is_refused(vlm_dir, two_task_dataset, tmp_path, capsys):
