@@ -58,7 +58,17 @@ class PeftSettings:
             raise PolicyError(f"--peft.lora_dropout={self.lora_dropout}: must be in [0, 1)")
 
 
+def _require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError as exc:
+        raise PolicyError(
+            "--policy.use_peft=true needs the peft package: pip install 'apprentice[vla]' (or pip install peft)"
+        ) from exc
+
+
 def _lora_config(settings: PeftSettings, targets: Any, base: str | None) -> Any:
+    _require_peft()
     from peft import LoraConfig
 
     kwargs: dict[str, Any] = {"r": settings.r, "target_modules": targets, "lora_dropout": settings.lora_dropout}
@@ -142,7 +152,8 @@ def adapter_state(policy: Policy) -> dict[str, torch.Tensor]:
     """The adapter (+ fully trained modules') weights under PeftModel's saved key names."""
     from peft import get_peft_model_state_dict
 
-    state = dict(get_peft_model_state_dict(policy, adapter_name=ADAPTER))
+    # save_embedding_layers=False: no embedding is adapted, and "auto" would look up the base's config (the Hub).
+    state = dict(get_peft_model_state_dict(policy, adapter_name=ADAPTER, save_embedding_layers=False))
     # Fully trained modules: the trainable parameters that are not adapters (set by inject, kept on load).
     state.update({n: p for n, p in policy.named_parameters() if p.requires_grad and "lora_" not in n})
     return {PEFT_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -171,6 +182,7 @@ def read_adapter_config(directory: Path) -> dict[str, Any]:
 def load_adapter(policy: Policy, directory: Path, weights: dict[str, torch.Tensor]) -> None:
     """Inject the adapter described by `directory`/adapter_config.json into `policy` (which holds the base
     weights) and load its `weights` (adapter_model.safetensors)."""
+    _require_peft()
     from peft import LoraConfig
 
     raw = read_adapter_config(directory)
