@@ -162,3 +162,17 @@ def test_use_peft_without_a_pretrained_policy_is_refused(vlm_dir, two_task_datas
              "--policy.use_peft=true"]
     assert main(flags) == 2
     assert "--policy.use_peft=true adapts a trained policy: pass --policy.pretrained_path=" in capsys.readouterr().err
+
+
+def test_resume_continues_the_adapter(run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run, out, symlinks=True)
+    assert main([f"--output_dir={out}", "--resume=true", "--steps=3", "--num_workers=0"]) == 0
+    third = out / "checkpoints" / "000003" / "pretrained_model"
+    assert not (third / "model.safetensors").exists()
+    before, after = (load_file(str(d / "adapter_model.safetensors"))
+                     for d in (out / "checkpoints" / "000002" / "pretrained_model", third))
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((third / "train_config.json").read_text())["peft"]["r"] == 4
