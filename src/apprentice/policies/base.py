@@ -100,6 +100,11 @@ class Policy(nn.Module):
     def inherit(self, base: Policy) -> None:
         """Take over non-weight state (a tokenizer) from the pretrained policy this one fine-tunes."""
 
+    def default_peft_targets(self) -> str | list[str] | None:
+        """The modules `--policy.use_peft=true` adapts with LoRA when --peft.target_modules is not given
+        (lerobot's `_get_default_peft_targets`); None = the user must name them."""
+        return None
+
     def configure_from_processor(self, directory: Path, steps: list[dict]) -> None:
         """Read what the policy needs from a loaded checkpoint's preprocessor steps; default: nothing."""
 

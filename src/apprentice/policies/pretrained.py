@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from apprentice.policies import lora
 from apprentice.policies.base import Policy
 from apprentice.policies.config import PolicyConfig, PolicyError
 from apprentice.policies.normalize import Stats
@@ -149,11 +150,22 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         policy.normalizer.eps = float(step_cfg["eps"])
     pre = directory / PREPROCESSOR_NAME
     policy.configure_from_processor(directory, _read_json(pre).get("steps", []) if pre.is_file() else [])
+    if (directory / lora.ADAPTER_CONFIG).is_file():  # a LoRA adapter (PEFT layout): base weights + adapter
+        base = _adapter_base(directory, config)
+        _load_weights(policy, base, config)
+        lora.load_adapter(policy, directory, _read_safetensors(directory / lora.ADAPTER_WEIGHTS))
+    else:
+        _load_weights(policy, directory, config)
+    policy.config.device = str(device)
+    return policy.to(device).eval()
+
+
+def _load_weights(policy: Policy, directory: Path, config: PolicyConfig) -> None:
     weights = policy.adapt_state_dict(_read_safetensors(directory / WEIGHTS_NAME))
     try:
         missing, unexpected = policy.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise PolicyError(f"{directory / WEIGHTS_NAME} does not match {directory / CONFIG_NAME}: {exc}") from exc
+        raise PolicyError(f"{directory / WEIGHTS_NAME} does not match {CONFIG_NAME}: {exc}") from exc
     missing = [k for k in missing if k not in _tied_keys(policy)]
     if missing or unexpected:
         raise PolicyError(
@@ -161,8 +173,24 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
             f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
             f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
         )
-    policy.config.device = str(device)
-    return policy.to(device).eval()
+
+
+def _adapter_base(directory: Path, config: PolicyConfig) -> Path:
+    """The pretrained_model dir a LoRA adapter was trained on (adapter_config.json's base_model_name_or_path,
+    as lerobot reads it; else config.json's pretrained_path)."""
+    name = lora.read_adapter_config(directory).get("base_model_name_or_path") or config.pretrained_path
+    if not name:
+        raise PolicyError(
+            f"{directory / lora.ADAPTER_CONFIG} names no base_model_name_or_path; set it to the pretrained_model "
+            "dir (or Hub id) the adapter was trained on"
+        )
+    base = resolve_pretrained(name)
+    if not (base / WEIGHTS_NAME).is_file():
+        raise PolicyError(
+            f"{directory} is a LoRA adapter on {name}, but {base / WEIGHTS_NAME} is missing; put the base policy "
+            f"there or edit base_model_name_or_path in {directory / lora.ADAPTER_CONFIG}"
+        )
+    return base
 
 
 def _tied_keys(policy: Policy, state: dict[str, torch.Tensor] | None = None) -> set[str]:
@@ -190,10 +218,13 @@ def save_policy(policy: Policy, directory: str | Path, state: dict[str, torch.Te
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     config.save(directory / CONFIG_NAME)
-    state = state if state is not None else policy.state_dict()
-    tied = _tied_keys(policy, state)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    if lora.has_lora(policy):  # lerobot's PEFT checkpoint: the adapter only, the base named in its config
+        lora.save_adapter(policy, directory)
+    else:
+        state = state if state is not None else policy.state_dict()
+        tied = _tied_keys(policy, state)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
     flat = {
         f"{key}.{stat}": v.detach().float().cpu().contiguous().reshape(v.shape if v.dim() else (1,))
         for key, per in policy.normalizer.stats.items()

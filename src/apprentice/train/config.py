@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from apprentice.policies import PolicyError, available_policies, policy_class
+from apprentice.policies.lora import PeftSettings
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class TrainConfig:
     # Recompute activations in backward (transformer layers, ResNet stages, UNet blocks): less memory.
     grad_checkpointing: bool = False
     ema: EMAConfig = field(default_factory=EMAConfig)
+    # LoRA fine-tuning (lerobot's `--peft.*`); used when --policy.use_peft=true or any --peft.* flag is given.
+    peft: PeftSettings = field(default_factory=PeftSettings)
     channels_last: bool = True  # only used on CUDA
     cache_device: str = "auto"  # where the decoded uint8 frame cache lives: auto | cpu | cuda
     freeze_backbone: bool = False
@@ -211,6 +214,14 @@ class TrainConfig:
             if not ok:
                 raise TrainError(message)
         self.ema.check()
+        try:
+            self.peft.__post_init__()  # flags set its fields one by one, after construction
+        except PolicyError as exc:
+            raise TrainError(str(exc)) from exc
+
+    @property
+    def use_peft(self) -> bool:
+        return bool(self.policy_overrides.get("use_peft"))
 
     @property
     def device(self) -> str:
@@ -261,6 +272,8 @@ class TrainConfig:
             )
         for key, raw in flags.items():
             cfg._set(key, raw)
+        if any(k.startswith("peft.") for k in flags) and "policy.use_peft" not in flags:
+            cfg.policy_overrides["use_peft"] = True  # as lerobot: giving --peft.* turns PEFT on
         cfg.__post_init__()
         return cfg
 
@@ -268,13 +281,14 @@ class TrainConfig:
         flags = {
             f.name
             for f in dataclasses.fields(self)
-            if f.name not in ("dataset", "wandb", "env", "online", "ema", "policy_overrides", "policy_type")
+            if f.name not in ("dataset", "wandb", "env", "online", "ema", "peft", "policy_overrides", "policy_type")
         }
         flags |= {f"dataset.{f.name}" for f in dataclasses.fields(DatasetConfig)}
         flags |= {f"wandb.{f.name}" for f in dataclasses.fields(WandbConfig)}
         flags |= {f"env.{f.name}" for f in dataclasses.fields(EnvConfig)}
         flags |= {f"online.{f.name}" for f in dataclasses.fields(OnlineConfig)}
         flags |= {f"ema.{f.name}" for f in dataclasses.fields(EMAConfig)}
+        flags |= {f"peft.{f.name}" for f in dataclasses.fields(PeftSettings)}
         flags |= {"policy.type", "policy.lr", "policy.path"}
         if self.policy_type:
             flags |= {f"policy.{f.name}" for f in dataclasses.fields(self._policy_config_class())}
@@ -300,6 +314,9 @@ class TrainConfig:
             fields = {f.name: f for f in dataclasses.fields(self._policy_config_class())}
             self.policy_overrides[name] = _parse(raw, str(fields[name].type), key)
             return
+        if key in ("peft.target_modules", "peft.full_training_modules"):
+            self.peft.__dict__[key[5:]] = _parse_names(raw)
+            return
         target: Any = self
         parts = key.split(".")
         for part in parts[:-1]:
@@ -314,6 +331,8 @@ class TrainConfig:
         out.pop("policy_overrides")
         out.pop("policy_type")
         out.pop("config_path")
+        if not self.use_peft:
+            out["peft"] = None  # lerobot writes null when PEFT is off
         out["policy"] = policy if policy is not None else {"type": self.policy_type, **self.policy_overrides}
         return out
 
@@ -330,6 +349,10 @@ class TrainConfig:
         cfg.env = _sub(EnvConfig, data.pop("env", None) or {}, f"{source}: env")
         cfg.online = _sub(OnlineConfig, data.pop("online", None) or {}, f"{source}: online")
         cfg.ema = _sub(EMAConfig, data.pop("ema", None) or {}, f"{source}: ema")
+        try:
+            cfg.peft = _sub(PeftSettings, data.pop("peft", None) or {}, f"{source}: peft")
+        except PolicyError as exc:
+            raise TrainError(f"{source}: {exc}") from exc
         optimizer = data.get("optimizer") or {}
         if "grad_clip_norm" in optimizer and "grad_clip_norm" not in data:
             data["grad_clip_norm"] = optimizer["grad_clip_norm"]
@@ -371,6 +394,22 @@ def _split_flags(args: Sequence[str]) -> dict[str, str]:
         flags[key] = value
         i += 1
     return flags
+
+
+def _parse_names(raw: str) -> list[str] | str | None:
+    """--peft.target_modules / --peft.full_training_modules: a JSON list (`["q_proj","v_proj"]`), `null`, or one
+    string kept as it is (a module-name suffix, a regular expression, or 'all-linear')."""
+    text = raw.strip() if isinstance(raw, str) else raw
+    if not isinstance(text, str):
+        return text
+    if text.lower() in ("null", "none"):
+        return None
+    if text.startswith("["):
+        try:
+            return [str(v) for v in json.loads(text)]
+        except json.JSONDecodeError:  # [a,b] without quotes
+            return [v.strip().strip("'\"") for v in text[1:-1].split(",") if v.strip()]
+    return text
 
 
 def _parse(raw: str, annotation: str, flag: str) -> Any:

@@ -24,6 +24,7 @@ from apprentice.policies import (
     PolicyError,
     features_from_dataset,
     load_policy,
+    lora,
     make_config,
     make_policy,
     policy_class,
@@ -137,11 +138,17 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
         policy = policy_class(config.type).from_checkpoint(config, stats, directory)
         policy.inherit(base)
         try:
+            if lora.has_lora(base):  # continue training the adapter it carries (lerobot: is_trainable=True)
+                lora.inject(policy, base.lora_config, base.lora_full_training)
             policy.load_state_dict(base.state_dict())
+            if config.use_peft:
+                lora.apply_lora(policy, cfg.peft)
         except RuntimeError as exc:
             raise TrainError(
                 f"--policy.pretrained_path={pretrained}: weights do not fit this config ({exc})"
             ) from exc
+        except PolicyError as exc:
+            raise TrainError(str(exc)) from exc
         return policy.train()
     if not cfg.policy_type:
         raise TrainError(
@@ -154,7 +161,10 @@ def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy
         "output_features", {k: {"type": f.type, "shape": list(f.shape)} for k, f in outputs.items()}
     )
     try:
-        return make_policy(make_config(cfg.policy_type, **overrides), stats).train()
+        policy = make_policy(make_config(cfg.policy_type, **overrides), stats)
+        if policy.config.use_peft:
+            lora.apply_lora(policy, cfg.peft)  # refuses: LoRA needs --policy.pretrained_path
+        return policy.train()
     except PolicyError as exc:
         raise TrainError(str(exc)) from exc
 
@@ -246,6 +256,8 @@ def train(cfg: TrainConfig) -> Path:
     policy.to(device)
     if channels_last:
         policy.to(memory_format=torch.channels_last)
+    if cfg.fsdp and lora.has_lora(policy):
+        raise TrainError("--fsdp=true with LoRA (--policy.use_peft=true) is not supported; use DDP (drop --fsdp)")
     if cfg.fsdp:
         _check_fsdp(cfg, world)
         fsdp.shard(policy)  # before the optimizer: it holds the sharded parameters

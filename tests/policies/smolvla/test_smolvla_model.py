@@ -159,11 +159,6 @@ def test_missing_or_empty_task_is_one_clear_error(vlm_dir):
         policy.predict_action_chunk(observation(task=["  ", TASKS[0]]))
 
 
-def test_peft_is_refused_by_name_not_ignored(vlm_dir):
-    with pytest.raises(PolicyError, match=r"use_peft=true .*not implemented"):
-        make_policy(make_config("smolvla", **fields(vlm_dir, use_peft=True)), stats())
-
-
 def test_unknown_vlm_dir_is_one_clear_error(tmp_path):
     with pytest.raises(PolicyError, match="no such directory"):
         make_policy(make_config("smolvla", **fields(tmp_path / "nowhere" / "x")), stats())

@@ -227,6 +227,12 @@ class PiPolicy(Policy):
         return self._action_queue.popleft()
 
     # ------------------------------------------------------------------------ optimization
+    def default_peft_targets(self) -> str:
+        """lerobot's π0/π0.5 default: LoRA on the Gemma expert's q/v projections and on the state/action/time
+        projections (names π0.5 lacks simply match nothing)."""
+        projections = "state_proj|action_in_proj|action_out_proj|action_time_mlp_in|action_time_mlp_out"
+        return rf"(.*\.gemma_expert\..*\.self_attn\.(q|v)_proj|model\.({projections}))"
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.model.paligemma_with_expert.grad_checkpointing = enabled
 

@@ -28,6 +28,7 @@ from apprentice.policies.smolvla.vlm_with_expert import SmolVLMWithExpert
 
 log = logging.getLogger(__name__)
 TASK_INDEX = "task_index"
+PROJECTIONS = "state_proj|action_in_proj|action_out_proj|action_time_mlp_in|action_time_mlp_out"
 
 
 def resize_with_pad(img: Tensor, height: int, width: int) -> Tensor:
@@ -56,11 +57,6 @@ class SmolVLAPolicy(Policy):
         config.validate_features()
         if config.adapt_to_pi_aloha:
             raise PolicyError("smolvla: adapt_to_pi_aloha is not supported here; set it to false")
-        if config.use_peft:
-            raise PolicyError(
-                "smolvla: --policy.use_peft=true (LoRA adapters) is not implemented yet; fine-tune with the default "
-                "train_expert_only=true (the VLM frozen, ~100M expert parameters trained)"
-            )
         self.config: SmolVLAConfig = config
         self.vlm_dir = proc.resolve_vlm_dir(config, checkpoint_dir)
         self.vlm_config = proc.load_vlm_config(self.vlm_dir)
@@ -218,6 +214,11 @@ class SmolVLAPolicy(Policy):
         return self._action_queue.popleft()
 
     # ------------------------------------------------------------------ optimisation
+    def default_peft_targets(self) -> str:
+        """lerobot's SmolVLA default: LoRA on the action expert's q/v projections and on the state/action/time
+        projections (the task-specific layers)."""
+        return rf"(model\.vlm_with_expert\.lm_expert\..*\.(q|v)_proj|model\.({PROJECTIONS}))"
+
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
         """AdamW with LeRobot's SmolVLA preset (betas 0.9/0.95, eps 1e-8, weight decay 1e-10)."""
         c = self.config
