@@ -4,8 +4,9 @@ The VLM is SmolVLM2-500M-Video-Instruct's architecture (its config.json values w
 12 x 768 at 512 px, 64 image tokens per camera after the 4x pixel shuffle, a 960-wide 15/5-head LLaMA text
 model cut to smolvla_base's 16 layers) with random weights, and a synthetic word-level tokenizer of its
 vocabulary size (49 280, its special tokens at their real ids); the Hub cannot be reached here. Models are built
-directly on the device (benchmarks/vla_build.py: seconds instead of minutes of CPU init). The policy is smolvla_base's config (expert 0.75 x,
-cross-attention with self-attention every 2nd layer, chunk 50, train_expert_only, frozen vision).
+directly on the device (benchmarks/vla_build.py: seconds instead of minutes of CPU init). The policy is
+smolvla_base's config (expert 0.75 x, cross-attention with self-attention every 2nd layer, chunk 50,
+train_expert_only, frozen vision).
 
 Modes (each a fresh subprocess, so peak memory is its own):
   ours      apprentice's SmolVLA through the trainer's own step (apprentice.train.step.TrainStep: bf16
