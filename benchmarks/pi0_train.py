@@ -14,6 +14,10 @@ allocated CUDA memory.
 that interpreter (it needs lerobot + transformers there); when it cannot run (no transformers, an API
 it needs missing from stock transformers, out of memory) the JSON says why instead of a number.
 
+The models are built directly on the device (benchmarks/vla_build.py; the stock CPU init of 3.5 B parameters
+takes minutes). Progress goes to stderr (`# built in X s`, `# step i`, `# result POLICY {...}`) and `--json-out
+FILE` is rewritten after each finished policy, so a run cut by a timeout still returns what finished.
+
 Prints one JSON object. Examples:
   python benchmarks/pi0_train.py --quick                      # CPU, tiny sizes: the code path only
   python benchmarks/pi0_train.py --device cuda --policies pi0,pi05 --batch-size 32 --steps 10
@@ -28,12 +32,14 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from apprentice.policies import make_policy
 from apprentice.policies.paligemma import GemmaVariant, VisionVariant, register_variant
+from vla_build import fast_build, progress, write_partial
 
 QUICK_VLM = GemmaVariant(width=64, depth=2, mlp_dim=128, num_heads=2, num_kv_heads=1, head_dim=32, vocab_size=512,
                          vision=VisionVariant(64, 128, 1, 2, 14, 64))
@@ -76,8 +82,11 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
         fields |= {"paligemma_variant": "quick_vlm", "action_expert_variant": "quick_expert"}
     stats = {"observation.state": _stats(args.state_dim), "action": _stats(args.action_dim)}
     t0 = time.perf_counter()
-    policy = make_policy(policy_type, stats, **feats, **fields).to(device).train()
+    with fast_build(device):
+        policy = make_policy(policy_type, stats, **feats, **fields)
+    policy = policy.to(device).train()
     build_s = time.perf_counter() - t0
+    progress(f"{policy_type}: built in {build_s:.1f} s")
     if args.checkpointing:
         policy.set_grad_checkpointing(True)
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -100,6 +109,7 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
         losses.append(loss.item())  # host read = end of step
         if step >= args.warmup:
             times.append(time.perf_counter() - t)
+        progress(f"{policy_type}: step {step} {time.perf_counter() - t:.2f} s{' (warmup)' * (step < args.warmup)}")
     out = {
         "samples_per_s": round(args.batch_size / statistics.median(times), 3),
         "step_s": round(statistics.median(times), 4),
@@ -116,6 +126,8 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
 LEROBOT_SCRIPT = r"""
 import json, statistics, sys, time, torch
 args = json.loads(sys.argv[1])
+sys.path.insert(0, args["benchmarks_dir"])
+from vla_build import fast_build, progress
 try:
     from lerobot.configs.types import FeatureType, PolicyFeature
     if args["type"] == "pi0":
@@ -131,7 +143,11 @@ try:
     cfg = C(input_features=inputs, output_features={"action": PolicyFeature(FeatureType.ACTION, (args["action_dim"],))},
             chunk_size=args["chunk_size"], n_action_steps=args["chunk_size"], device=dev, dtype=args["dtype"],
             gradient_checkpointing=args["checkpointing"], train_expert_only=args["train_expert_only"])
-    policy = P(cfg).to(dev).train()
+    t0 = time.perf_counter()
+    with fast_build(dev):
+        policy = P(cfg)
+    policy = policy.to(dev).train()
+    progress(f"lerobot {args['type']}: built in {time.perf_counter() - t0:.1f} s")
     L = cfg.tokenizer_max_length
     batch = {k: torch.rand(b, 3, res, res, device=dev) for k in inputs if "images" in k}
     batch["observation.state"] = torch.randn(b, args["state_dim"], device=dev)
@@ -155,6 +171,7 @@ try:
         loss.item()
         if step >= args["warmup"]:
             times.append(time.perf_counter() - t)
+        progress(f"lerobot {args['type']}: step {step} {time.perf_counter() - t:.2f} s")
     step_s = statistics.median(times)
     print(json.dumps({"samples_per_s": round(b / step_s, 3), "step_s": round(step_s, 4),
                       "max_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None}))
@@ -164,13 +181,18 @@ except Exception as exc:  # report why lerobot cannot run here instead of a numb
 
 
 def run_lerobot(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
-    payload = json.dumps({"type": policy_type, **{k: v for k, v in vars(args).items() if k != "lerobot_python"}})
-    proc = subprocess.run([args.lerobot_python, "-c", LEROBOT_SCRIPT, payload], capture_output=True, text=True,
-                          timeout=3600)
+    skip = ("lerobot_python", "json_out")
+    payload = json.dumps({"type": policy_type, "benchmarks_dir": str(Path(__file__).resolve().parent),
+                          **{k: v for k, v in vars(args).items() if k not in skip}})
+    try:  # stderr (its progress lines) passes through
+        proc = subprocess.run([args.lerobot_python, "-c", LEROBOT_SCRIPT, payload], stdout=subprocess.PIPE,
+                              text=True, timeout=args.part_timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.part_timeout:.0f} s (--part-timeout)"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if lines:
         return json.loads(lines[-1])
-    return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
+    return {"error": f"exit {proc.returncode} (its stderr is above)"}
 
 
 def main() -> None:
@@ -190,6 +212,8 @@ def main() -> None:
     parser.add_argument("--no-checkpointing", dest="checkpointing", action="store_false")
     parser.add_argument("--lerobot-python", default=None)
     parser.add_argument("--quick", action="store_true", help="CPU, tiny sizes, batch 2, 2 steps")
+    parser.add_argument("--json-out", type=Path, default=None, help="rewrite this JSON file after each policy")
+    parser.add_argument("--part-timeout", type=float, default=None, help="seconds the lerobot subprocess may run")
     args = parser.parse_args()
     if args.quick:
         args.device, args.batch_size, args.steps, args.warmup, args.chunk_size = "cpu", 2, 2, 1, 10
@@ -210,9 +234,13 @@ def main() -> None:
             entry["apprentice"] = {"error": f"out of memory: {str(exc)[:200]}"}
         if args.device == "cuda":
             torch.cuda.empty_cache()
+        result[policy_type] = entry
+        progress(f"result {policy_type} {json.dumps(entry)}")
+        write_partial(args.json_out, result)
         if args.lerobot_python:
             entry["lerobot"] = run_lerobot(policy_type, args)
-        result[policy_type] = entry
+            progress(f"result {policy_type} lerobot {json.dumps(entry['lerobot'])}")
+            write_partial(args.json_out, result)
     json.dump(result, sys.stdout)
     print()
 

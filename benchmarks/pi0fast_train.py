@@ -1,9 +1,12 @@
 """π0-FAST training step throughput and peak memory, random weights (no Hub): the full-size PaliGemma-3B
 config (SigLIP-So400m + Gemma 2B, 224x224, 50x32 actions ... as lerobot's defaults) on a GPU, or a tiny
 config on the CPU with `--quick`. The text tokenizer is a synthetic word-level one with PaliGemma's vocabulary
-size; the FAST tokenizer is fitted on smooth random chunks. Prints one JSON object.
+size; the FAST tokenizer is fitted on smooth random chunks. The model is built directly on the device
+(benchmarks/vla_build.py; the stock CPU init of 3 B parameters takes minutes). Progress goes to stderr (`# built
+in X s`, `# step i`); `--json-out FILE` gets the result too. Prints one JSON object.
 
-    python benchmarks/pi0fast_train.py --device cuda --batch-size 32 [--grad-checkpointing] [--dtype bfloat16]
+    python benchmarks/pi0fast_train.py --device cuda --batch-size 32 [--grad-checkpointing] [--dtype bfloat16] \
+        [--json-out out.json]
     python benchmarks/pi0fast_train.py --quick
 """
 
@@ -20,6 +23,7 @@ import torch
 
 from apprentice.policies import make_policy
 from apprentice.policies.pi0fast import FastTokenizer
+from vla_build import fast_build, progress, write_partial
 
 TASK = "pick up the red cube and put it in the bowl"
 
@@ -55,6 +59,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights (lerobot's dtype)")
     p.add_argument("--action-dim", type=int, default=7)
     p.add_argument("--cameras", type=int, default=1)
+    p.add_argument("--json-out", type=Path, default=None, help="also write the result to this JSON file")
     a = p.parse_args()
     device = torch.device("cpu" if a.quick else a.device)
     rng = np.random.default_rng(0)
@@ -76,15 +81,22 @@ def main() -> None:
     fields["input_features"] = {"observation.state": {"type": "STATE", "shape": [a.action_dim]}, **cams}
     fields["output_features"] = {"action": {"type": "ACTION", "shape": [a.action_dim]}}
     with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
         fields["text_tokenizer_name"] = str(text_tokenizer(Path(tmp) / "text", vocab))
+        progress(f"text tokenizer written in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
         fast = FastTokenizer.fit(list(smooth(400, horizon, a.action_dim, rng)), vocab_size=400 if a.quick else 1024)
         fields["action_tokenizer_name"] = str(fast.save(Path(tmp) / "fast"))
+        progress(f"FAST tokenizer fitted in {time.perf_counter() - t0:.1f} s")
         stats = {k: {"mean": torch.zeros(a.action_dim), "std": torch.ones(a.action_dim)}
                  for k in ("observation.state", "action")}
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        policy = make_policy("pi0fast", stats, **fields).to(device).train()
+        with fast_build(device):
+            policy = make_policy("pi0fast", stats, **fields)
+        policy = policy.to(device).train()
         build_s = time.perf_counter() - t0
+        progress(f"built in {build_s:.1f} s")
         if a.grad_checkpointing:
             policy.set_grad_checkpointing(True)
         params = sum(p.numel() for p in policy.parameters())
@@ -110,8 +122,9 @@ def main() -> None:
                 torch.cuda.synchronize(device)
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
+            progress(f"step {i} {time.perf_counter() - t0:.2f} s{' (warmup)' * (i < a.warmup)}")
         step_s = float(np.median(times))
-    print(json.dumps({
+    result = {
         "benchmark": "pi0fast_train",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "config": "tiny (--quick)" if a.quick else "paligemma-3b (gemma_2b + siglip so400m/14, 224px)",
@@ -120,7 +133,9 @@ def main() -> None:
         "step_s_median": round(step_s, 4), "samples_per_s": round(b / step_s, 2),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
         "final_loss": float(loss.detach()), "build_s": round(build_s, 1), "torch": torch.__version__,
-    }))
+    }
+    write_partial(a.json_out, result)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

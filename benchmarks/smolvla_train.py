@@ -3,8 +3,10 @@
 The VLM is SmolVLM2-500M-Video-Instruct's architecture (its config.json values written out below: SigLIP
 12 x 768 at 512 px, 64 image tokens per camera after the 4x pixel shuffle, a 960-wide 15/5-head LLaMA text
 model cut to smolvla_base's 16 layers) with random weights, and a synthetic word-level tokenizer of its
-vocabulary size (49 280); the Hub cannot be reached here. The policy is smolvla_base's config (expert 0.75 x,
-cross-attention with self-attention every 2nd layer, chunk 50, train_expert_only, frozen vision).
+vocabulary size (49 280, its special tokens at their real ids); the Hub cannot be reached here. Models are built
+directly on the device (benchmarks/vla_build.py: seconds instead of minutes of CPU init). The policy is
+smolvla_base's config (expert 0.75 x, cross-attention with self-attention every 2nd layer, chunk 50,
+train_expert_only, frozen vision).
 
 Modes (each a fresh subprocess, so peak memory is its own):
   ours      apprentice's SmolVLA through the trainer's own step (apprentice.train.step.TrainStep: bf16
@@ -16,6 +18,9 @@ Modes (each a fresh subprocess, so peak memory is its own):
   latency   ours: predict_action_chunk at batch 1 (prefix once + num_steps=10 expert steps), p50/p99 ms,
             fp32 and (CUDA) bf16 autocast
 
+Progress goes to stderr (`# built in X s`, `# step i`, `# result KEY {...}`); `--json-out FILE` is rewritten after
+each finished mode/batch and `--part-timeout S` bounds each worker, so a run cut short still returns what finished.
+
 Prints one JSON object. Examples:
   python benchmarks/smolvla_train.py --quick                                     # tiny CPU smoke run
   python benchmarks/smolvla_train.py --device cuda --batch-sizes 4,32 --modes ours,ckpt,lerobot,latency \
@@ -26,11 +31,13 @@ Prints one JSON object. Examples:
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,10 +45,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from vla_build import fast_build, progress, write_partial  # noqa: E402  (benchmarks/ is this script's directory)
 
-# HuggingFaceTB/SmolVLM2-500M-Video-Instruct's config.json (the architecture fields).
+# HuggingFaceTB/SmolVLM2-500M-Video-Instruct's config.json (the architecture fields). Its top-level pad_token_id
+# is 128002 (Idefics3's Llama-3 default, outside the 49 280 vocabulary: transformers warns about it); nothing reads
+# it, so it is set to the text model's pad id 2 (<|im_end|>) here.
 SMOLVLM2_500M = {
-    "model_type": "smolvlm", "scale_factor": 4, "image_token_id": 49190, "vocab_size": 49280,
+    "model_type": "smolvlm", "scale_factor": 4, "image_token_id": 49190, "vocab_size": 49280, "pad_token_id": 2,
     "tie_word_embeddings": False,
     "text_config": {"model_type": "llama", "hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32,
                     "num_attention_heads": 15, "num_key_value_heads": 5, "head_dim": 64, "rms_norm_eps": 1e-5,
@@ -51,8 +61,8 @@ SMOLVLM2_500M = {
     "vision_config": {"model_type": "smolvlm_vision", "hidden_size": 768, "intermediate_size": 3072,
                       "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16, "image_size": 512},
 }
-# --quick: the same structure, small enough for a CPU run.
-QUICK = {**SMOLVLM2_500M, "vocab_size": 512,
+# --quick: the same structure, small enough for a CPU run (<image> at the id special_ids(512) gives it).
+QUICK = {**SMOLVLM2_500M, "vocab_size": 512, "image_token_id": 422,
          "text_config": {**SMOLVLM2_500M["text_config"], "hidden_size": 128, "intermediate_size": 256,
                          "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
                          "vocab_size": 512},
@@ -61,6 +71,15 @@ QUICK = {**SMOLVLM2_500M, "vocab_size": 512,
          "scale_factor": 2}
 NAMED = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
          "image_token": "<image>", "end_of_utterance_token": "<end_of_utterance>"}
+BASE_VOCAB = 49152  # SmolVLM2's tokenizer: ordinary tokens below, its 128 added tokens from here to 49 279
+
+
+def special_ids(vocab_size: int) -> dict[str, int]:
+    """The special tokens at SmolVLM2's ids (a smaller --quick vocabulary keeps them at the same distance from
+    its end): unk <|endoftext|> 0, bos <|im_start|> 1, pad <|im_end|> 2, eos <end_of_utterance> last."""
+    top = vocab_size - (49280 - BASE_VOCAB)
+    return {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "<global-img>": top,
+            "<fake_token_around_image>": top + 37, "<image>": top + 38, "<end_of_utterance>": vocab_size - 1}
 PROMPT = "pick up the red cube and put it in the box on the left side of the table\n"
 STATE_DIM = 6
 
@@ -73,14 +92,15 @@ def write_vlm(directory: Path, config: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in config.items() if k != "model_type"}
     SmolVLMConfig(**cfg).save_pretrained(str(directory))
+    special = special_ids(config["vocab_size"])
     words = [*sorted(set(PROMPT.split())), "\n"]
-    special = ["<|endoftext|>", "<unk>", *NAMED.values()]
-    vocab = {w: i for i, w in enumerate(special + words)}
-    vocab.update({f"w{i}": i for i in range(len(vocab), config["vocab_size"])})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    by_id = {i: w for w, i in special.items()} | {3 + i: w for i, w in enumerate(words)}
+    vocab = {by_id.get(i, f"w{i}"): i for i in range(config["vocab_size"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", unk_token="<unk>",
-                                   extra_special_tokens=NAMED)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<|endoftext|>", bos_token="<|im_start|>",
+                                   pad_token="<|im_end|>", eos_token="<end_of_utterance>", extra_special_tokens=NAMED)
+    assert fast.convert_tokens_to_ids("<image>") == config["image_token_id"], "synthetic vocab out of step"
     fast.save_pretrained(str(directory))
 
 
@@ -120,14 +140,29 @@ def _stats() -> dict:
 
 
 def _timed(step, sync, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
+    t_start = time.perf_counter()
+    for i in range(warmup):
         step()
+        progress(f"warmup step {i} ({time.perf_counter() - t_start:.1f} s)")
     sync()
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for i in range(steps):
         step()
+        progress(f"step {i} ({time.perf_counter() - t_start:.1f} s, not synchronised)")
     sync()
     return time.perf_counter() - t0
+
+
+def _build(args: argparse.Namespace, make):
+    """make() under fast_build (parameters created on the device), then .to(device) for what it left on the CPU."""
+    t0 = time.perf_counter()
+    with fast_build(args.device):
+        model = make()
+    model = model.to(args.device)
+    _sync(args.device)()
+    seconds = time.perf_counter() - t0
+    progress(f"built in {seconds:.1f} s")
+    return model, round(seconds, 1)
 
 
 def _sync(device: str):
@@ -146,7 +181,8 @@ def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool) -> dict:
     from apprentice.train.step import TrainStep
 
     torch.manual_seed(0)
-    policy = make_policy(make_config("smolvla", **policy_fields(args)), _stats()).to(args.device).train()
+    policy, build_s = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
+    policy.train()
     if ckpt:
         policy.set_grad_checkpointing(True)
     data = make_batch(args, batch, policy.tokenize.tokenizer, policy.config.chunk_size)
@@ -160,7 +196,8 @@ def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool) -> dict:
     return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
             "final_loss": round(float(step.loss_sum) / max(1, args.steps + args.warmup), 4),
             "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1),
-            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1), **_memory(args.device)}
+            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1), "build_s": build_s,
+            **_memory(args.device)}
 
 
 def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
@@ -179,7 +216,8 @@ def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
                         resize_imgs_with_padding=tuple(fields["resize_imgs_with_padding"]),
                         num_vlm_layers=fields["num_vlm_layers"], use_amp=args.lerobot_amp)
     torch.manual_seed(0)
-    policy = SmolVLAPolicy(cfg).to(args.device).train()
+    policy, build_s = _build(args, lambda: SmolVLAPolicy(cfg))
+    policy.train()
     data = make_batch(args, batch, policy.model.vlm_with_expert.processor.tokenizer, cfg.chunk_size)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = cfg.get_optimizer_preset().build(params)
@@ -201,13 +239,14 @@ def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
     seconds = _timed(step, _sync(args.device), args.steps, args.warmup)
     return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
             "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1), "amp": args.lerobot_amp,
-            **_memory(args.device)}
+            "build_s": build_s, **_memory(args.device)}
 
 
 def worker_latency(args: argparse.Namespace) -> dict:
     from apprentice.policies import make_config, make_policy
 
-    policy = make_policy(make_config("smolvla", **policy_fields(args)), _stats()).to(args.device).eval()
+    policy, _ = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
+    policy.eval()
     obs = {"observation.state": torch.randn(1, STATE_DIM, device=args.device),
            "observation.images.top": torch.rand(1, 3, args.height, args.width, device=args.device), "task": PROMPT}
     out = {}
@@ -230,6 +269,33 @@ def worker_latency(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
+def run_worker(cmd: list[str], timeout: float | None) -> dict:
+    """Run one worker, echoing its stderr live (its progress lines); its RESULT line, or why there is none."""
+    tail: collections.deque[str] = collections.deque(maxlen=3)
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+
+        def echo() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line.rstrip())
+
+        reader = threading.Thread(target=echo, daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return {"error": f"timed out after {timeout:.0f} s (--part-timeout)", "stderr_tail": list(tail)}
+        reader.join(5)
+        out.seek(0)
+        line = next((ln for ln in out.read().splitlines() if ln.startswith("RESULT ")), None)
+    return json.loads(line[7:]) if line else {"error": f"exit {proc.returncode}", "stderr_tail": list(tail)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -244,6 +310,8 @@ def main() -> None:
     p.add_argument("--lerobot-amp", action="store_true", help="lerobot with --policy.use_amp=true (autocast)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each CPU worker")
     p.add_argument("--quick", action="store_true", help="tiny config on CPU, batch 2, 2 steps")
+    p.add_argument("--json-out", type=Path, default=None, help="rewrite this JSON file after each finished part")
+    p.add_argument("--part-timeout", type=float, default=None, help="seconds each worker (mode x batch) may run")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--vlm-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
@@ -267,31 +335,39 @@ def main() -> None:
         result["gpu"] = torch.cuda.get_device_name(0)
     with tempfile.TemporaryDirectory() as tmp:
         vlm_dir = Path(tmp) / "smolvlm2-500m-random"
+        t0 = time.perf_counter()
         write_vlm(vlm_dir, QUICK if args.quick else SMOLVLM2_500M)
+        progress(f"config + tokenizer written in {time.perf_counter() - t0:.1f} s")
         common = [f"--device={args.device}", f"--steps={args.steps}", f"--warmup={args.warmup}",
                   f"--latency-iters={args.latency_iters}", f"--height={args.height}", f"--width={args.width}",
                   f"--vlm-dir={vlm_dir}", f"--threads={args.threads}", *(["--quick"] if args.quick else []),
                   *(["--lerobot-amp"] if args.lerobot_amp else [])]
-        if "lerobot" in args.modes.split(",") and args.lerobot_python:
-            subprocess.run([args.lerobot_python, __file__, "--worker=processor", f"--vlm-dir={vlm_dir}"], check=True,
-                           capture_output=True)
+        if "lerobot" in args.modes.split(","):
+            if args.lerobot_python is None:
+                raise SystemExit("--modes lerobot needs --lerobot-python PY (Python with lerobot 0.6.1 + transformers)")
+            t0 = time.perf_counter()
+            made = run_worker([args.lerobot_python, __file__, "--worker=processor", f"--vlm-dir={vlm_dir}"],
+                              args.part_timeout)
+            progress(f"lerobot processor files written in {time.perf_counter() - t0:.1f} s")
+            if "error" in made:
+                result["lerobot_processor"] = made
         for mode in args.modes.split(","):
             batches = [1] if mode == "latency" else [int(b) for b in args.batch_sizes.split(",")]
             for batch in batches:
                 python = args.lerobot_python if mode == "lerobot" else sys.executable
-                if python is None:
-                    raise SystemExit("mode lerobot needs --lerobot-python")
-                proc = subprocess.run([python, __file__, f"--worker={mode}", f"--batch={batch}", *common],
-                                      capture_output=True, text=True)
-                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
                 key = mode if mode == "latency" else f"{mode}_b{batch}"
-                result[key] = json.loads(line[7:]) if line else {"error": proc.stderr.strip().splitlines()[-3:]}
+                progress(f"{key}: starting")
+                result[key] = run_worker([python, __file__, f"--worker={mode}", f"--batch={batch}", *common],
+                                         args.part_timeout)
+                progress(f"result {key} {json.dumps(result[key])}")
+                write_partial(args.json_out, result)
     for batch in args.batch_sizes.split(","):
         ours, theirs = result.get(f"ours_b{batch}", {}), result.get(f"lerobot_b{batch}", {})
         if "samples_per_s" in ours and "samples_per_s" in theirs:
             result[f"speedup_b{batch}"] = round(ours["samples_per_s"] / theirs["samples_per_s"], 2)
             if "max_gpu_mem_gb" in ours and "max_gpu_mem_gb" in theirs:
                 result[f"memory_ratio_b{batch}"] = round(ours["max_gpu_mem_gb"] / theirs["max_gpu_mem_gb"], 3)
+    write_partial(args.json_out, result)
     print(json.dumps(result))
 
 
