@@ -96,3 +96,11 @@ def test_sim_record_reports_bad_input_as_an_error_exit(tmp_path: Path, capsys: p
     # --resume on something that is not a dataset: the writer's error, named, not a traceback
     assert sim_main(["record", "--num-episodes=1", "--out", str(tmp_path / "taken"), "--resume"]) == 1
     assert "info.json" in capsys.readouterr().err
+
+
+def test_kept_failures_count_once_in_the_expert_success_rate(tmp_path: Path) -> None:
+    # A tolerance the expert never meets: every run fails and, with keep_failed, is saved anyway.
+    result = record("reach", tmp_path / "failed", 2, keep_failed=True, max_attempts=2, frames_after_success=0,
+                    env_kwargs={"tolerance": 1e-6}, log=lambda _: None)
+    assert (result.episodes_saved, result.episodes_failed, result.attempts) == (2, 2, 2)
+    assert result.expert_success_rate == 0.0

@@ -34,11 +34,11 @@ class RecordResult:
     frames: int
     seeds: list[int] = field(default_factory=list)  # the env seed of each saved episode, in order
     seconds: float = 0.0
+    attempts: int = 0  # expert runs, successful or not (with keep_failed a failed run is also saved)
 
     @property
     def expert_success_rate(self) -> float:
-        tried = self.episodes_saved + self.episodes_failed
-        return 0.0 if tried == 0 else (tried - self.episodes_failed) / tried
+        return 0.0 if self.attempts == 0 else (self.attempts - self.episodes_failed) / self.attempts
 
 
 def run_expert_episode(
@@ -146,6 +146,7 @@ def record(
                     frames_after_success,
                     lambda f: writer.add_frame({**{k: f[k] for k in features}, "task": env.task}),
                 )
+                result.attempts += 1
                 if ok or keep_failed:
                     index = writer.save_episode(task=env.task)
                     result.episodes_saved += 1
