@@ -141,6 +141,13 @@ def test_widowx_calibration_covers_the_shadows_and_round_trips(tmp_path) -> None
         assert load_calibration(path) == calibration
         # Reconnecting with the file: the shadows were unlinked while it was written, so writing a primary's
         # homing offset did not overwrite its shadow's, and the motors hold exactly the file.
+        # Hold the arm still for the reconnect: connect() compares each shadow with its primary, and on a
+        # loaded machine the virtual bus may read the two a few ms apart while the 0.3 s sine moves them
+        # ~10 ticks per ms. Both keep the sine's t = 0 pose, so they stay mirrored.
+        poses = {motor.id: float(motor.hand(0.0)) for motor in virtual.motors if motor.hand is not None}
+        for motor in virtual.motors:
+            if motor.id in poses:
+                motor.hand = lambda _t, still=poses[motor.id]: still
         arm = Arm(definition, virtual.port, calibration=load_calibration(path))
         arm.connect()
         assert arm.bus.is_calibrated()
