@@ -220,3 +220,22 @@ def test_access_token_is_checked_and_required_off_loopback(tmp_path):
         LearnerService(features(), host="0.0.0.0", port=0).start()
     with pytest.raises(TransportError, match=r"client\.token_file"):
         client_for(service, token_file=str(tmp_path / "missing"))
+
+
+def test_a_restored_session_must_say_ready_before_sending():
+    # A learner resumed from a checkpoint knows the session, but an actor that has not said Ready to it may
+    # hold a batch built for the learner before (which had received more): refused until it handshakes.
+    import grpc
+
+    service = LearnerService(features(), port=0, sessions={"s1": (39, 39)})
+    port = service.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            send = channel.stream_unary(protocol.SEND_TRANSITIONS)
+            with pytest.raises(grpc.RpcError) as refused:
+                send(iter([]), timeout=5, metadata=[(protocol.SESSION_HEADER, "s1")])
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "call Ready again" in refused.value.details()
+        assert service.sessions["s1"].received == 39
+    finally:
+        service.stop(0)

@@ -57,6 +57,7 @@ class LearnerService:
         self.stats = ServiceStats()
         self.step = 0
         self._lock = threading.Lock()
+        self._greeted: set[str] = set()  # sessions that said Ready to this learner (not only restored ones)
         self._parameters: tuple[int, bytes] | None = None
         self._new_parameters = threading.Condition()
         self._stopping = threading.Event()
@@ -156,6 +157,7 @@ class LearnerService:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
         with self._lock:
             state = self.sessions.setdefault(session, SessionState())
+            self._greeted.add(session)
         log.info("actor %s connected (session %s, resuming after seq %d)", context.peer(), session[:8], state.received)
         return encode_message({"type": "welcome", "learner_id": self.learner_id, "last_seq": state.received,
                                "step": self.step})
@@ -167,7 +169,10 @@ class LearnerService:
 
         session = dict(context.invocation_metadata()).get(protocol.SESSION_HEADER, "")
         with self._lock:
-            state = self.sessions.get(session)
+            # A session restored from a checkpoint must still say Ready to this learner first: an actor whose
+            # batch was built for the learner before (it had received more) would otherwise skip the seqs
+            # this one lacks, which the welcome's last_seq makes it resend.
+            state = self.sessions.get(session) if session in self._greeted else None
         if state is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           "unknown actor session (the learner restarted): call Ready again")
