@@ -155,3 +155,14 @@ def cosine_decay_with_warmup(
         return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * min(step, decay) / max(decay, 1))) + alpha
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def adamw_from_config(
+    groups: list[dict[str, Any]] | list[Any], config: Any, lr: float | None = None, fused: bool = False
+) -> torch.optim.Optimizer:
+    """AdamW from the config's optimizer_lr/_betas/_eps/_weight_decay (LeRobot's AdamWConfig preset, which
+    SmolVLA and the π policies use); `lr` overrides the config's."""
+    return torch.optim.AdamW(
+        groups, lr=lr or config.optimizer_lr, betas=tuple(config.optimizer_betas), eps=config.optimizer_eps,
+        weight_decay=config.optimizer_weight_decay, fused=fused or None,
+    )

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy, cosine_decay_with_warmup
+from apprentice.policies.base import Policy, adamw_from_config, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.paligemma.config import PiConfig
@@ -237,15 +237,7 @@ class PiPolicy(Policy):
         self.model.paligemma_with_expert.grad_checkpointing = enabled
 
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
-        cfg = self.config
-        return torch.optim.AdamW(
-            self.optim_groups(),
-            lr=lr or cfg.optimizer_lr,
-            betas=tuple(cfg.optimizer_betas),
-            eps=cfg.optimizer_eps,
-            weight_decay=cfg.optimizer_weight_decay,
-            fused=fused or None,
-        )
+        return adamw_from_config(self.optim_groups(), self.config, lr, fused)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, num_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
         c = self.config

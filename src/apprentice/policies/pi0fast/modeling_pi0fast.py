@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.base import Policy, cosine_decay_with_warmup
+from apprentice.policies.base import Policy, adamw_from_config, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.pi0fast.configuration_pi0fast import PI0FastConfig
@@ -121,12 +121,7 @@ class PI0FastPolicy(Policy):
 
     # ------------------------------------------------------------------------------- optimisation
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
-        c = self.config
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(
-            params, lr=lr or c.optimizer_lr, betas=tuple(c.optimizer_betas), eps=c.optimizer_eps,
-            weight_decay=c.optimizer_weight_decay, fused=fused or None,
-        )
+        return adamw_from_config([p for p in self.parameters() if p.requires_grad], self.config, lr, fused)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, num_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
         c = self.config

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from apprentice.policies.base import Policy, cosine_decay_with_warmup
+from apprentice.policies.base import Policy, adamw_from_config, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
 from apprentice.policies.normalize import Stats
 from apprentice.policies.rtc import guided_denoise
@@ -221,11 +221,7 @@ class SmolVLAPolicy(Policy):
 
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
         """AdamW with LeRobot's SmolVLA preset (betas 0.9/0.95, eps 1e-8, weight decay 1e-10)."""
-        c = self.config
-        return torch.optim.AdamW(
-            self.optim_groups(), lr=lr or c.optimizer_lr, betas=tuple(c.optimizer_betas), eps=c.optimizer_eps,
-            weight_decay=c.optimizer_weight_decay, fused=fused or None,
-        )
+        return adamw_from_config(self.optim_groups(), self.config, lr, fused)
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, num_steps: int
