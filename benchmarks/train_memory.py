@@ -106,7 +106,7 @@ def child_train(args: argparse.Namespace) -> dict:
     import torch
 
     from apprentice.train import TrainConfig, train
-    from apprentice.train.loop import read_metrics
+    from apprentice.train.reports import read_metrics
 
     messages: list[str] = []
 

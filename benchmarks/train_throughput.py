@@ -66,7 +66,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from apprentice.train import TrainConfig, train
-from apprentice.train.loop import read_compile_report, read_metrics
+from apprentice.train.reports import read_compile_report, read_metrics
 
 # Per-policy flags given to both trainers (ours and lerobot's).
 POLICY_FLAGS = {"vqbet": ["--policy.n_vqvae_training_steps=5"]}

@@ -51,9 +51,9 @@ def test_a_pulled_repo_is_read_from_hf_lerobot_home_without_the_network(make_dat
 
 def test_training_with_root_and_repo_id_pulls_into_root(make_dataset, hub: FakeHub, tmp_path):
     from apprentice.train import TrainConfig
-    from apprentice.train.loop import _open_dataset
+    from apprentice.train.build import open_dataset
 
     push(make_dataset([4]), REPO)
     into = tmp_path / "into"
-    ds = _open_dataset(TrainConfig.from_args([f"--dataset.repo_id={REPO}", f"--dataset.root={into}"]))
+    ds = open_dataset(TrainConfig.from_args([f"--dataset.repo_id={REPO}", f"--dataset.root={into}"]))
     assert len(ds) == 4 and (into / "meta" / "info.json").is_file()  # as lerobot-train: root is the repo's home

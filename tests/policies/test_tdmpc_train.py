@@ -12,7 +12,7 @@ from tdmpc_helpers import tiny_flags, write_reward_dataset
 
 from apprentice.train import TrainConfig, TrainError, train
 from apprentice.train.cli import main
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 
 @pytest.fixture(scope="module")

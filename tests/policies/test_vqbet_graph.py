@@ -156,7 +156,7 @@ def test_cuda_graphs_train_both_phases_and_switch_at_the_configured_step(batches
     from safetensors.torch import load_file
 
     from apprentice.train.cli import main
-    from apprentice.train.loop import read_compile_report, read_metrics
+    from apprentice.train.reports import read_compile_report, read_metrics
 
     root, _ = batches
     out = tmp_path / "run"

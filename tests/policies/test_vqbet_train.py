@@ -13,7 +13,7 @@ from vqbet_helpers import tiny_flags, write_tiny_dataset
 
 from apprentice.policies import load_policy
 from apprentice.train.cli import main
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 PHASE = "vqbet.action_head.vqvae_model.discretized"
 STEPS = "vqbet.action_head.vqvae_model.optimized_steps"

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from apprentice.policies import load_policy
 from apprentice.rl import ReplayBuffer
 from apprentice.train import TrainConfig, train
-from apprentice.train.loop import read_metrics
 from apprentice.train.online import read_online_log
+from apprentice.train.reports import read_metrics
 
 # A shrunk TD-MPC (tests/policies/tdmpc_helpers.py has the same): milliseconds per plan and update on CPU.
 TINY = {

@@ -24,7 +24,7 @@ from apprentice.train.cache_plan import GIB, plan_cache
 from apprentice.train.cli import main
 from apprentice.train.data import FrameCache, Prefetcher, SampleOrder
 from apprentice.train.frame_store import DiskFrames
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 KEYS = ["observation.state", "action"]
 IMG = "observation.images.top"

@@ -11,7 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from train_helpers import policy_flags
 
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 
 def _free_port() -> int:

@@ -19,7 +19,7 @@ from train_helpers import policy_flags
 from apprentice.dataset import LeRobotDataset
 from apprentice.policies import load_policy
 from apprentice.train import TrainConfig, TrainError, train
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from train_helpers import policy_flags
 from apprentice.policies import load_policy
 from apprentice.train import TrainConfig, TrainError, train
 from apprentice.train.cli import main
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 SPEC_FILES = Path("/work/shared/specs/lerobot-checkpoints")
 

@@ -15,10 +15,11 @@ from train_helpers import TINY_ACT, TINY_DIFFUSION, policy_flags
 from apprentice.dataset import LeRobotDataset
 from apprentice.policies import features_from_dataset, make_config, make_policy
 from apprentice.train import TrainConfig, TrainError, train
+from apprentice.train.build import dataset_stats
 from apprentice.train.config import EMAConfig
 from apprentice.train.data import FrameCache, SampleOrder, to_device
 from apprentice.train.ema import EMA, LIVE_WEIGHTS
-from apprentice.train.loop import _dataset_stats, read_compile_report, read_metrics
+from apprentice.train.reports import read_compile_report, read_metrics
 from apprentice.train.step import TrainStep
 
 _BATCHES: dict[tuple, list[dict[str, torch.Tensor]]] = {}
@@ -34,7 +35,7 @@ def _policy_and_batches(root: Path, kind: str, n: int, seed: int = 0, **extra):
     }
     tiny = TINY_ACT if kind == "act" else TINY_DIFFUSION
     torch.manual_seed(seed)
-    policy = make_policy(make_config(kind, **{**tiny, **extra}, **feats), _dataset_stats(ds, True)).train()
+    policy = make_policy(make_config(kind, **{**tiny, **extra}, **feats), dataset_stats(ds, True)).train()
     key = (str(root), kind, n, seed)
     if key not in _BATCHES:
         config = policy.config

@@ -14,15 +14,13 @@ from typing import Any
 
 from apprentice.policies import PolicyError, available_policies, policy_class
 from apprentice.policies.lora import PeftSettings
+from apprentice.train.errors import TrainError
+from apprentice.train.flags import parse_names, parse_value, pretrained_type, split_flags
 
 log = logging.getLogger(__name__)
 
 
 INPUT_SHAPES_FLAG = "policy.input_shapes."
-
-
-class TrainError(Exception):
-    """Training cannot start or continue; the message names the flag/file and what to do."""
 
 
 @dataclass
@@ -236,7 +234,7 @@ class TrainConfig:
     @classmethod
     def from_args(cls, args: Sequence[str]) -> TrainConfig:
         """Build from `--a.b=value` / `--a.b value` flags; unknown flags raise TrainError listing valid ones."""
-        flags = {_ONLINE_ALIASES.get(k, k): v for k, v in _split_flags(args).items()}
+        flags = {_ONLINE_ALIASES.get(k, k): v for k, v in split_flags(args).items()}
         base: dict[str, Any] = {}
         if "config_path" not in flags and str(flags.get("resume", "")).lower() in ("true", "1", "yes"):
             # `--output_dir=X --resume=true`: the run's own settings (batch, seed, schedule, policy fields)
@@ -262,7 +260,7 @@ class TrainConfig:
                 cfg.policy_overrides = {}  # a different policy: the file's policy fields do not apply
         pretrained = flags.get("policy.pretrained_path") or flags.get("policy.path")
         if cfg.policy_type is None and pretrained:
-            cfg.policy_type = _pretrained_type(Path(pretrained))
+            cfg.policy_type = pretrained_type(Path(pretrained))
         valid = cfg.valid_flags()
         unknown = sorted(k for k in flags if k not in valid and not k.startswith(INPUT_SHAPES_FLAG))
         if unknown:
@@ -304,7 +302,7 @@ class TrainConfig:
         if key.startswith(INPUT_SHAPES_FLAG):
             # The seed's `--policy.input_shapes.observation.images.<camera>=[3,H,W]`: train at that image
             # size (the frames are resized once into the cache; the checkpoint's input_features record it).
-            shape = _parse(raw, "list[int]", key)
+            shape = parse_value(raw, "list[int]", key)
             if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
                 raise TrainError(f"--{key}={raw}: expected [C,H,W] positive integers, e.g. [3,240,320]")
             self.policy_overrides.setdefault("input_shapes", {})[key[len(INPUT_SHAPES_FLAG):]] = shape
@@ -312,17 +310,17 @@ class TrainConfig:
         if key.startswith("policy."):
             name = {"lr": "optimizer_lr", "path": "pretrained_path"}.get(key[7:], key[7:])
             fields = {f.name: f for f in dataclasses.fields(self._policy_config_class())}
-            self.policy_overrides[name] = _parse(raw, str(fields[name].type), key)
+            self.policy_overrides[name] = parse_value(raw, str(fields[name].type), key)
             return
         if key in ("peft.target_modules", "peft.full_training_modules"):
-            self.peft.__dict__[key[5:]] = _parse_names(raw)
+            self.peft.__dict__[key[5:]] = parse_names(raw)
             return
         target: Any = self
         parts = key.split(".")
         for part in parts[:-1]:
             target = getattr(target, part)
         fields = {f.name: f for f in dataclasses.fields(target)}
-        setattr(target, parts[-1], _parse(raw, str(fields[parts[-1]].type), key))
+        setattr(target, parts[-1], parse_value(raw, str(fields[parts[-1]].type), key))
 
     # ------------------------------------------------------------------------------------ json
     def to_dict(self, policy: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -372,87 +370,6 @@ _ONLINE_ALIASES = {f"online_{f.name}": f"online.{f.name}" for f in dataclasses.f
 def _sub(cls: type, data: dict[str, Any], source: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _split_flags(args: Sequence[str]) -> dict[str, str]:
-    flags: dict[str, str] = {}
-    args = list(args)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise TrainError(
-                f"unexpected argument {arg!r}; flags look like --steps=1000 or --policy.type=act"
-            )
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            key, value = arg[2:], args[i + 1]
-            i += 1
-        else:
-            key, value = arg[2:], "true"
-        flags[key] = value
-        i += 1
-    return flags
-
-
-def _parse_names(raw: str) -> list[str] | str | None:
-    """--peft.target_modules / --peft.full_training_modules: a JSON list (`["q_proj","v_proj"]`), `null`, or one
-    string kept as it is (a module-name suffix, a regular expression, or 'all-linear')."""
-    text = raw.strip() if isinstance(raw, str) else raw
-    if not isinstance(text, str):
-        return text
-    if text.lower() in ("null", "none"):
-        return None
-    if text.startswith("["):
-        try:
-            return [str(v) for v in json.loads(text)]
-        except json.JSONDecodeError:  # [a,b] without quotes
-            return [v.strip().strip("'\"") for v in text[1:-1].split(",") if v.strip()]
-    return text
-
-
-def _parse(raw: str, annotation: str, flag: str) -> Any:
-    """A flag's string -> the field's type, read from its annotation (LeRobot/draccus conventions)."""
-    if not isinstance(raw, str):
-        return raw
-    text = raw.strip()
-    if text.lower() in ("null", "none") and "None" in annotation:
-        return None
-    try:
-        if annotation.startswith("bool"):
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError("expected true or false")
-            return text.lower() in ("true", "1", "yes")
-        if annotation.startswith(("int", "float")) or annotation.startswith(("tuple", "list", "dict")):
-            value = json.loads(text) if text[:1] in "[{(" or annotation[0] in "if" else None
-            if value is None:  # comma-separated list
-                value = [json.loads(v) for v in text.split(",")]
-            if annotation.startswith("int"):
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError("expected an integer")
-                return int(value)
-            if annotation.startswith("float"):
-                return float(value)
-            return tuple(value) if annotation.startswith("tuple") else value
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise TrainError(f"--{flag}={raw}: cannot read as {annotation} ({exc})") from exc
-    return text
-
-
-def _pretrained_type(path: Path) -> str:
-    """The policy type recorded in a pretrained_model/ dir (fine-tuning needs no --policy.type)."""
-    from apprentice.policies.pretrained import resolve_pretrained
-
-    try:  # a local dir, or a Hub repo id (lerobot/smolvla_base) fetched through huggingface_hub
-        path = resolve_pretrained(path)
-    except PolicyError as exc:
-        raise TrainError(f"--policy.pretrained_path={path}: {exc}") from exc
-    config = path / "config.json" if (path / "config.json").is_file() else path / "pretrained_model" / "config.json"
-    try:
-        return str(json.loads(config.read_text())["type"])
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise TrainError(f"--policy.pretrained_path={path}: no readable config.json with a 'type' ({exc})") from exc
 
 
 def policy_types() -> list[str]:

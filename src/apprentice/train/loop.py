@@ -1,5 +1,6 @@
 """`train(cfg)`: the training loop, top to bottom — dataset, policy, optimizer, batches, steps,
-checkpoints. Runs alone or under `torchrun` (DistributedDataParallel, one process per GPU)."""
+checkpoints. Runs alone or under `torchrun` (DistributedDataParallel, one process per GPU). What a run is
+built from is in build.py, what it reports in reports.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import math
 import os
 import random
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from apprentice.policies import (
-    IMAGENET_STATS,
-    Policy,
     PolicyError,
-    features_from_dataset,
-    load_policy,
     lora,
-    make_config,
-    make_policy,
-    policy_class,
-    stats_to_tensors,
 )
-from apprentice.policies.pretrained import resolve_pretrained
 from apprentice.train import fsdp
+from apprentice.train.build import (
+    build_policy,
+    check_reward_features,
+    dataset_tasks,
+    open_dataset,
+    output_dir,
+    with_deltas,
+    with_tasks,
+)
 from apprentice.train.checkpoint import (
     PRETRAINED,
     STATE,
@@ -42,17 +42,23 @@ from apprentice.train.checkpoint import (
 )
 from apprentice.train.config import TrainConfig, TrainError
 from apprentice.train.data import (
-    REWARD,
     Prefetcher,
     SampleOrder,
     StreamingBatches,
-    apply_input_shapes,
     build_frame_cache,
-    sample_deltas,
 )
 from apprentice.train.data_position import DATA_POSITION, data_position, resume_position
 from apprentice.train.ema import EMA
 from apprentice.train.progress import Progress
+from apprentice.train.reports import (
+    compile_cache_dir,
+    enable_compile_cache,
+    open_wandb,
+    read_compile_report,
+    read_metrics,
+    report_captures,
+    report_compile,
+)
 from apprentice.train.step import TrainStep
 
 log = logging.getLogger("apprentice.train")
@@ -73,128 +79,6 @@ def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _open_dataset(cfg: TrainConfig) -> Any:
-    from apprentice.dataset import DatasetError, LeRobotDataset
-
-    source = cfg.dataset.root or cfg.dataset.repo_id
-    if not source:
-        raise TrainError("no dataset: pass --dataset.root=<dir> or --dataset.repo_id=<user/name>")
-    try:
-        if cfg.dataset.root and cfg.dataset.repo_id and not (Path(cfg.dataset.root) / "meta/info.json").is_file():
-            from apprentice.dataset.hub import pull  # as lerobot: --dataset.root is where the repo is put
-
-            pull(cfg.dataset.repo_id, root=cfg.dataset.root, revision=cfg.dataset.revision)
-        return LeRobotDataset(source, episodes=cfg.dataset.episodes, revision=cfg.dataset.revision)
-    except DatasetError as exc:
-        raise TrainError(f"dataset {source}: {exc}") from exc
-
-
-def _dataset_stats(ds: Any, use_imagenet: bool) -> dict[str, dict[str, torch.Tensor]]:
-    stats = {k: dict(v) for k, v in ds.meta.stats.items()}
-    if use_imagenet:
-        for key in ds.camera_keys:
-            stats.setdefault(key, {}).update(IMAGENET_STATS)
-    return stats_to_tensors(stats)
-
-
-def _with_deltas(ds: Any, config: Any, cfg: TrainConfig) -> Any:
-    """For the streaming path: the dataset re-opened with LeRobot's delta_timestamps for this policy."""
-    from apprentice.dataset import LeRobotDataset
-
-    deltas = {k: [i / ds.fps for i in v] for k, v in sample_deltas(config).items()}
-    return LeRobotDataset(ds.root, episodes=cfg.dataset.episodes, delta_timestamps=deltas)
-
-
-def check_reward_features(config: Any, features: dict[str, Any], source: str) -> None:
-    """A policy that learns from rewards (TD-MPC) needs next.reward in the data; say so before training."""
-    if config.reward_delta_indices is not None and REWARD not in features:
-        raise TrainError(
-            f"{source}: --policy.type={config.type} learns from rewards but the dataset has no {REWARD!r} "
-            f"feature (it has {sorted(features)}); record it with rewards (next.reward, next.done) or train "
-            "online in sim (--online.steps, --env.type)"
-        )
-
-
-def _build_policy(cfg: TrainConfig, ds: Any, resume_from: Path | None) -> Policy:
-    if resume_from is not None:
-        return load_policy(resume_from / PRETRAINED, device="cpu").train()
-    inputs, outputs = features_from_dataset(ds.features)
-    stats = _dataset_stats(ds, cfg.dataset.use_imagenet_stats)
-    overrides = dict(cfg.policy_overrides)
-    input_shapes = overrides.pop("input_shapes", None)  # --policy.input_shapes.<camera>=[C,H,W]
-    inputs = apply_input_shapes(inputs, input_shapes)
-    pretrained = overrides.get("pretrained_path")
-    if pretrained:  # fine-tuning: the pretrained config and weights, this dataset's stats
-        try:
-            directory = resolve_pretrained(pretrained)
-            base = load_policy(directory, device="cpu")
-        except PolicyError as exc:
-            raise TrainError(f"--policy.pretrained_path={pretrained}: {exc}") from exc
-        fields = {**base.config.to_dict(), **overrides}
-        if input_shapes:
-            fields["input_features"] = apply_input_shapes(base.config.input_features, input_shapes)
-        fields.pop("type")
-        config = make_config(base.config.type, **fields)
-        policy = policy_class(config.type).from_checkpoint(config, stats, directory)
-        policy.inherit(base)
-        try:
-            if lora.has_lora(base):  # continue training the adapter it carries (lerobot: is_trainable=True)
-                lora.inject(policy, base.lora_config, base.lora_full_training)
-            policy.load_state_dict(base.state_dict())
-            if config.use_peft:
-                lora.apply_lora(policy, cfg.peft)
-        except RuntimeError as exc:
-            raise TrainError(
-                f"--policy.pretrained_path={pretrained}: weights do not fit this config ({exc})"
-            ) from exc
-        except PolicyError as exc:
-            raise TrainError(str(exc)) from exc
-        return policy.train()
-    if not cfg.policy_type:
-        raise TrainError(
-            "no policy: pass --policy.type=act (or diffusion), or --policy.pretrained_path=<dir>"
-        )
-    overrides.setdefault(
-        "input_features", {k: {"type": f.type, "shape": list(f.shape)} for k, f in inputs.items()}
-    )
-    overrides.setdefault(
-        "output_features", {k: {"type": f.type, "shape": list(f.shape)} for k, f in outputs.items()}
-    )
-    try:
-        policy = make_policy(make_config(cfg.policy_type, **overrides), stats)
-        if policy.config.use_peft:
-            lora.apply_lora(policy, cfg.peft)  # refuses: LoRA needs --policy.pretrained_path
-        return policy.train()
-    except PolicyError as exc:
-        raise TrainError(str(exc)) from exc
-
-
-def dataset_tasks(tasks: list[str], task: str | None, override: bool) -> list[str]:
-    """The instruction per task_index: the dataset's, `--task` for those that are empty, or `--task` for all
-    with --task_override=true."""
-    if task is not None and not task.strip():
-        raise TrainError('--task="" is empty; give the instruction, e.g. --task="pick up the red cube"')
-    if override and task is None:
-        raise TrainError("--task_override=true needs --task=\"…\" (the instruction that replaces the dataset's)")
-    if override:
-        return [task] * max(1, len(tasks))
-    out = [t if t and t.strip() else task for t in tasks]
-    missing = [i for i, t in enumerate(out) if t is None]
-    if missing:
-        raise TrainError(
-            f"task_index {missing[:5]} in meta/tasks.parquet have no instruction and no --task was given; "
-            'pass --task="…" (used for every episode without one)'
-        )
-    return out
-
-
-def _output_dir(cfg: TrainConfig) -> Path:
-    if cfg.output_dir:
-        return Path(cfg.output_dir)
-    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    return Path("outputs/train") / f"{stamp}_{cfg.job_name or cfg.policy_type or 'policy'}"
-
-
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume/fine-tune) a policy; returns the last checkpoint's pretrained_model dir."""
     if cfg.online.steps > 0:  # collect-and-train in sim (train/online.py), after any offline steps
@@ -203,7 +87,7 @@ def train(cfg: TrainConfig) -> Path:
         return train_online(cfg)
     rank, world, device = _init_distributed(cfg)
     main = rank == 0
-    out = _output_dir(cfg)
+    out = output_dir(cfg)
     resume_from = (
         resolve_checkpoint(Path(cfg.output_dir) if cfg.output_dir else None, cfg.config_path)
         if cfg.resume
@@ -226,8 +110,8 @@ def train(cfg: TrainConfig) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    ds = _open_dataset(cfg)
-    policy = _build_policy(cfg, ds, resume_from)
+    ds = open_dataset(cfg)
+    policy = build_policy(cfg, ds, resume_from)
     config = policy.config
     check_reward_features(config, ds.features, f"dataset {cfg.dataset.root or cfg.dataset.repo_id}")
     if getattr(config, "uses_language", False):  # language-conditioned (SmolVLA): the dataset's tasks
@@ -282,7 +166,7 @@ def train(cfg: TrainConfig) -> Path:
             find_unused_parameters=getattr(policy, "find_unused_parameters", False),
         )
     if cfg.compile:
-        _compile_cache()
+        enable_compile_cache()
         # dynamic=False: every batch has the same shape, so one specialized graph (no dynamic-shape kernels).
         model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -294,7 +178,7 @@ def train(cfg: TrainConfig) -> Path:
     state_dir = resume_from / STATE if resume_from is not None else None
     if cfg.dataset.streaming:
         source: Any = StreamingBatches(
-            _with_deltas(ds, config, cfg),
+            with_deltas(ds, config, cfg),
             cfg.batch_size,
             cfg.num_workers,
             seed,
@@ -326,7 +210,7 @@ def train(cfg: TrainConfig) -> Path:
     metrics = (out / "logs" / "train.jsonl") if main else None
     if metrics is not None:
         metrics.parent.mkdir(exist_ok=True)
-    wandb_run = _wandb(cfg, out) if main and cfg.wandb.enable else None
+    wandb_run = open_wandb(cfg, out) if main and cfg.wandb.enable else None
     train_dict = cfg.to_dict()
     train_dict["output_dir"] = str(out)
     progress = Progress(cfg.steps, start_step, enabled=main)
@@ -353,7 +237,7 @@ def train(cfg: TrainConfig) -> Path:
     step = start_step
     next_batch = source.next
     if getattr(config, "uses_task", False):  # language-conditioned policies: the batch's task strings
-        next_batch = _with_tasks(source.next, dataset_tasks(list(ds.meta.tasks), cfg.task, cfg.task_override))
+        next_batch = with_tasks(source.next, dataset_tasks(list(ds.meta.tasks), cfg.task, cfg.task_override))
     try:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
@@ -367,7 +251,7 @@ def train(cfg: TrainConfig) -> Path:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 if main:
-                    _report_compile(out, cfg, step_fn, time.perf_counter() - loop_start, warm_steps)
+                    report_compile(out, cfg, step_fn, time.perf_counter() - loop_start, warm_steps)
                 window_start, timed_steps = time.perf_counter(), 0
             else:
                 timed_steps += 1
@@ -413,7 +297,7 @@ def train(cfg: TrainConfig) -> Path:
                 if world > 1:
                     dist.barrier()
         if main and cfg.cuda_graphs and step > start_step + warm_steps:
-            _report_captures(out, step_fn)  # a phased policy (VQ-BeT) captured again after the warm-up
+            report_captures(out, step_fn)  # a phased policy (VQ-BeT) captured again after the warm-up
     finally:
         source.close()
         progress.close()
@@ -437,108 +321,6 @@ def _check_fsdp(cfg: TrainConfig, world: int) -> None:
     for bad, message in problems:
         if bad:
             raise TrainError(message)
-
-
-def _with_tasks(next_batch: Any, tasks: list[str]) -> Any:
-    """A batch source whose batches carry `task` (list[str]) from their task_index, as lerobot's do."""
-
-    def wrapped() -> dict[str, Any]:
-        batch = next_batch()
-        if "task" not in batch and "task_index" in batch:
-            batch["task"] = [tasks[int(i)] for i in batch["task_index"].reshape(-1).tolist()]
-        return batch
-
-    return wrapped
-
-
-def compile_cache_dir() -> Path:
-    """Where torch.compile keeps its artifacts across runs (inductor's FX-graph and AOTAutograd caches,
-    Triton kernels): $TORCHINDUCTOR_CACHE_DIR if set, else $XDG_CACHE_HOME/apprentice/torchinductor
-    (~/.cache/...) — not torch's default under /tmp, which does not survive a reboot."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "apprentice" / "torchinductor"
-
-
-def _compile_cache() -> None:
-    root = compile_cache_dir()
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root))
-    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
-    import torch._functorch.config as functorch_config
-    import torch._inductor.config as inductor_config
-
-    inductor_config.fx_graph_cache = True
-    if hasattr(functorch_config, "enable_autograd_cache"):
-        functorch_config.enable_autograd_cache = True
-
-
-def _report_compile(out: Path, cfg: TrainConfig, step_fn: TrainStep, seconds: float, steps: int) -> None:
-    """The warm-up cost (compilation, autotuning, capture) apart from the steady samples/s."""
-    info = {
-        "compile_s": round(seconds, 3),
-        "warmup_steps": steps,
-        "compile": cfg.compile,
-        "compile_mode": cfg.compile_mode if cfg.compile else None,
-        "cuda_graphs": cfg.cuda_graphs,
-        "captured": step_fn.captured,
-        "captures": step_fn.captures,
-        "capture_s": round(step_fn.capture_s, 3),
-        "capture_error": step_fn.fallback,
-        "cache_dir": str(compile_cache_dir()) if cfg.compile else None,
-    }
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    (out / "logs" / "compile.json").write_text(json.dumps(info, indent=2))
-    log.info(
-        "warm-up (%s) took %.1fs over %d step(s)%s",
-        "+".join(k for k, on in (("compile", cfg.compile), ("cuda graph", step_fn.captured)) if on) or "eager",
-        seconds,
-        steps,
-        f"; capture failed: {step_fn.fallback}" if step_fn.fallback else "",
-    )
-
-
-def _report_captures(out: Path, step_fn: TrainStep) -> None:
-    """The capture fields of logs/compile.json as they stand at the end of the run."""
-    path = out / "logs" / "compile.json"
-    info = json.loads(path.read_text()) if path.exists() else {}
-    info.update(
-        captured=step_fn.captured,
-        captures=step_fn.captures,
-        capture_s=round(step_fn.capture_s, 3),
-        capture_error=step_fn.fallback,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2))
-
-
-def read_compile_report(output_dir: str | Path) -> dict[str, Any]:
-    """logs/compile.json of a run: compile_s (warm-up wall time) and how the step ran."""
-    return json.loads((Path(output_dir) / "logs" / "compile.json").read_text())
-
-
-def _wandb(cfg: TrainConfig, out: Path) -> Any:
-    try:
-        import wandb
-    except ImportError as exc:
-        raise TrainError("--wandb.enable=true needs the wandb package: pip install wandb") from exc
-    return wandb.init(
-        project=cfg.wandb.project,
-        entity=cfg.wandb.entity,
-        notes=cfg.wandb.notes,
-        id=cfg.wandb.run_id,
-        mode=cfg.wandb.mode,
-        name=cfg.job_name,
-        dir=str(out),
-        config=cfg.to_dict(),
-        resume="allow",
-    )
-
-
-def read_metrics(output_dir: str | Path) -> list[dict[str, float]]:
-    """The logged training records (one per log step) of a run."""
-    path = Path(output_dir) / "logs" / "train.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 __all__ = ["TRAIN_CONFIG", "compile_cache_dir", "read_compile_report", "read_metrics", "train"]

@@ -25,16 +25,10 @@ import torch
 
 from apprentice.policies import Policy, PolicyError, features_from_dataset, load_policy, make_config, make_policy
 from apprentice.rl import ReplayBuffer, collect_episodes
+from apprentice.train.build import build_policy, check_reward_features, open_dataset, output_dir
 from apprentice.train.checkpoint import PRETRAINED, STATE, load_training_state, resolve_checkpoint, save_checkpoint
 from apprentice.train.config import TrainConfig, TrainError
-from apprentice.train.data import FrameCache, to_device
-from apprentice.train.loop import (
-    _build_policy,
-    _open_dataset,
-    _output_dir,
-    check_reward_features,
-    sample_deltas,
-)
+from apprentice.train.data import FrameCache, sample_deltas, to_device
 
 log = logging.getLogger("apprentice.train")
 BUFFER_FILE = "replay_buffer.safetensors"
@@ -101,14 +95,14 @@ def train_online(cfg: TrainConfig) -> Path:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    out = _output_dir(cfg)
+    out = output_dir(cfg)
     resume_from = (
         resolve_checkpoint(Path(cfg.output_dir) if cfg.output_dir else None, cfg.config_path) if cfg.resume else None
     )
     if resume_from is None and (out / "checkpoints").exists():
         raise TrainError(f"{out} already holds checkpoints; pass --resume=true or choose another --output_dir")
 
-    ds = _open_dataset(cfg) if (cfg.dataset.root or cfg.dataset.repo_id) else None
+    ds = open_dataset(cfg) if (cfg.dataset.root or cfg.dataset.repo_id) else None
     if cfg.steps > 0 and ds is None:
         raise TrainError(f"--steps={cfg.steps} offline updates need a dataset (--dataset.root); or pass --steps=0")
     env_seed = cfg.online.env_seed if cfg.online.env_seed is not None else seed
@@ -116,7 +110,7 @@ def train_online(cfg: TrainConfig) -> Path:
         policy = load_policy(resume_from / PRETRAINED, device="cpu").train()
         env = _make_env(cfg, policy.config, env_seed)
     elif ds is not None:
-        policy = _build_policy(cfg, ds, None)
+        policy = build_policy(cfg, ds, None)
         env = _make_env(cfg, policy.config, env_seed)
     else:
         env = _make_env(cfg, None, env_seed)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from apprentice.policies import load_policy, save_policy
 from apprentice.train.cli import main
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 WEIGHTS = "checkpoints/{}/pretrained_model/model.safetensors"
 

@@ -15,7 +15,7 @@ from train_helpers import write_tiny_dataset
 from apprentice.dataset import LeRobotDataset
 from apprentice.policies import load_policy
 from apprentice.train import TrainConfig, train
-from apprentice.train.loop import read_metrics
+from apprentice.train.reports import read_metrics
 
 pytest.importorskip("transformers")
 
