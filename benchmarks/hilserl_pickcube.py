@@ -16,9 +16,11 @@ training goes on, and no checkpoint (replay buffers) is written inside the budge
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=None, help="wall seconds for the whole benchmark "
                    "(default 500, quick 240); training stops --final-reserve-s before it")
     p.add_argument("--final-reserve-s", type=float, default=None,
-                   help="seconds kept for start-up and the final eval (default 90, quick 60)")
+                   help="seconds kept for the final eval (default 60, quick 50)")
     p.add_argument("--json-out", default=None, help="rewrite the report here every few seconds")
     p.add_argument("--plot-from", default=None, help="only draw --png from this report JSON")
     p.add_argument("--demos", type=int, default=10)
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--utd_ratio", type=int, default=2)
     p.add_argument("--eval_freq", type=int, default=None, help="env steps between evals (default 1000)")
-    p.add_argument("--eval_episodes", type=int, default=None, help="episodes per eval along the way (10)")
+    p.add_argument("--eval_episodes", type=int, default=None, help="episodes per eval along the way (20, quick 3)")
     p.add_argument("--final_eval_episodes", type=int, default=50)
     p.add_argument("--eval_workers", type=int, default=None, help="eval processes per variant (6, quick 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
@@ -180,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.steps = args.steps or (1500 if args.quick else 100_000)
     args.budget_s = args.budget_s or (240.0 if args.quick else 500.0)
-    args.final_reserve_s = args.final_reserve_s if args.final_reserve_s is not None else (60.0 if args.quick
-                                                                                          else 90.0)
+    args.final_reserve_s = args.final_reserve_s if args.final_reserve_s is not None else (50.0 if args.quick
+                                                                                          else 60.0)
     args.eval_freq = args.eval_freq or (500 if args.quick else 1000)
-    args.eval_episodes = args.eval_episodes or (3 if args.quick else 10)
+    args.eval_episodes = args.eval_episodes or (3 if args.quick else 20)
     args.eval_workers = args.eval_workers if args.eval_workers is not None else (1 if args.quick else 6)
     if args.quick:
         args.batch_size = min(args.batch_size, 128)
@@ -208,7 +210,18 @@ def _drive(args: argparse.Namespace, root: Path) -> int:
                "--train-deadline", str(deadline), *_child_flags(args)]
         log_path = root / f"{name}.log"
         root.mkdir(parents=True, exist_ok=True)
-        procs[name] = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=os.environ)
+        # Own process group each: stopping a variant also stops its eval workers.
+        procs[name] = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=os.environ,
+                                       start_new_session=True)
+
+    def stop(sig: int = signal.SIGKILL) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+
+    # `timeout` (the device script's backstop) sends SIGTERM: stop the children, still write the report.
+    signal.signal(signal.SIGTERM, lambda *_: stop())
     window = max(args.eval_freq // 2, 1)
     config = {
         "benchmark": "hilserl_pickcube", "device": args.device, "obs_type": args.obs_type, "demos": args.demos,
@@ -224,15 +237,13 @@ def _drive(args: argparse.Namespace, root: Path) -> int:
             runs[n]["returncode"] = proc.poll()
         return {**config, "wall_s": round(time.perf_counter() - t0, 1), **runs}
 
-    hard_stop = args.budget_s + 30.0  # a child past its budget this long is stopped (its curve stays)
+    hard_stop = args.budget_s + 20.0  # a child past its budget this long is stopped (its curve stays)
     while any(proc.poll() is None for proc in procs.values()):
         if time.perf_counter() - t0 > hard_stop:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.kill()
+            stop()
             break
         _write(args.json_out, report())
-        time.sleep(5.0)
+        time.sleep(2.0)
     for proc in procs.values():
         proc.wait()
     final = report()

@@ -27,6 +27,9 @@ fi
 export INSTALL_S=$SECONDS
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# 2 learners + 2 x 6 eval workers on 16 cores: one BLAS/OpenMP thread each (small matrices; oversubscribed
+# thread pools only contend).
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 # glvnd's dispatch libraries (carried in .whl-hil/gl) where the image lacks them, as aloha_act_quality.sh.
 if [ -d .whl-hil/gl ] && ! ldconfig -p | grep -q 'libEGL.so.1 '; then
   if [ "$(id -u)" = 0 ]; then cp .whl-hil/gl/* /usr/lib/x86_64-linux-gnu/ && ldconfig
@@ -80,7 +83,7 @@ set +e
 # The benchmark stops its children at its own budget; `timeout` is the backstop, leaving time for the
 # log tails below. What the JSON held at that moment stays in $OUT/hilserl.json.
 LEFT=$((BUDGET_S - SECONDS))
-timeout -k 5 $((LEFT - 5)) "$PY" benchmarks/hilserl_pickcube.py --device "$DEVICE" --budget-s $((LEFT - 45)) \
+timeout -k 10 $((LEFT - 15)) "$PY" benchmarks/hilserl_pickcube.py --device "$DEVICE" --budget-s $((LEFT - 45)) \
   --out "$WORK/runs" --json-out "$OUT/hilserl.json" --png "$OUT/hilserl.png" "$@" | tee "$WORK/stdout.json"
 rc=${PIPESTATUS[0]}
 set -e

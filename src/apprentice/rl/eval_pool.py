@@ -8,8 +8,11 @@ identical to `hilserl.evaluate` in the learner's process: same seeds, same deter
 
 from __future__ import annotations
 
+import ctypes
 import io
 import multiprocessing as mp
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ _ENV: Any = None
 
 def _init(make_env: Callable[[], Any]) -> None:
     global _ENV
+    if sys.platform == "linux":  # die with the learner, even a SIGKILLed one (no orphaned workers)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     torch.set_num_threads(1)  # many workers share the box with the learners
     _ENV = make_env()
 
