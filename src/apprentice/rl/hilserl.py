@@ -5,8 +5,9 @@ Each env step: the policy samples an action, the operator may replace it (`Inter
 executed action is stored with its `complementary_info.is_intervention` flag; once
 `online_step_before_learning` steps are in, one SAC update per env step on `utd_ratio` RLPD batches
 (half demos, half online). Every `eval_freq` env steps the deterministic policy is scored on
-`eval_episodes` seeded episodes without interventions. Checkpoints hold the replay buffers, so a killed
-run continues with `--resume=true`.
+`eval_episodes` seeded episodes without interventions (`--eval_workers=N`: in N worker processes while
+training goes on). Checkpoints hold the replay buffers, so a killed run continues with `--resume=true`.
+`--budget_s` stops training at a wall budget; the final eval (`--final_eval_episodes`) still runs.
 """
 
 from __future__ import annotations
