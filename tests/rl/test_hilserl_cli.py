@@ -22,12 +22,19 @@ def test_flags_map_onto_the_config() -> None:
     assert not wants_online_rl(["--policy.type=act", "--dataset.root=x"])
 
 
+def test_budget_and_eval_flags_map_onto_the_config() -> None:
+    cfg = parse(["--policy.type=hilserl", "--budget_s=300", "--eval_workers=4", "--final_eval_episodes=50",
+                 "--checkpoints=false"])
+    assert (cfg.budget_s, cfg.eval_workers, cfg.final_eval_episodes, cfg.checkpoints) == (300.0, 4, 50, False)
+
+
 @pytest.mark.parametrize(("flag", "message"), [
     ("--online_training=false", "trains online"),
     ("--env.type=aloha", "runs gym_hil"),
     ("--env.task=Nope-v0", "choose one of"),
     ("--bogus=1", "unknown flag --bogus"),
     ("--batch_size=1", "--batch_size must be >= 2"),
+    ("--eval_workers=-2", "--eval_workers"),
 ])
 def test_bad_flags_are_clear_errors(flag: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ReplayError, match=message):

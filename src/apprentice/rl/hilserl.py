@@ -5,13 +5,15 @@ Each env step: the policy samples an action, the operator may replace it (`Inter
 executed action is stored with its `complementary_info.is_intervention` flag; once
 `online_step_before_learning` steps are in, one SAC update per env step on `utd_ratio` RLPD batches
 (half demos, half online). Every `eval_freq` env steps the deterministic policy is scored on
-`eval_episodes` seeded episodes without interventions. Checkpoints hold the replay buffers, so a killed
-run continues with `--resume=true`.
+`eval_episodes` seeded episodes without interventions (`--eval_workers=N`: in N worker processes while
+training goes on). Checkpoints hold the replay buffers, so a killed run continues with `--resume=true`.
+`--budget_s` stops training at a wall budget; the final eval (`--final_eval_episodes`) still runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -27,6 +29,7 @@ from apprentice.policies.sac import SACAlgorithm
 from apprentice.rl import hil_checkpoint
 from apprentice.rl.demos import buffer_from_dataset, scripted_demos, write_buffer_dataset
 from apprentice.rl.episode import run_episode
+from apprentice.rl.eval_pool import EvalPool, PendingEval
 from apprentice.rl.hil_checkpoint import PRETRAINED, load_hil_checkpoint
 from apprentice.rl.intervention import ScriptedHuman
 from apprentice.rl.replay import ReplayBuffer, ReplayError
@@ -55,7 +58,11 @@ class HILSerlConfig:
     intervention_hold_steps: int = 8
     eval_freq: int = 2_000
     eval_episodes: int = 50
+    final_eval_episodes: int = 0  # the last evaluation's episodes; 0: eval_episodes
+    eval_workers: int = 0  # > 0: evaluations run in that many worker processes while training goes on
+    budget_s: float = 0.0  # > 0: no new training episode starts this many wall seconds after the call (demos in)
     save_freq: int = 5_000
+    checkpoints: bool = True  # false: no checkpoint (weights + replay buffers) is written (benchmarks)
     seed: int = 0
     device: str = "cpu"
     resume: bool = False
@@ -70,6 +77,8 @@ class HILSerlConfig:
              f"--offline_fraction must be in [0, 1] (got {self.offline_fraction})"),
             (self.dataset_root is not None or self.num_demos >= 0, "--num_demos must be >= 0"),
             (self.eval_freq >= 1 and self.save_freq >= 1, "--eval_freq and --save_freq must be >= 1"),
+            (self.eval_workers >= 0 and self.final_eval_episodes >= 0 and self.budget_s >= 0,
+             "--eval_workers, --final_eval_episodes and --budget_s must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -146,8 +155,15 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def _log_eval(out: Path, env_step: int, rate: float, episodes: int, wall_s: float) -> None:
+    _append(out / "logs" / "eval.jsonl", {"env_step": env_step, "success_rate": rate, "episodes": episodes,
+                                          "wall_s": wall_s})
+    log.info("env step %d: eval success %.2f over %d episodes", env_step, rate, episodes)
+
+
 def train_hilserl(cfg: HILSerlConfig) -> Path:
     """Run (or resume) HIL-SERL; returns the last checkpoint dir. Logs: logs/episodes.jsonl, logs/eval.jsonl."""
+    t_call = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out = Path(cfg.output_dir)
@@ -192,14 +208,33 @@ def train_hilserl(cfg: HILSerlConfig) -> Path:
         timing["update_s"] += time.perf_counter() - t0
         timing["updates"] += 1
 
+    pool = EvalPool(functools.partial(make_hil_env, cfg), cfg.eval_workers) if cfg.eval_workers else None
+    pending: list[PendingEval] = []
+
+    def eval_point(n: int) -> None:
+        """Score the policy now: in this process, or submitted to the pool (logged when it returns)."""
+        wall = time.perf_counter() - t_start
+        if pool is None:
+            _log_eval(out, progress["env_step"], evaluate(algo, env, n), n, wall)
+        else:
+            pending.append(pool.submit(algo.policy, list(range(EVAL_SEED, EVAL_SEED + n)), progress["env_step"],
+                                       wall))
+
+    def drain(wait: bool) -> None:
+        while pending and (wait or pending[0].done()):
+            p = pending.pop(0)
+            _log_eval(out, p.env_step, p.success_rate(), p.episodes, p.wall_s)
+
     t_start = time.perf_counter()
     try:
         while progress["env_step"] < cfg.online_steps:
+            if cfg.budget_s and time.perf_counter() - t_call >= cfg.budget_s:
+                log.info("wall budget %.0f s reached at env step %d", cfg.budget_s, progress["env_step"])
+                break
+            drain(wait=False)
             if progress["env_step"] >= progress["next_eval"]:
-                rate = evaluate(algo, env, cfg.eval_episodes)
-                _append(out / "logs" / "eval.jsonl", {"env_step": progress["env_step"], "success_rate": rate,
-                                                      "wall_s": time.perf_counter() - t_start})
-                log.info("env step %d: eval success %.2f", progress["env_step"], rate)
+                if not pending:  # a pool still busy with the last point skips this one
+                    eval_point(cfg.eval_episodes)
                 progress["next_eval"] += cfg.eval_freq
             t0, u0 = time.perf_counter(), timing["update_s"]
             frames, has_action, stats = run_episode(env, cfg.seed + progress["episodes"], act=algo.select_action,
@@ -213,19 +248,26 @@ def train_hilserl(cfg: HILSerlConfig) -> Path:
                 "online_buffer_size": len(online), "optimization_step": algo.optimization_step,
                 "temperature": algo.policy.temperature, "wall_s": time.perf_counter() - t_start,
             })
-            if progress["env_step"] // cfg.save_freq > (progress["env_step"] - stats["length"]) // cfg.save_freq:
+            crossed = progress["env_step"] // cfg.save_freq > (progress["env_step"] - stats["length"]) // cfg.save_freq
+            if cfg.checkpoints and crossed:
                 last_ckpt = hil_checkpoint.save_hil_checkpoint(out, algo, progress, online, offline, train_config)
-        rate = evaluate(algo, env, cfg.eval_episodes)
-        _append(out / "logs" / "eval.jsonl", {"env_step": progress["env_step"], "success_rate": rate,
-                                              "wall_s": time.perf_counter() - t_start})
-        last_ckpt = hil_checkpoint.save_hil_checkpoint(out, algo, progress, online, offline, train_config)
+        train_wall = time.perf_counter() - t_start
+        eval_point(cfg.final_eval_episodes or cfg.eval_episodes)
+        drain(wait=True)
+        if cfg.checkpoints:
+            last_ckpt = hil_checkpoint.save_hil_checkpoint(out, algo, progress, online, offline, train_config)
         if cfg.record_dataset:
             write_buffer_dataset(online, cfg.record_dataset, env)
     finally:
+        if pool is not None:
+            pool.close()
         env.close()
     _append(out / "logs" / "throughput.jsonl", {
         "updates_per_s": timing["updates"] / max(timing["update_s"], 1e-9),
-        "env_steps_per_s": progress["env_step"] / max(timing["env_s"], 1e-9), **timing})
+        "env_steps_per_s": progress["env_step"] / max(timing["env_s"], 1e-9),
+        # the actor's control-loop rate while learning: env steps per wall second of the training loop
+        "control_loop_hz": progress["env_step"] / max(train_wall, 1e-9), "env_steps": progress["env_step"],
+        "train_wall_s": train_wall, **timing})
     return last_ckpt
 
 
