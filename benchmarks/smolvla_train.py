@@ -15,6 +15,7 @@ Modes (each a fresh subprocess, so peak memory is its own):
   lerobot   lerobot 0.6.1's SmolVLAPolicy (run by --lerobot-python) with lerobot-train's update step:
             its AdamW preset, clip_grad_norm_, fp32 (its default use_amp=false) and TF32 as lerobot_train
             turns it on; --lerobot-amp adds its autocast. Same batch tensors, same tokens.
+  profile   ours: torch.profiler over 3 training steps and 3 chunk predictions, top ops by host and device time
   latency   ours: predict_action_chunk at batch 1 (prefix once + num_steps=10 expert steps), p50/p99 ms,
             fp32 and (CUDA) bf16 autocast
 
@@ -200,6 +201,53 @@ def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool) -> dict:
             **_memory(args.device)}
 
 
+def _top_ops(prof, key: str, n: int = 25) -> list[dict]:
+    rows = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:n]
+    return [{"op": e.key[:80], "calls": e.count, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
+             "device_ms": round(getattr(e, "self_device_time_total", 0) / 1e3, 2)} for e in rows]
+
+
+def worker_profile(args: argparse.Namespace, batch: int) -> dict:
+    """Where a training step and a chunk prediction spend host and device time (torch.profiler, 3 steps each)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from apprentice.policies import make_config, make_policy
+    from apprentice.train.step import TrainStep
+
+    torch.manual_seed(0)
+    policy, _ = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
+    policy.train()
+    data = make_batch(args, batch, policy.tokenize.tokenizer, policy.config.chunk_size)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = policy.make_optimizer(fused=args.device == "cuda")
+    step = TrainStep(policy, params, optimizer, device=torch.device(args.device),
+                     image_keys=["observation.images.top"], grad_clip_norm=10.0, bf16=args.device == "cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    out: dict = {}
+    obs = {key: data[key][:1] for key in ("observation.state", "observation.images.top")} | {"task": PROMPT}
+    for name, fn in (("train_step", lambda: step(lambda: data)), ("predict_chunk", None)):
+        if fn is None:
+            policy.eval()
+            fn = lambda: policy.predict_action_chunk(obs)  # noqa: E731
+        for _ in range(2):
+            fn()
+        _sync(args.device)()
+        t0 = time.perf_counter()
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                fn()
+            _sync(args.device)()
+        events = prof.key_averages()
+        kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
+                      and str(e.device_type).endswith("CUDA"))
+        out[name] = {"wall_ms_per_call": round((time.perf_counter() - t0) * 1000 / 3, 1),
+                     "device_kernels_per_call": kernels // 3,
+                     "top_by_self_cpu": _top_ops(prof, "self_cpu_time_total"),
+                     "top_by_device": _top_ops(prof, "self_device_time_total")}
+        progress(f"profiled {name}")
+    return out
+
+
 def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
@@ -325,7 +373,8 @@ def main() -> None:
         if args.device == "cpu":  # one thread per side: small CPU ops are not held up by thread sync
             torch.set_num_threads(args.threads)
         fn = {"ours": lambda: worker_ours(args, args.batch, False), "ckpt": lambda: worker_ours(args, args.batch, True),
-              "lerobot": lambda: worker_lerobot(args, args.batch), "latency": lambda: worker_latency(args),
+              "lerobot": lambda: worker_lerobot(args, args.batch), "profile": lambda: worker_profile(args, args.batch),
+              "latency": lambda: worker_latency(args),
               "processor": lambda: write_processor(args.vlm_dir) or {}}
         print("RESULT " + json.dumps(fn[args.worker]()))
         return

@@ -253,10 +253,7 @@ def train(cfg: TrainConfig) -> Path:
         except PolicyError as exc:
             raise TrainError(f"--grad_checkpointing=true: {exc}") from exc
     channels_last = cfg.channels_last and device.type == "cuda"
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     policy.to(device)
-    if use_bf16 and not cfg.fsdp:  # FSDP shards want one dtype per group
-        policy.store_frozen_in(torch.bfloat16)  # frozen weights kept in bf16 (SmolVLA's VLM); saved as before
     if channels_last:
         policy.to(memory_format=torch.channels_last)
     if cfg.fsdp and lora.has_lora(policy):
@@ -288,6 +285,7 @@ def train(cfg: TrainConfig) -> Path:
         _compile_cache()
         # dynamic=False: every batch has the same shape, so one specialized graph (no dynamic-shape kernels).
         model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
     image_keys = list(config.image_features)
     accum = cfg.gradient_accumulation_steps
