@@ -69,8 +69,8 @@ def test_frozen_vlm_in_bf16_trains_like_fp32_and_saves_lerobots_keys_and_dtypes(
         k: v.dtype for k, v in load_file(str(tmp_path / "ref" / "model.safetensors")).items()}
     key = "model.vlm_with_expert.vlm.model.text_model.layers.0.mlp.up_proj.weight"
     assert saved[key].dtype == torch.float32 and torch.equal(saved[key], policy.state_dict()[key])
-    assert load_policy(tmp_path / "ckpt").model.vlm_with_expert.vlm.model.text_model.layers[0].mlp.up_proj.weight.dtype \
-        == torch.float32
+    reloaded = load_policy(tmp_path / "ckpt").model.vlm_with_expert.vlm.model.text_model
+    assert reloaded.layers[0].mlp.up_proj.weight.dtype == torch.float32
 
     # The same three steps (same random draws) in fp32 and with the bf16-stored VLM under bf16 autocast.
     for p in (reference, policy):
@@ -94,7 +94,7 @@ def test_flow_times_follow_lerobots_beta_on_the_device():
     torch.manual_seed(0)
     t = flow_matching.sample_time(200_000, torch.device("cpu"))
     assert t.device.type == "cpu" and t.dtype == torch.float32
-    assert 0.001 <= float(t.min()) and float(t.max()) <= 1.0
+    assert float(t.min()) >= 0.001 and float(t.max()) <= 1.0
     assert float(t.mean()) == pytest.approx(0.6 * 0.999 + 0.001, abs=3e-3)  # E[Beta(1.5, 1)] = 0.6
     below = float(((t - 0.001) / 0.999 < 0.5).float().mean())
     assert below == pytest.approx(0.5**1.5, abs=3e-3)  # its CDF x^1.5
