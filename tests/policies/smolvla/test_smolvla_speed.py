@@ -167,19 +167,21 @@ def test_cuda_graph_train_step_draws_new_noise_on_every_replay(vlm_dir):
 
 @cuda
 def test_cuda_graph_chunk_equals_the_eager_chunk(vlm_dir):
+    """The graphed sampler (TF32 matmuls, tokens padded to tokenizer_max_length) gives the eager chunk for the
+    same noise, reads new inputs on every replay, and serves every task from one graph."""
     policy = _policy(vlm_dir).to("cuda").eval()
     outs = {}
-    for graphed in (False, True):
-        policy.cuda_graphs = graphed
-        for seed, task in ((1, list(TASKS)), (2, [TASKS[1], "move left"])):
-            noise = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(seed)).cuda()
-            obs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in observation(task=task).items()}
-            outs[graphed, seed] = policy.predict_action_chunk(obs, noise=noise)
-    assert policy.chunk_graph.captures == 1  # both tasks pad to one signature
+    for precision in ("fp32", "bf16"):
+        for graphed in (False, True):
+            policy.cuda_graphs = graphed
+            for seed, task in ((1, list(TASKS)), (2, [TASKS[1], "move left"])):
+                noise = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(seed)).cuda()
+                obs = {k: v.cuda() if isinstance(v, torch.Tensor) else v
+                       for k, v in observation(task=task, seed=seed).items()}
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    outs[precision, graphed, seed] = policy.predict_action_chunk(obs, noise=noise)
+    assert policy.chunk_graph.captures == 2  # one per precision: both tasks pad to one signature
     for seed in (1, 2):
-        torch.testing.assert_close(outs[True, seed], outs[False, seed], rtol=1e-3, atol=2e-3)
-    assert not torch.allclose(outs[True, 1], outs[True, 2])  # the replay read the new inputs
-    with torch.autocast("cuda", dtype=torch.bfloat16):  # a bf16 caller gets its own graph
-        bf16 = policy.predict_action_chunk(obs, noise=noise)
-    assert policy.chunk_graph.captures == 2
-    torch.testing.assert_close(bf16, outs[False, 2], rtol=0.05, atol=0.05)
+        torch.testing.assert_close(outs["fp32", True, seed], outs["fp32", False, seed], rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(outs["bf16", True, seed], outs["bf16", False, seed], rtol=5e-2, atol=5e-2)
+    assert (outs["fp32", True, 1] - outs["fp32", True, 2]).abs().max() > 0.1  # the replay read the new inputs

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from apprentice.policies.config import PolicyError
 
@@ -41,26 +41,30 @@ class _Captured:
 
 
 class ChunkGraph:
-    """`graph(sampler, images, masks, tokens, token_mask, state, noise)` -> the chunk, replayed from a graph."""
+    """`graph(model, images, masks, tokens, token_mask, state, noise)` -> the chunk, replayed from a graph."""
 
     def __init__(self) -> None:
         self.graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self.captures = 0
 
     def __call__(
-        self, sampler: Sampler, images: list[Tensor], masks: list[Tensor], tokens: Tensor, token_mask: Tensor,
+        self, model: nn.Module, images: list[Tensor], masks: list[Tensor], tokens: Tensor, token_mask: Tensor,
         state: Tensor, noise: Tensor,
     ) -> Tensor:
+        """`model.sample(images, masks, tokens, token_mask, state, noise)`, from the graph of this signature."""
         flat = [*images, *masks, tokens, token_mask, state, noise]
         n = len(images)
         device = noise.device
         amp = torch.is_autocast_enabled(device.type)
         amp_dtype = torch.get_autocast_dtype(device.type) if amp else None
+        # The graph reads the weights at the addresses it was recorded with: weights moved or re-cast since
+        # (.to(), store_frozen_in) get a new graph (~0.1 ms to check ~600 tensors).
+        weights = tuple(t.data_ptr() for t in (*model.parameters(), *model.buffers()))
         key = (n, tuple((tuple(x.shape), x.dtype) for x in flat), amp, amp_dtype,
-               torch.backends.cuda.matmul.allow_tf32)
+               torch.backends.cuda.matmul.allow_tf32, weights)
         entry = self.graphs.get(key)
         if entry is None:
-            entry = self._capture(sampler, flat, n, amp_dtype)
+            entry = self._capture(model.sample, flat, n, amp_dtype)
             self.graphs[key] = entry
             while len(self.graphs) > MAX_GRAPHS:
                 self.graphs.popitem(last=False)
@@ -68,8 +72,9 @@ class ChunkGraph:
             self.graphs.move_to_end(key)
             for buf, x in zip(entry.inputs, flat):
                 buf.copy_(x)
-        entry.graph.replay()
-        return entry.output.clone()  # the next replay overwrites the buffer
+        with torch.cuda.device(device):
+            entry.graph.replay()
+            return entry.output.clone()  # the next replay overwrites the buffer
 
     @staticmethod
     def _run(sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None) -> Tensor:
@@ -80,15 +85,18 @@ class ChunkGraph:
     def _capture(self, sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None) -> _Captured:
         static = [x.clone() for x in flat]
         try:
-            side = torch.cuda.Stream(device=static[-1].device)
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP):
-                    self._run(sampler, static, n, amp_dtype)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                output = self._run(sampler, static, n, amp_dtype)
+            with torch.cuda.device(static[-1].device):
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(WARMUP):
+                        self._run(sampler, static, n, amp_dtype)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: with asynchronous inference the chunk is sampled on a worker thread while
+                # other threads may touch CUDA; only this thread's calls must be capture-safe.
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    output = self._run(sampler, static, n, amp_dtype)
         except Exception as exc:  # one clear error: capture is never silently replaced by the eager path
             raise PolicyError(
                 f"smolvla: recording the chunk sampler as a CUDA graph failed ({type(exc).__name__}: {exc}); "

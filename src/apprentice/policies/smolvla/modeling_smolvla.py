@@ -252,7 +252,7 @@ class SmolVLAPolicy(Policy):
                 # One graph for every task: tokens padded to tokenizer_max_length (padding is masked out and
                 # does not move positions, so the chunk is the one the eager path samples).
                 tokens, token_mask = self._pad_language(tokens, token_mask)
-                actions = self.chunk_graph(self.model.sample, images, masks, tokens, token_mask, state, noise)
+                actions = self.chunk_graph(self.model, images, masks, tokens, token_mask, state, noise)
             else:  # rtc=None: plain Euler; with RTC each step is guided toward the committed prefix
                 actions = self.model.sample(images, masks, tokens, token_mask, state, noise, rtc)
         self.train(was_training)
