@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from smolvla_helpers import TASKS, fields, observation, stats
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from apprentice.policies import load_policy, make_config, make_policy, save_policy
 from apprentice.policies.smolvla import flow_matching
@@ -110,6 +112,51 @@ def test_static_buffer_step_trains_like_the_eager_step(vlm_dir):
         runs.append(_losses(policy, [_batch(policy, seed=i) for i in range(3)], static=static))
     assert runs[0] == pytest.approx(runs[1], rel=1e-5, abs=1e-6)
     assert runs[0][0] != runs[0][-1]
+
+
+class _CaptureSafety(TorchDispatchMode):
+    """Records every op that would break (or silently freeze) a CUDA graph when the model runs on the meta
+    device: one reading a CPU tensor (a host-to-device copy, or a CPU value baked into the graph), and a
+    host read-back (.item(), nonzero, boolean-mask indexing: on meta they raise, as they would sync on CUDA)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bad: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat, _ = tree_flatten((args, kwargs or {}))
+        if any(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in flat):
+            self.bad.append(f"{func} reads a CPU tensor")
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default):
+            self.bad.append(f"{func} reads a value back to the host")
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_step_and_sampler_touch_no_cpu_tensor_and_never_sync(vlm_dir):
+    """What a CUDA graph records — the loss, its backward, and the chunk sampler — checked without a GPU."""
+    policy = _policy(vlm_dir)
+    policy.set_tasks(TASKS)
+    policy.store_frozen_in(torch.bfloat16)
+    policy.to("meta").train()
+    batch = {k: v.to("meta") for k, v in _batch(policy).items()}
+    batch["observation.images.top"] = batch["observation.images.top"].float()
+    with _CaptureSafety() as check:
+        loss, _ = policy(batch)
+        loss.backward()
+    assert check.bad == []
+    policy.eval()
+    width, height = policy.config.resize_imgs_with_padding
+    with torch.no_grad(), _CaptureSafety() as check:
+        chunk = policy.model.sample(
+            [torch.zeros(1, 3, height, width, device="meta")], [torch.ones(1, dtype=torch.bool, device="meta")],
+            torch.zeros(1, 16, dtype=torch.long, device="meta"), torch.ones(1, 16, dtype=torch.bool, device="meta"),
+            torch.zeros(1, 8, device="meta"), torch.zeros(1, 5, 8, device="meta"))
+    assert check.bad == [] and chunk.shape == (1, 5, 8)
+    # The checker sees what transformers' own vision forward did (a CPU patch mask copied over, a mask test).
+    with _CaptureSafety() as check, pytest.raises(RuntimeError, match="meta"):
+        mask = torch.ones(1, 4, 4).to("meta")
+        bool(mask.all())
+    assert [b.split(" ", 1)[1] for b in check.bad] == ["reads a CPU tensor", "reads a value back to the host"]
 
 
 def test_language_padded_to_max_length_gives_the_same_chunk(vlm_dir):
