@@ -92,6 +92,18 @@ def test_frozen_vlm_in_bf16_trains_like_fp32_and_saves_lerobots_keys_and_dtypes(
     assert b.dtype == torch.float32 and torch.allclose(a, b, atol=0.1)
 
 
+def test_only_the_vision_tower_in_bf16_when_the_vlm_trains(vlm_dir):
+    policy = _policy(vlm_dir, train_expert_only=False).eval()
+    noise = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
+    before = policy.predict_action_chunk(observation(task=list(TASKS)), noise=noise)
+    policy.store_frozen_in(torch.bfloat16)
+    cast = {n for n, p in policy.named_parameters() if p.dtype == torch.bfloat16}
+    assert cast and all(".vision_model." in n for n in cast)
+    assert all(p.dtype == torch.float32 for p in policy.model.vlm_with_expert.vlm.model.connector.parameters())
+    after = policy.predict_action_chunk(observation(task=list(TASKS)), noise=noise)
+    assert torch.allclose(before, after, atol=0.1)
+
+
 def test_flow_times_follow_lerobots_beta_on_the_device():
     torch.manual_seed(0)
     t = flow_matching.sample_time(200_000, torch.device("cpu"))

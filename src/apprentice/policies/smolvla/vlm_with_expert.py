@@ -171,7 +171,8 @@ class SmolVLMWithExpert(Checkpointable):
             pixels.shape[0], pixels.shape[2] // side, pixels.shape[3] // side, dtype=torch.bool, device=pixels.device
         )
         hidden = vision.encoder(inputs_embeds=embeddings(pixel_values=pixels, patch_attention_mask=patches))[0]
-        return self.vlm.model.connector(vision.post_layernorm(hidden))
+        connector = self.vlm.model.connector  # trainable (fp32) when only the vision tower is stored in bf16
+        return connector(vision.post_layernorm(hidden).to(next(connector.parameters()).dtype))
 
     def embed_language_tokens(self, tokens: Tensor) -> Tensor:
         return self.vlm.model.text_model.get_input_embeddings()(tokens)
