@@ -10,14 +10,18 @@ train_expert_only, frozen vision).
 
 Modes (each a fresh subprocess, so peak memory is its own):
   ours      apprentice's SmolVLA through the trainer's own step (apprentice.train.step.TrainStep: bf16
-            autocast on CUDA, fused AdamW, grad clipping), batches already on the device
+            autocast on CUDA with the frozen VLM stored in bf16, fused AdamW, grad clipping, TF32 and
+            cuDNN autotuning as the trainer), batches already on the device
   ckpt      ours + grad checkpointing (set_grad_checkpointing)
+  graphs    ours + CUDA graphs (--cuda_graphs=true: the step captured after the warm-up, timed steps replay it);
+            reports captured / capture_s / capture_error
   lerobot   lerobot 0.6.1's SmolVLAPolicy (run by --lerobot-python) with lerobot-train's update step:
             its AdamW preset, clip_grad_norm_, fp32 (its default use_amp=false) and TF32 as lerobot_train
             turns it on; --lerobot-amp adds its autocast. Same batch tensors, same tokens.
   profile   ours: torch.profiler over 3 training steps and 3 chunk predictions, top ops by host and device time
   latency   ours: predict_action_chunk at batch 1 (prefix once + num_steps=10 expert steps), p50/p99 ms,
-            fp32 and (CUDA) bf16 autocast
+            fp32 and (CUDA) bf16 autocast; on CUDA each graphed (`fp32_graph`, `bf16_graph`: the default path)
+            and eager (`fp32`, `bf16`), each within --latency-budget seconds
 
 Progress goes to stderr (`# built in X s`, `# step i`, `# result KEY {...}`); `--json-out FILE` is rewritten after
 each finished mode/batch and `--part-timeout S` bounds each worker, so a run cut short still returns what finished.
@@ -27,6 +31,8 @@ Prints one JSON object. Examples:
   python benchmarks/smolvla_train.py --device cuda --batch-sizes 4,32 --modes ours,ckpt,lerobot,latency \
       --lerobot-python /path/to/py312-lerobot-0.6.1/bin/python
   python benchmarks/smolvla_train.py --device cpu --batch-sizes 1 --modes latency
+  timeout 180 python benchmarks/smolvla_train.py --device cuda --batch-sizes 4,32 --modes ours,graphs,latency \
+      --part-timeout 45 --json-out smolvla.json
 """
 
 from __future__ import annotations
@@ -177,28 +183,39 @@ def _memory(device: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ workers
-def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool) -> dict:
+def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool, graphs: bool = False) -> dict:
+    """The trainer's step as `apprentice train` sets it up on CUDA: cuDNN autotuning and TF32 on, bf16 autocast
+    with the frozen VLM stored in bf16 (store_frozen_in), fused AdamW; `graphs`: --cuda_graphs=true (the step
+    captured after TrainStep's warm-up steps, which --warmup covers, then replayed)."""
     from apprentice.policies import make_config, make_policy
-    from apprentice.train.step import TrainStep
+    from apprentice.train.step import WARMUP, TrainStep
 
+    cuda = args.device == "cuda"
+    if cuda:  # as the trainer
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(0)
     policy, build_s = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
     policy.train()
     if ckpt:
         policy.set_grad_checkpointing(True)
+    if cuda:
+        policy.store_frozen_in(torch.bfloat16)
     data = make_batch(args, batch, policy.tokenize.tokenizer, policy.config.chunk_size)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = policy.make_optimizer(fused=args.device == "cuda")
+    optimizer = policy.make_optimizer(fused=cuda)
     step = TrainStep(policy, params, optimizer, device=torch.device(args.device), image_keys=["observation.images.top"],
-                     grad_clip_norm=10.0, bf16=args.device == "cuda")
-    if args.device == "cuda":
+                     grad_clip_norm=10.0, bf16=cuda, capture=graphs and cuda, static=graphs)  # CPU: its code path
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    seconds = _timed(lambda: step(lambda: data), _sync(args.device), args.steps, args.warmup)
+    warmup = max(args.warmup, WARMUP + 1) if graphs else args.warmup  # timed steps are replays
+    seconds = _timed(lambda: step(lambda: data), _sync(args.device), args.steps, warmup)
+    graph = {"captured": step.captured, "capture_s": round(step.capture_s, 2), "capture_error": step.fallback}
     return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
-            "final_loss": round(float(step.loss_sum) / max(1, args.steps + args.warmup), 4),
+            "final_loss": round(float(step.loss_sum) / max(1, args.steps + warmup), 4),
             "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1),
             "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1), "build_s": build_s,
-            **_memory(args.device)}
+            **(graph if graphs else {}), **_memory(args.device)}
 
 
 def _top_ops(prof, key: str, n: int = 25) -> list[dict]:
@@ -217,6 +234,8 @@ def worker_profile(args: argparse.Namespace, batch: int) -> dict:
     torch.manual_seed(0)
     policy, _ = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
     policy.train()
+    if args.device == "cuda":  # the trainer's eager step (as `ours`); the chunk below is the graphed default
+        policy.store_frozen_in(torch.bfloat16)
     data = make_batch(args, batch, policy.tokenize.tokenizer, policy.config.chunk_size)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = policy.make_optimizer(fused=args.device == "cuda")
@@ -290,7 +309,32 @@ def worker_lerobot(args: argparse.Namespace, batch: int) -> dict:
             "build_s": build_s, **_memory(args.device)}
 
 
+def _latency(policy, obs: dict, device: str, precision: str, iters: int, budget_s: float) -> dict:
+    """p50/p99 of predict_action_chunk after 3 warm-up calls (the first graphed one captures); stops after
+    `budget_s` seconds of timed calls (at least 5)."""
+    times: list[float] = []
+    t_start = time.perf_counter()
+    for i in range(iters + 3):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            _sync(device)()
+            t0 = time.perf_counter()
+            policy.predict_action_chunk(obs)
+            _sync(device)()
+        if i == 2:
+            t_start = time.perf_counter()
+        if i >= 3:
+            times.append(1000 * (time.perf_counter() - t0))
+            if time.perf_counter() - t_start > budget_s and len(times) >= 5:
+                break
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2), "calls": len(times),
+            "chunk_size": policy.config.chunk_size, "num_steps": policy.config.num_steps}
+
+
 def worker_latency(args: argparse.Namespace) -> dict:
+    """Batch-1 chunk latency: on CUDA graphed (policy.cuda_graphs, the default) and eager, fp32 (TF32 matmuls)
+    and under a caller's bf16 autocast; graphed runs first (fast), eager after, each within its budget."""
     from apprentice.policies import make_config, make_policy
 
     policy, _ = _build(args, lambda: make_policy(make_config("smolvla", **policy_fields(args)), _stats()))
@@ -299,20 +343,16 @@ def worker_latency(args: argparse.Namespace) -> dict:
            "observation.images.top": torch.rand(1, 3, args.height, args.width, device=args.device), "task": PROMPT}
     out = {}
     precisions = ["fp32", "bf16"] if args.device == "cuda" else ["fp32"]
-    for precision in precisions:
-        times = []
-        for i in range(args.latency_iters + 3):
-            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                _sync(args.device)()
-                t0 = time.perf_counter()
-                policy.predict_action_chunk(obs)
-                _sync(args.device)()
-            if i >= 3:
-                times.append(1000 * (time.perf_counter() - t0))
-        times.sort()
-        out[precision] = {"p50_ms": round(statistics.median(times), 2),
-                          "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
-                          "chunk_size": policy.config.chunk_size, "num_steps": policy.config.num_steps}
+    variants = [(p, True) for p in precisions] if args.device == "cuda" else []
+    for precision, graphed in [*variants, *[(p, False) for p in precisions]]:
+        policy.cuda_graphs = graphed
+        key = f"{precision}_graph" if graphed else precision
+        out[key] = _latency(policy, obs, args.device, precision, args.latency_iters, args.latency_budget)
+        progress(f"latency {key} {json.dumps(out[key])}")
+    if args.device == "cuda":
+        out["graphs_captured"] = policy.chunk_graph.captures
+        for precision in precisions:
+            out[f"graph_speedup_{precision}"] = round(out[precision]["p50_ms"] / out[f"{precision}_graph"]["p50_ms"], 2)
     return {**out, **_memory(args.device)}
 
 
@@ -352,6 +392,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--latency-iters", type=int, default=50)
+    p.add_argument("--latency-budget", type=float, default=8.0, help="seconds of timed calls per latency variant")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--lerobot-python", default=None, help="Python 3.12 with lerobot 0.6.1 + transformers>=5.4,<5.6")
@@ -373,6 +414,7 @@ def main() -> None:
         if args.device == "cpu":  # one thread per side: small CPU ops are not held up by thread sync
             torch.set_num_threads(args.threads)
         fn = {"ours": lambda: worker_ours(args, args.batch, False), "ckpt": lambda: worker_ours(args, args.batch, True),
+              "graphs": lambda: worker_ours(args, args.batch, False, graphs=True),
               "lerobot": lambda: worker_lerobot(args, args.batch), "profile": lambda: worker_profile(args, args.batch),
               "latency": lambda: worker_latency(args),
               "processor": lambda: write_processor(args.vlm_dir) or {}}
@@ -390,7 +432,8 @@ def main() -> None:
         common = [f"--device={args.device}", f"--steps={args.steps}", f"--warmup={args.warmup}",
                   f"--latency-iters={args.latency_iters}", f"--height={args.height}", f"--width={args.width}",
                   f"--vlm-dir={vlm_dir}", f"--threads={args.threads}", *(["--quick"] if args.quick else []),
-                  *(["--lerobot-amp"] if args.lerobot_amp else [])]
+                  *(["--lerobot-amp"] if args.lerobot_amp else []),
+                  f"--latency-budget={args.latency_budget}"]
         if "lerobot" in args.modes.split(","):
             if args.lerobot_python is None:
                 raise SystemExit("--modes lerobot needs --lerobot-python PY (Python with lerobot 0.6.1 + transformers)")
@@ -411,11 +454,14 @@ def main() -> None:
                 progress(f"result {key} {json.dumps(result[key])}")
                 write_partial(args.json_out, result)
     for batch in args.batch_sizes.split(","):
-        ours, theirs = result.get(f"ours_b{batch}", {}), result.get(f"lerobot_b{batch}", {})
-        if "samples_per_s" in ours and "samples_per_s" in theirs:
-            result[f"speedup_b{batch}"] = round(ours["samples_per_s"] / theirs["samples_per_s"], 2)
-            if "max_gpu_mem_gb" in ours and "max_gpu_mem_gb" in theirs:
-                result[f"memory_ratio_b{batch}"] = round(ours["max_gpu_mem_gb"] / theirs["max_gpu_mem_gb"], 3)
+        theirs = result.get(f"lerobot_b{batch}", {})
+        for mode, suffix in (("ours", ""), ("graphs", "_graphs")):
+            ours = result.get(f"{mode}_b{batch}", {})
+            if "samples_per_s" in ours and "samples_per_s" in theirs:
+                result[f"speedup{suffix}_b{batch}"] = round(ours["samples_per_s"] / theirs["samples_per_s"], 2)
+                if "max_gpu_mem_gb" in ours and "max_gpu_mem_gb" in theirs:
+                    result[f"memory_ratio{suffix}_b{batch}"] = round(
+                        ours["max_gpu_mem_gb"] / theirs["max_gpu_mem_gb"], 3)
     write_partial(args.json_out, result)
     print(json.dumps(result))
 

@@ -77,6 +77,10 @@ class Policy(nn.Module):
         for m in blocks:
             m.grad_checkpointing = enabled
 
+    def store_frozen_in(self, dtype: torch.dtype) -> None:
+        """The trainer's hook when it trains under `dtype` autocast: a policy may keep the weights it never
+        trains in `dtype` (no per-step casts, less memory); checkpoints still save them as before. Default: no-op."""
+
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
         raise NotImplementedError
 

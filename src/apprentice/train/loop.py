@@ -170,6 +170,8 @@ def train(cfg: TrainConfig) -> Path:
         # dynamic=False: every batch has the same shape, so one specialized graph (no dynamic-shape kernels).
         model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if use_bf16 and not cfg.fsdp:  # frozen weights kept in bf16 (SmolVLA's VLM), saved as before; FSDP: one dtype
+        policy.store_frozen_in(torch.bfloat16)
 
     image_keys = list(config.image_features)
     accum = cfg.gradient_accumulation_steps

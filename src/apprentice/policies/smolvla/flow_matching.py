@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from apprentice.policies.rtc import RTCGuidance, guided_denoise
 from apprentice.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from apprentice.policies.smolvla.vlm_with_expert import PrefixCache, SmolVLMWithExpert
 
@@ -38,9 +39,13 @@ def block_mask(pad: Tensor, blocks: Tensor) -> Tensor:
 
 
 def sample_time(batch: int, device: torch.device) -> Tensor:
-    """Beta(1.5, 1) * 0.999 + 0.001: more samples near t=1 (noisy), as openpi/LeRobot (sampled on CPU)."""
-    beta = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0)).sample((batch,))
-    return (beta * 0.999 + 0.001).to(device=device, dtype=torch.float32)
+    """Beta(1.5, 1) * 0.999 + 0.001: more samples near t=1 (noisy), as openpi/LeRobot.
+
+    Drawn on `device` by inverting Beta(a, 1)'s CDF x^a (u^(1/a), u uniform) — the same distribution as
+    LeRobot's torch.distributions.Beta, but with no CPU tensor copied over, so a CUDA graph can record it and
+    draw new times on every replay."""
+    u = torch.rand(batch, device=device, dtype=torch.float32)
+    return u.pow(1 / 1.5) * 0.999 + 0.001
 
 
 class SmolVLAFlowMatching(nn.Module):
@@ -79,7 +84,8 @@ class SmolVLAFlowMatching(nn.Module):
                 start = vlm.embed_language_tokens(self.image_tokens[:2])[None].expand(b, -1, -1)
                 add(start, torch.ones(b, 2, dtype=torch.bool, device=start.device))
             emb = vlm.embed_image(img)
-            emb = emb * torch.tensor(emb.shape[-1] ** 0.5, dtype=emb.dtype, device=emb.device)
+            # LeRobot scales by a tensor of the embedding's dtype; torch.full makes it on the device (capturable).
+            emb = emb * torch.full((), emb.shape[-1] ** 0.5, dtype=emb.dtype, device=emb.device)
             add(emb, img_mask[:, None].expand(b, emb.shape[1]))
             if self.image_tokens is not None:
                 end = vlm.embed_language_tokens(self.image_tokens[:1])[None].expand(b, -1, -1)
@@ -88,7 +94,9 @@ class SmolVLAFlowMatching(nn.Module):
         add(lang * math.sqrt(lang.shape[-1]), token_mask)
         state_emb = self.state_proj(state)[:, None, :]
         add(state_emb, torch.ones(b, 1, dtype=torch.bool, device=state.device), block=1)
-        emb = torch.cat(embs, dim=1)  # mixed dtypes under autocast promote to the widest
+        # The prefix's residual stream stays float32, also when the frozen VLM is stored in bf16 (its token
+        # embeddings then come out bf16) — as with float32 weights, where cat promotes to the widest dtype.
+        emb = torch.cat(embs, dim=1).float()
         pad, block = torch.cat(pads, dim=1), torch.cat(blocks, dim=1)
         if emb.shape[1] < self.config.prefix_length:
             extra = self.config.prefix_length - emb.shape[1]
@@ -160,3 +168,12 @@ class SmolVLAFlowMatching(nn.Module):
             return self.action_out_proj(out[:, -chunk:].float())
 
         return velocity
+
+    def sample(
+        self, images: list[Tensor], img_masks: list[Tensor], tokens: Tensor, token_mask: Tensor, state: Tensor,
+        noise: Tensor, rtc: RTCGuidance | None = None,
+    ) -> Tensor:
+        """Noise (B, chunk, max_action_dim) -> the denoised chunk (normalised units), RTC-guided when `rtc` is
+        active: `guided_denoise` is the one sampler, eager or recorded in a CUDA graph (chunk_graph.py)."""
+        return guided_denoise(self.make_velocity_fn(images, img_masks, tokens, token_mask, state), noise,
+                              self.config.num_steps, rtc)

@@ -157,10 +157,22 @@ class SmolVLMWithExpert(Checkpointable):
 
     # ------------------------------------------------------------------ embeddings
     def embed_image(self, pixels: Tensor) -> Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, tokens, text hidden) through the vision encoder and connector."""
-        model = self.vlm.model
-        hidden = model.vision_model(pixel_values=pixels.to(model.vision_model.embeddings.patch_embedding.weight.dtype))
-        return model.connector(hidden.last_hidden_state)
+        """(B, 3, H, W) in [-1, 1] -> (B, tokens, text hidden) through the vision encoder and connector.
+
+        The vision transformer's own forward is unrolled (embeddings, encoder, post-layernorm) because it builds
+        its all-ones patch mask on the CPU and copies it over, and its mask helper may test the mask on the host:
+        neither is allowed inside a CUDA graph. Every patch is valid here (images are resized to the full size),
+        so the encoder needs no attention mask; the outputs are the same."""
+        vision = self.vlm.model.vision_model
+        embeddings = vision.embeddings
+        pixels = pixels.to(embeddings.patch_embedding.weight.dtype)
+        side = embeddings.patch_size
+        patches = torch.ones(
+            pixels.shape[0], pixels.shape[2] // side, pixels.shape[3] // side, dtype=torch.bool, device=pixels.device
+        )
+        hidden = vision.encoder(inputs_embeds=embeddings(pixel_values=pixels, patch_attention_mask=patches))[0]
+        connector = self.vlm.model.connector  # trainable (fp32) when only the vision tower is stored in bf16
+        return connector(vision.post_layernorm(hidden).to(next(connector.parameters()).dtype))
 
     def embed_language_tokens(self, tokens: Tensor) -> Tensor:
         return self.vlm.model.text_model.get_input_embeddings()(tokens)
@@ -205,7 +217,7 @@ class SmolVLMWithExpert(Checkpointable):
     @staticmethod
     def _qkv(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         attn = layer.self_attn
-        h = layer.input_layernorm(x)
+        h = layer.input_layernorm(x).to(attn.q_proj.weight.dtype)  # a bf16-stored frozen VLM under fp32 inputs
         shape = (*h.shape[:-1], -1, attn.head_dim)
         return attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
 
@@ -213,7 +225,7 @@ class SmolVLMWithExpert(Checkpointable):
     def _finish(layer: nn.Module, x: Tensor, att: Tensor) -> Tensor:
         """Attention output projection, residual, MLP, residual (LLaMA's pre-norm block)."""
         x = x + layer.self_attn.o_proj(att.to(layer.self_attn.o_proj.weight.dtype))
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + layer.mlp(layer.post_attention_layernorm(x).to(layer.mlp.gate_proj.weight.dtype))
 
     def _joint_layer(
         self, vlm_layer: nn.Module, expert_layer: nn.Module | None, i: int, prefix: Tensor | None,
@@ -275,7 +287,7 @@ class SmolVLMWithExpert(Checkpointable):
 
     @staticmethod
     def _qkv_query(layer: nn.Module, x: Tensor) -> Tensor:
-        h = layer.input_layernorm(x)
+        h = layer.input_layernorm(x).to(layer.self_attn.q_proj.weight.dtype)
         return layer.self_attn.q_proj(h).view(*h.shape[:-1], -1, layer.self_attn.head_dim)
 
     @staticmethod
