@@ -244,3 +244,22 @@ def test_cuda_graph_chunk_equals_the_eager_chunk(vlm_dir):
         torch.testing.assert_close(outs["fp32", True, seed], outs["fp32", False, seed], rtol=1e-2, atol=1e-2)
         torch.testing.assert_close(outs["bf16", True, seed], outs["bf16", False, seed], rtol=5e-2, atol=5e-2)
     assert (outs["fp32", True, 1] - outs["fp32", True, 2]).abs().max() > 0.1  # the replay read the new inputs
+
+
+@pytest.mark.parametrize("image_size,patch,pixels", [(32, 8, 32), (48, 8, 48), (42, 6, 42)])
+def test_graph_safe_vision_embeddings_equal_transformers_for_a_full_patch_grid(image_size, patch, pixels):
+    """Our device-only position ids (no mask indexing) give the stock embeddings' output, power-of-two grids
+    and others (6x6, 7x7 patches), so a checkpoint sees the same image tokens either way."""
+    from transformers.models.smolvlm.configuration_smolvlm import SmolVLMVisionConfig
+    from transformers.models.smolvlm.modeling_smolvlm import SmolVLMVisionEmbeddings
+
+    from apprentice.policies.smolvla.vlm_with_expert import vision_embeddings
+
+    torch.manual_seed(0)
+    embeddings = SmolVLMVisionEmbeddings(SmolVLMVisionConfig(hidden_size=16, image_size=image_size, patch_size=patch))
+    with torch.no_grad():
+        embeddings.position_embedding.weight.normal_()
+    images = torch.randn(2, 3, pixels, pixels)
+    grid = torch.ones(2, pixels // patch, pixels // patch, dtype=torch.bool)
+    expected = embeddings(pixel_values=images, patch_attention_mask=grid)
+    assert torch.equal(vision_embeddings(embeddings, images), expected)

@@ -160,17 +160,14 @@ class SmolVLMWithExpert(Checkpointable):
         """(B, 3, H, W) in [-1, 1] -> (B, tokens, text hidden) through the vision encoder and connector.
 
         The vision transformer's own forward is unrolled (embeddings, encoder, post-layernorm) because it builds
-        its all-ones patch mask on the CPU and copies it over, and its mask helper may test the mask on the host:
-        neither is allowed inside a CUDA graph. Every patch is valid here (images are resized to the full size),
+        its all-ones patch mask on the CPU and copies it over, and its mask helper may test the mask on the host,
+        and transformers releases before ~5.2x place the position ids by boolean-mask assignment (a host sync):
+        none is allowed inside a CUDA graph. Every patch is valid here (images are resized to the full size),
         so the encoder needs no attention mask; the outputs are the same."""
         vision = self.vlm.model.vision_model
         embeddings = vision.embeddings
         pixels = pixels.to(embeddings.patch_embedding.weight.dtype)
-        side = embeddings.patch_size
-        patches = torch.ones(
-            pixels.shape[0], pixels.shape[2] // side, pixels.shape[3] // side, dtype=torch.bool, device=pixels.device
-        )
-        hidden = vision.encoder(inputs_embeds=embeddings(pixel_values=pixels, patch_attention_mask=patches))[0]
+        hidden = vision.encoder(inputs_embeds=vision_embeddings(embeddings, pixels))[0]
         connector = self.vlm.model.connector  # trainable (fp32) when only the vision tower is stored in bf16
         return connector(vision.post_layernorm(hidden).to(next(connector.parameters()).dtype))
 
@@ -305,3 +302,22 @@ class SmolVLMWithExpert(Checkpointable):
             if layer is not None and not self._is_self_attn(i):
                 cache.expert_kv[i] = self.project_prefix_kv(layer, cache.keys[i], cache.values[i])
         return cache
+
+
+def vision_embeddings(embeddings: nn.Module, pixels: Tensor) -> Tensor:
+    """SmolVLM's vision embeddings (patch conv + position embedding) for images whose patches are all valid:
+    the position ids are transformers' fractional-coordinate buckets for a full patch grid, computed with
+    device-side ops only (the stock forward indexes with the patch mask, which syncs with the host)."""
+    patches = embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2)
+    side = embeddings.num_patches_per_side
+    rows, cols = pixels.shape[2] // embeddings.patch_size, pixels.shape[3] // embeddings.patch_size
+    device = pixels.device
+    boundaries = torch.arange(1 / side, 1.0, 1 / side, device=device)
+
+    def buckets(count: int) -> Tensor:
+        step = 1.0 / torch.full((), count, dtype=torch.int64, device=device)  # float32, as transformers' 1 / sum
+        coords = torch.clamp(torch.arange(count, device=device, dtype=torch.float32) * step, max=1.0 - 1e-6)
+        return torch.bucketize(coords, boundaries, right=True)
+
+    position_ids = (buckets(rows)[:, None] * side + buckets(cols)[None, :]).reshape(1, -1)
+    return patches + embeddings.position_embedding(position_ids)
