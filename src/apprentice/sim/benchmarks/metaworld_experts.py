@@ -54,4 +54,51 @@ class PegInsertSideExpert:
         return _act(hand, hand + (target - peg), 0.6)
 
 
-EXPERTS = {"peg-insert-side-v3": PegInsertSideExpert}
+class BoxCloseExpert:
+    """box-close-v3. Meta-World's policy holds the hand over the lid's handle to within 1 cm before
+    anything else; once the lid is lifted it swings a little off the hand, so the policy chases the lid
+    it is carrying across the table; and its half-closed fingers (grab 0.5 on the way) can land on the
+    handle or shove the lid out of reach. Here the approach is open-fingered, closing as Meta-World does
+    in the last 13 cm, and the phase is
+    kept: lift, carry the *lid* over the box, lower it. A dropped lid is grasped again, and a descent
+    that stalls (the fingers closed early and rest on the handle) goes back up open and tries again."""
+
+    def reset(self) -> None:
+        self.phase = "reach"
+        self.lowest, self.stalled, self.open_for = 1.0, 0, 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        hand, lid, goal = obs[:3], obs[4:7], np.array([obs[-3], obs[-2], 0.133])
+        handle = lid + np.array([0.0, 0.0, 0.02])
+        if self.phase in ("lift", "carry", "lower") and lid[2] < 0.05 and np.linalg.norm(hand - handle) > 0.06:
+            self.reset()  # lost it
+        if self.open_for > 0:  # retrying: back up with the fingers open
+            self.open_for -= 1
+            return _act(hand, np.array([handle[0], handle[1], 0.2]), -1.0)
+        if self.phase == "reach":
+            if np.linalg.norm(hand[:2] - handle[:2]) > 0.01:
+                return _act(hand, np.array([handle[0], handle[1], 0.2]), -1.0)
+            self.phase = "descend"
+        if self.phase == "descend" and np.linalg.norm(hand[:2] - handle[:2]) > 0.03:
+            self.phase = "reach"  # only a real miss sends it back over the lid, not a few mm of drift
+            return _act(hand, np.array([handle[0], handle[1], 0.2]), 0.5)
+        if self.phase == "descend":
+            if abs(hand[2] - handle[2]) > 0.05 and lid[2] < 0.03:
+                self.stalled = 0 if hand[2] < self.lowest - 0.001 else self.stalled + 1
+                self.lowest = min(self.lowest, hand[2])
+                if self.stalled > 15:
+                    self.lowest, self.stalled, self.open_for, self.phase = 1.0, 0, 20, "reach"
+                return _act(hand, handle, -1.0 if abs(hand[2] - handle[2]) > 0.13 else 1.0)
+            self.phase = "lift"
+        if self.phase == "lift":
+            if hand[2] < 0.19:
+                return _act(hand, np.array([hand[0], hand[1], 0.2]), 1.0)
+            self.phase = "carry"
+        over = np.array([goal[0], goal[1], lid[2]])
+        if self.phase == "carry" and np.linalg.norm(lid[:2] - goal[:2]) < 0.02:
+            self.phase = "lower"
+        target = over if self.phase == "carry" else goal
+        return _act(hand, hand + (target - lid), 1.0)
+
+
+EXPERTS = {"peg-insert-side-v3": PegInsertSideExpert, "box-close-v3": BoxCloseExpert}
