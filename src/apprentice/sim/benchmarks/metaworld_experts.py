@@ -101,4 +101,33 @@ class BoxCloseExpert:
         return _act(hand, hand + (target - lid), 1.0)
 
 
-EXPERTS = {"peg-insert-side-v3": PegInsertSideExpert, "box-close-v3": BoxCloseExpert}
+class SweepIntoExpert:
+    """sweep-into-v3. Meta-World's policy heads for the goal only while the hand is within 4 cm of the
+    cube's height; a cube gripped off-centre hangs lower, the hand is held above it by the grasp, and the
+    policy keeps "descending" onto the cube it holds, dragging it away from the goal. Here the targets and
+    grip are Meta-World's, but once the descent ends (close enough, or the hand stops going down) the
+    sweep to the goal is kept until the cube is really left behind."""
+
+    def reset(self) -> None:
+        self.phase = "reach"
+        self.lowest, self.stalled = 1.0, 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        hand, cube, goal = obs[:3], obs[4:7], obs[-3:]
+        aim = cube + np.array([-0.005, 0.0, 0.01])
+        near = np.linalg.norm(hand[:2] - cube[:2]) <= 0.04
+        grip = 0.7 if near and abs(hand[2] - cube[2]) <= 0.15 else -1.0
+        if self.phase == "sweep" and np.linalg.norm(hand[:2] - cube[:2]) > 0.06:
+            self.reset()  # lost it
+        if self.phase == "reach":
+            if np.linalg.norm(hand[:2] - aim[:2]) > 0.04:
+                return _act(hand, aim + np.array([0.0, 0.0, 0.3]), grip)
+            self.stalled = 0 if hand[2] < self.lowest - 0.001 else self.stalled + 1
+            self.lowest = min(self.lowest, hand[2])
+            if abs(hand[2] - aim[2]) > 0.04 and self.stalled < 10:
+                return _act(hand, aim, grip)
+            self.phase = "sweep"
+        return _act(hand, goal, 0.7)
+
+
+EXPERTS = {"peg-insert-side-v3": PegInsertSideExpert, "box-close-v3": BoxCloseExpert, "sweep-into-v3": SweepIntoExpert}
