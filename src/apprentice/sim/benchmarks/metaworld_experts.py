@@ -168,7 +168,32 @@ class StickPullExpert:
         return _act(hand, hand + shift, 0.7)
 
 
+class PushExpert:
+    """push-v3. Meta-World's policy pushes with half-closed fingers around the puck; when the puck lags
+    2 cm behind the hand it goes back up over the puck, lifting the pinched puck and dropping it past the
+    goal. Here the approach is Meta-World's and, once down, the push is kept, steering the *puck* to the
+    goal; only a puck left 5 cm behind sends it back over the puck."""
+
+    def reset(self) -> None:
+        self.phase = "reach"
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        hand, puck, goal = obs[:3], obs[4:7], obs[-3:]
+        aim = puck + np.array([-0.005, 0.0, 0.0])
+        grip = 0.0 if np.linalg.norm(hand[:2] - puck[:2]) > 0.02 or abs(hand[2] - puck[2]) > 0.10 else 0.6
+        if self.phase == "push" and np.linalg.norm(hand[:2] - puck[:2]) > 0.05:
+            self.phase = "reach"  # lost it
+        if self.phase == "reach":
+            if np.linalg.norm(hand[:2] - aim[:2]) > 0.02:
+                return _act(hand, aim + np.array([0.0, 0.0, 0.2]), grip)
+            if abs(hand[2] - aim[2]) > 0.04:
+                return _act(hand, aim + np.array([0.0, 0.0, 0.03]), grip)
+            self.phase = "push"
+        return _act(hand, np.array([*(hand[:2] + goal[:2] - puck[:2]), goal[2]]), 0.6)
+
+
 EXPERTS = {
+    "push-v3": PushExpert,
     "peg-insert-side-v3": PegInsertSideExpert,
     "box-close-v3": BoxCloseExpert,
     "sweep-into-v3": SweepIntoExpert,
