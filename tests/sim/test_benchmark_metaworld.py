@@ -74,11 +74,17 @@ def _missing(name: str):
     raise ImportError(f"No module named {name!r}")
 
 
-# Seeds on which Meta-World's own policy fails (stalls re-targeting a held peg / lid / cube) and the
-# corrected expert succeeds; the env, its success test and the seeds are Meta-World's.
+# Seeds on which Meta-World's own policy fails (it re-targets a held peg / lid / cube / puck, or presses a
+# hooked stick toward the table) and the corrected expert succeeds; env, success test and seeds are Meta-World's.
 @pytest.mark.parametrize(
     ("task", "seeds"),
-    [("peg-insert-side-v3", (4, 28, 50)), ("box-close-v3", (29, 35)), ("sweep-into-v3", (76, 87))],
+    [
+        ("peg-insert-side-v3", (4, 28, 50)),
+        ("box-close-v3", (29, 35)),
+        ("sweep-into-v3", (76, 87)),
+        ("stick-pull-v3", (0, 52)),
+        ("push-v3", (52,)),
+    ],
 )
 def test_corrected_experts_pass_seeds_metaworlds_policy_fails(task, seeds) -> None:
     import metaworld.policies
