@@ -60,9 +60,9 @@ class BoxCloseExpert:
     anything else; once the lid is lifted it swings a little off the hand, so the policy chases the lid
     it is carrying across the table; and its half-closed fingers (grab 0.5 on the way) can land on the
     handle or shove the lid out of reach. Here the approach is open-fingered, closing as Meta-World does
-    in the last 13 cm, and the phase is
-    kept: lift, carry the *lid* over the box, lower it. A dropped lid is grasped again, and a descent
-    that stalls (the fingers closed early and rest on the handle) goes back up open and tries again."""
+    in the last 13 cm, and the phase is kept: lift, carry the *lid* over the box, lower it. A dropped
+    lid is grasped again, and a descent that stalls (the fingers closed early and rest on the handle)
+    goes back up open and tries again."""
 
     def reset(self) -> None:
         self.phase = "reach"
