@@ -96,12 +96,16 @@ def main() -> None:
     parser.add_argument("--train-startup-s", type=float, default=30.0,
                         help="with --budget-s: seconds the trainer needs before its first step (data, build)")
     parser.add_argument("--json-out", type=Path, default=None, help="rewrite this JSON file after each phase")
-    parser.add_argument("--quick", action="store_true", help="CPU smoke run: 10 demos, 50 steps, 10 episodes")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: tiny VLMs, 10 demos, 50 steps, 10 episodes (unless given)")
     args, policy_flags = parser.parse_known_args()
     started_run = time.monotonic()
-    if args.quick:
-        args.demo_episodes, args.steps, args.eval_episodes, args.batch_size = 10, 50, 10, 8
-        args.chunk_size, args.n_action_steps = min(args.chunk_size, 10), min(args.n_action_steps, 10)
+    if args.quick:  # tiny sizes; a number given on the command line is kept
+        quick = {"demo_episodes": 10, "steps": 50, "eval_episodes": 10, "batch_size": 8, "chunk_size": 10,
+                 "n_action_steps": 10}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     if args.small_vlm and args.policy_type not in VLA_TYPES:
         raise SystemExit(f"--small-vlm is for {', '.join(VLA_TYPES)}; --policy.type={args.policy_type} has no VLM")
     result: dict[str, Any] = {
