@@ -23,6 +23,7 @@ POLICIES=${POLICIES:-smolvla pi0 pi0fast}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-8000}                 # ceiling and cosine-decay length; the budget usually ends training first
 BATCH=${BATCH:-64}
+LR=${LR:-5e-4}
 EVAL_RESERVE_S=${EVAL_RESERVE_S:-110}  # per run: checkpoint load + 50 + 50 evaluation episodes
 mkdir -p "$OUT" "$WORK"
 log() { echo "# [$SECONDS s] $*" | tee -a "$WORK/driver.log" >&2; }
@@ -99,7 +100,7 @@ pids=()
 for policy in $POLICIES; do
   timeout -k 10 $((left + 10)) "$PY" benchmarks/language_following.py --policy.type="$policy" --small-vlm \
     --device="$DEVICE" --dataset-root="$WORK/data" --output-dir="$WORK/run_$policy" --budget-s="$left" \
-    --eval-reserve-s="$EVAL_RESERVE_S" --steps="$STEPS" --batch-size="$BATCH" --json-out="$OUT/lang_$policy.json" \
+    --eval-reserve-s="$EVAL_RESERVE_S" --steps="$STEPS" --batch-size="$BATCH" --lr="$LR" --json-out="$OUT/lang_$policy.json" \
     $quick "$@" >"$WORK/$policy.log" 2>&1 &
   pids+=($!)
 done
