@@ -28,12 +28,14 @@ from vla_build import fast_build, progress, write_partial
 TASK = "pick up the red cube and put it in the bowl"
 
 
-def text_tokenizer(directory: Path, vocab_size: int) -> Path:
+def text_tokenizer(directory: Path, vocab_size: int, text: str = TASK) -> Path:
+    """A word-level PaliGemma-style tokenizer of `vocab_size` ids knowing the words of `text` and the numbers
+    -1..255 (π0-FAST's discretised state)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     words = ["<pad>", "<eos>", "<bos>", "<unk>", "Task", "State", "Action", ":", ",", ";", "|",
-             *TASK.split(), *[str(i) for i in range(-1, 256)]]
+             *text.split(), *[str(i) for i in range(-1, 256)]]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     vocab.update({f"<u{i}>": i for i in range(len(vocab), vocab_size)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))

@@ -91,8 +91,8 @@ PROMPT = "pick up the red cube and put it in the box on the left side of the tab
 STATE_DIM = 6
 
 
-def write_vlm(directory: Path, config: dict) -> None:
-    """config.json + a word-level tokenizer of the config's vocabulary size."""
+def write_vlm(directory: Path, config: dict, text: str = PROMPT) -> None:
+    """config.json + a word-level tokenizer of the config's vocabulary size, knowing the words of `text`."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, SmolVLMConfig
 
@@ -100,7 +100,7 @@ def write_vlm(directory: Path, config: dict) -> None:
     cfg = {k: v for k, v in config.items() if k != "model_type"}
     SmolVLMConfig(**cfg).save_pretrained(str(directory))
     special = special_ids(config["vocab_size"])
-    words = [*sorted(set(PROMPT.split())), "\n"]
+    words = [*sorted(set(text.split())), "\n"]
     by_id = {i: w for w, i in special.items()} | {3 + i: w for i, w in enumerate(words)}
     vocab = {by_id.get(i, f"w{i}"): i for i in range(config["vocab_size"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from apprentice.dataset import LeRobotDataset
-from apprentice.sim import TASKS, make_env, make_expert
+from apprentice.sim import TASKS, SimError, make_env, make_expert
 from apprentice.sim.eval import ExpertPolicy, evaluate
 from apprentice.sim.reach import ReachExpert
 from apprentice.sim.reach_color import INSTRUCTIONS
@@ -92,3 +93,27 @@ def test_record_stores_each_episodes_instruction(tmp_path: Path) -> None:
     for i, ep in enumerate(sorted(ds.meta.episodes, key=lambda e: e["episode_index"])):
         assert list(ep["tasks"]) == [instructions[i]]
         assert ds[ep["dataset_from_index"]]["task"] == instructions[i]
+
+
+def test_targets_in_state_appends_both_targets_and_the_expert_still_follows(tmp_path: Path) -> None:
+    env = make_env("reach_color", render=False, obs_type="targets_in_state")
+    plain = make_env("reach_color", render=False)
+    obs, _ = env.reset(seed=5)
+    ref, _ = plain.reset(seed=5)
+    assert env.observation_space["observation.state"].shape == (12,)
+    np.testing.assert_allclose(obs["observation.state"][:6], ref["observation.state"])
+    np.testing.assert_allclose(obs["observation.state"][6:], env.targets.reshape(-1), atol=1e-6)  # red, then blue
+    assert env.task == plain.task  # the same episode: only the layout differs
+    assert env.features["observation.state"]["names"][6:] == ["red_x", "red_y", "red_z", "blue_x", "blue_y", "blue_z"]
+    assert env.features["action"]["shape"] == [6]
+    expert = make_expert(env)
+    assert sum(run_expert_episode(env, expert, seed, frames_after_success=0)[0] for seed in range(10)) >= 9
+    root = tmp_path / "rc"
+    record("reach_color", root, num_episodes=1, frames_after_success=1, env_kwargs={"obs_type": "targets_in_state"},
+           log=lambda _: None)
+    assert LeRobotDataset(root)[0]["observation.state"].shape == (12,)
+
+
+def test_unknown_obs_type_is_one_clear_error() -> None:
+    with pytest.raises(SimError, match=r"--env.obs_type='pixels'.*targets_in_state"):
+        make_env("reach_color", render=False, obs_type="pixels")

@@ -131,3 +131,18 @@ def test_resume_by_output_dir_alone_restores_the_runs_settings(act_run, tiny_dat
     assert [r["loss"] for r in read_metrics(out)] == [r["loss"] for r in read_metrics(act_run)]
     saved = json.loads((out / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text())
     assert saved["batch_size"] == 4 and saved["seed"] == 5 and saved["steps"] == 4
+
+
+def test_max_train_s_stops_at_the_budget_with_a_final_checkpoint(tiny_dataset, tmp_path, caplog):
+    out = tmp_path / "run"
+    with caplog.at_level("INFO", logger="apprentice.train"):
+        # a budget every step overruns: the first step is the last, logged and checkpointed as if it were --steps
+        assert main(_flags(tiny_dataset, out, steps=1000, max_train_s="1e-6", save_freq=500, log_freq=500)) == 0
+    last = out / "checkpoints" / "last"
+    assert last.resolve().name == "000001"
+    assert json.loads((last / "training_state" / "training_step.json").read_text()) == {"step": 1}
+    assert [r["step"] for r in read_metrics(out)] == [1]
+    assert "--max_train_s=1e-06 s reached" in caplog.text
+    assert load_policy(last / "pretrained_model").config.type == "act"
+    with pytest.raises(TrainError, match="--max_train_s must be > 0"):
+        TrainConfig(max_train_s=0)

@@ -22,8 +22,9 @@ class SimError(Exception):
 def dataset_features(env: Any) -> dict[str, dict[str, Any]]:
     """An env's dataset features: state, environment state, camera (if rendering) and action."""
     names = list(env.joint_names)
+    state = list(getattr(env, "state_names", names))
     features: dict[str, dict[str, Any]] = {
-        "observation.state": {"dtype": "float32", "shape": [len(names)], "names": names},
+        "observation.state": {"dtype": "float32", "shape": [len(state)], "names": state},
     }
     if env.environment_state_names:
         features["observation.environment_state"] = {
@@ -92,7 +93,7 @@ class MujocoTask(gym.Env):
         high = self.model.actuator_ctrlrange[:, 1].astype(np.float32)
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
         spaces: dict[str, gym.Space] = {
-            "observation.state": gym.spaces.Box(-np.inf, np.inf, (len(self.joint_names),), np.float32)
+            "observation.state": gym.spaces.Box(-np.inf, np.inf, (len(self.state_names),), np.float32)
         }
         if self.environment_state_names:
             n = len(self.environment_state_names)
@@ -158,6 +159,11 @@ class MujocoTask(gym.Env):
     def image_key(self) -> str:
         """The camera's dataset feature (lerobot's single-camera envs, e.g. pusht, use `observation.image`)."""
         return f"observation.images.{self.camera}"
+
+    @property
+    def state_names(self) -> list[str]:
+        """observation.state's names: the joints (a task may append more, e.g. reach_color's targets)."""
+        return list(self.joint_names)
 
     @property
     def sim_time(self) -> float:

@@ -117,7 +117,8 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
         "--env.obs_type",
         dest="obs_type",
         default=None,
-        help="pusht: pixels_agent_pos (default; observation.image + state) | environment_state_agent_pos (keypoints)",
+        help="pusht: pixels_agent_pos (default; observation.image + state) | environment_state_agent_pos (keypoints); "
+        "reach_color: environment_state (default) | targets_in_state (both targets' xyz appended to the state)",
     )
     parser.add_argument("--env.image_height", dest="image_height", type=int, default=None)
     parser.add_argument("--env.image_width", dest="image_width", type=int, default=None)

@@ -127,6 +127,9 @@ class TrainConfig:
     num_workers: int = 4
     batch_size: int = 8
     steps: int = 100_000
+    # Wall-clock budget of the update loop (seconds, from its first step): the step that crosses it is the last,
+    # logged and checkpointed as if it were --steps (a benchmark with a fixed time slot). None: no budget.
+    max_train_s: float | None = None
     eval_freq: int = 20_000
     log_freq: int = 200
     save_checkpoint: bool = True
@@ -170,6 +173,10 @@ class TrainConfig:
                 f"--steps must be >= 1, or 0 with --online.steps > 0 (got {self.steps})",
             ),
             (self.online.steps >= 0, f"--online.steps must be >= 0 (got {self.online.steps})"),
+            (
+                self.max_train_s is None or self.max_train_s > 0,
+                f"--max_train_s must be > 0 seconds (got {self.max_train_s}); leave it out for no budget",
+            ),
             (
                 0.0 <= self.online.sampling_ratio <= 1.0,
                 f"--online.sampling_ratio must be in [0, 1] (got {self.online.sampling_ratio})",

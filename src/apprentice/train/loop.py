@@ -86,6 +86,8 @@ def train(cfg: TrainConfig) -> Path:
 
         return train_online(cfg)
     rank, world, device = _init_distributed(cfg)
+    if cfg.max_train_s is not None and world > 1:  # ranks would stop at different steps and hang in a collective
+        raise TrainError("--max_train_s works in a single-process run; under torchrun use --steps")
     main = rank == 0
     out = output_dir(cfg)
     resume_from = (
@@ -244,6 +246,8 @@ def train(cfg: TrainConfig) -> Path:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
             step_fn(next_batch)
+            out_of_time = cfg.max_train_s is not None and time.perf_counter() - loop_start >= cfg.max_train_s
+            last_step = step == cfg.steps or out_of_time
             policy.update()  # EMA target networks (TD-MPC); a no-op for most policies
             if scheduler is not None:
                 scheduler.step()
@@ -259,7 +263,7 @@ def train(cfg: TrainConfig) -> Path:
                 timed_steps += 1
             window_steps += 1
             # Reading the loss forces a GPU sync, so it happens only every log_freq steps.
-            if step % cfg.log_freq == 0 or step == cfg.steps:
+            if step % cfg.log_freq == 0 or last_step:
                 mean_loss = float(loss_sum.item()) / window_steps
                 if world > 1:
                     t = torch.tensor([mean_loss], device=device)
@@ -287,7 +291,7 @@ def train(cfg: TrainConfig) -> Path:
                 window_start, window_steps, timed_steps = time.perf_counter(), 0, 0
             else:
                 progress.tick(step)
-            if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
+            if cfg.save_checkpoint and (step % cfg.save_freq == 0 or last_step):
                 # FSDP: every rank takes part in gathering the full state dicts; rank 0 writes them.
                 model_state, optim_state = fsdp.full_states(policy, optimizer) if cfg.fsdp else (None, None)
                 if main:
@@ -298,6 +302,10 @@ def train(cfg: TrainConfig) -> Path:
                     )
                 if world > 1:
                     dist.barrier()
+            if out_of_time:
+                if main:
+                    log.info("stopped at step %d of %d: --max_train_s=%g s reached", step, cfg.steps, cfg.max_train_s)
+                break
         if main and cfg.cuda_graphs and step > start_step + warm_steps:
             report_captures(out, step_fn)  # a phased policy (VQ-BeT) captured again after the warm-up
     finally:

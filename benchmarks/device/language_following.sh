@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One GPU-machine call for issues #13 and #17: does the instruction condition SmolVLA, π0 and π0-FAST?
+# Install the sim bundle (.whl-sim/, from scripts/device_sim_wheels.sh); record DEMOS scripted reach_color demos
+# once (--env.obs_type=targets_in_state, RECORD_WORKERS recorders on disjoint seed ranges, then `apprentice
+# dataset merge`); then benchmarks/language_following.py --small-vlm for smolvla, pi0 and pi0fast AT ONCE on the one
+# GPU, each with the wall budget left, each rewriting $OUT/lang_<policy>.json after every phase. Every phase has a
+# timeout, so a cut run still returns what finished; logs' tails go to $OUT/logs.txt.
+#
+#   benchmarks/device/language_following.sh          # the device call (carry .whl-sim); <= BUDGET_S=560 s wall
+#   POLICIES=smolvla BUDGET_S=300 benchmarks/device/language_following.sh      # one policy, shorter
+#   PYTHON=/tmp/simbundle-venv/bin/python DEVICE=cpu QUICK=1 benchmarks/device/language_following.sh  # CPU rehearsal
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+SECONDS=0
+PY=${PYTHON:-python3}
+SITE=${SIM_SITE:-/tmp/site}
+OUT=${OUT:-/tmp/language_following_out}
+WORK=${WORK:-$(mktemp -d /tmp/language_following.XXXX)}
+BUDGET_S=${BUDGET_S:-560}            # wall seconds for the whole call, install included
+DEMOS=${DEMOS:-200}
+RECORD_WORKERS=${RECORD_WORKERS:-12}
+POLICIES=${POLICIES:-smolvla pi0 pi0fast}
+DEVICE=${DEVICE:-cuda}
+STEPS=${STEPS:-8000}                 # ceiling and cosine-decay length; the budget usually ends training first
+BATCH=${BATCH:-64}
+LR=${LR:-5e-4}
+EVAL_RESERVE_S=${EVAL_RESERVE_S:-110}  # per run: checkpoint load + 50 + 50 evaluation episodes
+mkdir -p "$OUT" "$WORK"
+log() { echo "# [$SECONDS s] $*" | tee -a "$WORK/driver.log" >&2; }
+collect() {  # at most 8 files come back from a device call: the logs' tails travel as one file
+  for f in driver.log install.log merge.log record_0.log $(printf '%s.log ' $POLICIES); do
+    [ -f "$WORK/$f" ] && { echo "==> $f"; tail -c 5000 "$WORK/$f"; echo; }
+  done >"$OUT/logs.txt"
+}
+trap collect EXIT
+
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  ls .whl-sim/*.whl >/dev/null 2>&1 || { echo '{"error": "no .whl-sim/*.whl: run scripts/device_sim_wheels.sh and carry .whl-sim"}'; exit 1; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --disable-pip-version-check --target "$SITE" \
+    .whl-sim/*.whl >"$WORK/install.log" 2>&1 || { tail -20 "$WORK/install.log"; exit 1; }
+fi
+export PYTHONPATH=$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}
+export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# glvnd's dispatch libraries (carried in .whl-sim/gl) where the image lacks them (as aloha_act_quality.sh).
+if [ -d .whl-sim/gl ] && ! ldconfig -p | grep -q 'libEGL.so.1 '; then
+  if [ "$(id -u)" = 0 ]; then cp .whl-sim/gl/* /usr/lib/x86_64-linux-gnu/ && ldconfig
+  else export LD_LIBRARY_PATH=$PWD/.whl-sim/gl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
+fi
+log "installed"
+# Fail in seconds, by name, if a module is missing or MuJoCo cannot render headless.
+timeout 60 "$PY" - >"$OUT/env_check.json" <<'PYEOF' || { cat "$OUT/env_check.json"; exit 1; }
+import importlib, json, sys
+found, missing = {}, []
+for name in ["torch", "transformers", "tokenizers", "numpy", "pyarrow", "safetensors", "av", "mujoco", "gymnasium",
+             "apprentice"]:
+    try:
+        found[name] = getattr(importlib.import_module(name), "__version__", "?")
+    except Exception as exc:  # noqa: BLE001 — report every missing module at once
+        missing.append(f"{name} ({type(exc).__name__}: {exc})")
+if not missing:
+    try:
+        from apprentice.sim import make_env
+        env = make_env("reach_color", obs_type="targets_in_state")
+        obs, _ = env.reset(seed=0)
+        found["frame"] = list(obs["observation.images.top"].shape)
+        env.close()
+        import torch
+        found["cuda"] = torch.cuda.is_available() and torch.cuda.get_device_name(0)
+    except Exception as exc:  # noqa: BLE001
+        missing.append(f"reach_color render ({type(exc).__name__}: {exc})")
+print(json.dumps({"python": sys.version.split()[0], "modules": found, "missing": missing}))
+sys.exit(1 if missing else 0)
+PYEOF
+log "env ok: $(cat "$OUT/env_check.json")"
+
+# Record once, in parallel: worker w records seeds 1000*w, 1000*w+1, ... (disjoint; eval seeds are 100000+).
+workers=$(( RECORD_WORKERS < DEMOS ? RECORD_WORKERS : DEMOS ))
+pids=()
+for ((w = 0; w < workers; w++)); do
+  n=$(( DEMOS / workers + (w < DEMOS % workers ? 1 : 0) ))
+  timeout 150 "$PY" -m apprentice.cli sim record --env.type=reach_color --env.obs_type=targets_in_state \
+    --num-episodes="$n" --seed=$((1000 * w)) --vcodec=h264 --out="$WORK/data_$w" >"$WORK/record_$w.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || { log "a recorder failed"; tail -20 "$WORK"/record_*.log; exit 1; }; done
+log "recorded $DEMOS demos with $workers workers"
+if [ "$workers" -gt 1 ]; then
+  timeout 120 "$PY" -m apprentice.cli dataset merge $(for ((w = 0; w < workers; w++)); do echo "$WORK/data_$w"; done) \
+    --out="$WORK/data" \
+    >"$WORK/merge.log" 2>&1 || { log "merge failed"; tail -20 "$WORK/merge.log"; exit 1; }
+else
+  mv "$WORK/data_0" "$WORK/data"
+fi
+log "merged"
+
+# Train + evaluate the policies at once on the one GPU, each within the budget left (minus a margin for teardown).
+left=$(( BUDGET_S - SECONDS - 15 ))
+quick=${QUICK:+--quick}
+pids=()
+for policy in $POLICIES; do
+  timeout -k 10 $((left + 10)) "$PY" benchmarks/language_following.py --policy.type="$policy" --small-vlm \
+    --device="$DEVICE" --dataset-root="$WORK/data" --output-dir="$WORK/run_$policy" --budget-s="$left" \
+    --eval-reserve-s="$EVAL_RESERVE_S" --steps="$STEPS" --batch-size="$BATCH" --lr="$LR" --json-out="$OUT/lang_$policy.json" \
+    $quick "$@" >"$WORK/$policy.log" 2>&1 &
+  pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+log "done (rc $rc)"
+for policy in $POLICIES; do [ -f "$OUT/lang_$policy.json" ] && cat "$OUT/lang_$policy.json"; echo; done
+exit "$rc"
