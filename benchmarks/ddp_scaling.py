@@ -302,7 +302,7 @@ def main() -> int:
 
     if not args.pi0_fsdp:
         result["pi0_fsdp"] = {"skipped": "not asked (--pi0-fsdp)"}
-    elif max(worlds) < 2:
+    elif max(worlds, default=0) < 2:
         result["pi0_fsdp"] = {"skipped": f"FSDP shards across >= 2 GPUs; this machine has {gpus}"}
     else:
         for n in worlds if args.device == "cpu" else [n for n in worlds if n <= 2]:
