@@ -64,8 +64,8 @@ def _batch(args: argparse.Namespace, vocab: int, max_len: int, device: str) -> d
     return batch
 
 
-def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
-    device = args.device
+def build_policy(policy_type: str, args: argparse.Namespace, device: str | torch.device) -> tuple[Any, float]:
+    """The full-size (or --quick tiny) random-weight policy built on `device`, and the seconds it took."""
     feats = {
         "input_features": {**{f"observation.images.cam{i}": {"type": "VISUAL", "shape": [3, args.resolution,
                                                                                      args.resolution]}
@@ -84,8 +84,12 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     with fast_build(device):
         policy = make_policy(policy_type, stats, **feats, **fields)
-    policy = policy.to(device).train()
-    build_s = time.perf_counter() - t0
+    return policy.to(device).train(), time.perf_counter() - t0
+
+
+def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
+    device = args.device
+    policy, build_s = build_policy(policy_type, args, device)
     progress(f"{policy_type}: built in {build_s:.1f} s")
     if args.checkpointing:
         policy.set_grad_checkpointing(True)

@@ -180,8 +180,9 @@ def _big_number(text: str) -> int:
     return round(float(text[:-1]) * scale[text[-1]]) if text[-1] in scale else int(text)
 
 
-def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, device: str, steps: int,
-                log_every: int, workers: int) -> dict:
+def lerobot_flags(root: Path, out: Path, policy: str, batch: int, device: str, steps: int, log_every: int,
+                  workers: int) -> list[str]:
+    """lerobot_train's flags for the same dataset, policy defaults, batch, steps, seed and workers as ours."""
     flags = [f"--dataset.repo_id=local/{root.name}", f"--dataset.root={root}", f"--policy.type={policy}",
              f"--policy.device={device}", "--policy.push_to_hub=false",
              "--save_checkpoint=false", "--wandb.enable=false", f"--batch_size={batch}", f"--steps={steps}",
@@ -189,23 +190,45 @@ def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, dev
              *POLICY_FLAGS.get(policy, [])]
     if policy != "tdmpc":  # TD-MPC has no pretrained backbone field
         flags.append("--policy.pretrained_backbone_weights=null")
+    return flags
+
+
+def parse_lerobot_log(log: str, samples_per_step: int) -> dict:
+    """samples/s, final loss and the loss curve from lerobot_train's log lines (`samples_per_step`: the batch
+    times the number of processes, since `step` counts optimizer steps of every process at once)."""
+    rows = [(datetime.fromisoformat(m[0]), _big_number(m[1]), float(m[2]), float(m[3]) + float(m[4]))
+            for m in _LEROBOT_LOG.findall(log)]
+    if len(rows) < 2:
+        raise RuntimeError(f"lerobot_train: {len(rows)} log lines: {log[-600:]}")
+    (t_first, step_first, _, _), (t_last, step_last, loss, _) = rows[0], rows[-1]
+    seconds = (t_last - t_first).total_seconds()
+    result = {"samples_per_s": round((step_last - step_first) * samples_per_step / seconds, 2),
+              # lerobot's own per-step timers (update + data), which leave out the loop's other work
+              "samples_per_s_timers": round(statistics.median(samples_per_step / r[3] for r in rows[1:]), 2),
+              "final_loss": round(loss, 4),
+              "loss_curve": [[r[1] * samples_per_step, round(r[2], 4)] for r in rows]}
+    mem = re.findall(r" mem_gb:([\d.]+)", log)  # 0.6.x on CUDA: the max over ranks of max_memory_allocated
+    if mem:
+        result["max_gpu_mem_gb"] = max(map(float, mem))
+    return result
+
+
+def run_lerobot(python: str, root: Path, out: Path, policy: str, batch: int, device: str, steps: int,
+                log_every: int, workers: int) -> dict:
+    flags = lerobot_flags(root, out, policy, batch, device, steps, log_every, workers)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-m", "lerobot.scripts.lerobot_train", *flags], env=env, capture_output=True,
                           text=True, errors="replace")
     wall = time.perf_counter() - t0
     log = proc.stdout + proc.stderr
-    rows = [(datetime.fromisoformat(m[0]), _big_number(m[1]), float(m[2]), float(m[3]) + float(m[4]))
-            for m in _LEROBOT_LOG.findall(log)]
-    if proc.returncode != 0 or len(rows) < 2:
-        raise RuntimeError(f"lerobot_train exit {proc.returncode}, {len(rows)} log lines: {log[-600:]}")
-    (t_first, step_first, _, _), (t_last, step_last, loss, _) = rows[0], rows[-1]
+    if proc.returncode != 0:
+        raise RuntimeError(f"lerobot_train exit {proc.returncode}: {log[-600:]}")
+    result = parse_lerobot_log(log, batch)
+    result.pop("loss_curve")
     backend = subprocess.run([python, "-c", "import importlib.util as u; print(bool(u.find_spec('torchcodec')))"],
                              capture_output=True, text=True).stdout.strip()
-    return {"samples_per_s": round((step_last - step_first) * batch / (t_last - t_first).total_seconds(), 2),
-            # lerobot's own per-step timers (update + data), which leave out the loop's other work
-            "samples_per_s_timers": round(statistics.median(batch / r[3] for r in rows[1:]), 2),
-            "final_loss": round(loss, 4), "wall_s": round(wall, 1), "steps": steps,
+    return {**result, "wall_s": round(wall, 1), "steps": steps,
             "video_backend": "torchcodec" if backend == "True" else "pyav"}
 
 

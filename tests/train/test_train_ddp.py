@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from train_helpers import policy_flags
 
+from apprentice.train.rank_report import read_rank_reports
 from apprentice.train.reports import read_metrics
 
 
@@ -32,6 +33,12 @@ def test_torchrun_two_processes_gloo(tiny_dataset: Path, tmp_path: Path):
     records = read_metrics(out)
     assert [r["step"] for r in records] == [1, 2]
     assert records[-1]["samples_per_s"] > 0
+    # Every rank reports its data: the frames replicated (each holds all 72), the samples sharded (36 each).
+    reports = read_rank_reports(out)
+    assert [(r["rank"], r["world_size"], r["steps"]) for r in reports] == [(0, 2, 2), (1, 2, 2)]
+    assert all(r["data"]["frames_held"] == r["data"]["dataset_frames"] == 72 for r in reports)
+    assert all(r["data"]["layout"] == "replicated" for r in reports)
+    assert [r["data"]["samples_per_epoch"] for r in reports] == [36, 36]
     # Only rank 0 writes; the checkpoint is whole and loadable.
     weights = load_file(str(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
     assert "model.action_head.weight" in weights and not any(k.startswith("module.") for k in weights)

@@ -14,6 +14,7 @@ from train_helpers import policy_flags
 from apprentice.policies import load_policy
 from apprentice.train import TrainConfig, TrainError, train
 from apprentice.train.cli import main
+from apprentice.train.rank_report import read_rank_reports
 from apprentice.train.reports import read_metrics
 
 SPEC_FILES = Path("/work/shared/specs/lerobot-checkpoints")
@@ -97,6 +98,18 @@ def test_existing_output_dir_and_broken_resume_are_errors(act_run, tiny_dataset,
     (broken / "checkpoints" / "000004" / "training_state" / "optimizer_state.safetensors").write_bytes(b"garbage")
     with pytest.raises(TrainError, match=re.escape("optimizer_state.safetensors")):
         train(TrainConfig.from_args(_flags(tiny_dataset, broken, steps=6, resume="true")))
+
+
+def test_rank_report_says_where_the_frames_were_held(act_run, tiny_dataset):
+    (report,) = read_rank_reports(act_run)  # one process: one report
+    assert (report["rank"], report["world_size"], report["device"], report["steps"]) == (0, 1, "cpu", 4)
+    data = report["data"]
+    frames = 3 * 24  # write_tiny_dataset: 3 episodes of 24 frames, 48x64 RGB
+    assert (data["path"], data["storage"], data["device"], data["layout"]) == ("cache", "memory", "cpu", "replicated")
+    assert data["frames_held"] == data["dataset_frames"] == frames
+    assert data["frames_gb"] == round(frames * 3 * 48 * 64 / 2**30, 4)
+    assert data["samples_per_epoch"] == frames  # batch 4 divides the 72 samples: no sample dropped
+    assert "max_gpu_mem_gb" not in report  # CPU run: no GPU figure made up
 
 
 def test_diffusion_trains_with_warmup_scheduler(tiny_dataset, tmp_path):

@@ -50,6 +50,7 @@ from apprentice.train.data import (
 from apprentice.train.data_position import DATA_POSITION, data_position, resume_position
 from apprentice.train.ema import EMA
 from apprentice.train.progress import Progress
+from apprentice.train.rank_report import data_report, write_rank_report
 from apprentice.train.reports import (
     compile_cache_dir,
     enable_compile_cache,
@@ -210,6 +211,7 @@ def train(cfg: TrainConfig) -> Path:
         start = resume_position(state_dir, start_step * accum, per_epoch, cfg.batch_size)
         source = Prefetcher(cache, order.batches(start), start=start)
 
+    rank_data = data_report(source, ds.num_frames, per_epoch * cfg.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     metrics = (out / "logs" / "train.jsonl") if main else None
     if metrics is not None:
@@ -315,6 +317,7 @@ def train(cfg: TrainConfig) -> Path:
             wandb_run.finish()
     if last_dir is None:
         last_dir = out / "checkpoints" / "last" / PRETRAINED
+    write_rank_report(out, rank, world, device, rank_data, step, time.perf_counter() - loop_start)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -233,6 +233,13 @@ class PiPolicy(Policy):
         projections = "state_proj|action_in_proj|action_out_proj|action_time_mlp_in|action_time_mlp_out"
         return rf"(.*\.gemma_expert\..*\.self_attn\.(q|v)_proj|model\.({projections}))"
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """The modules `--fsdp=true` shards one by one: each SigLIP layer. The Gemma and expert layers run
+        pairwise inside PaliGemmaWithExpert._layer (their submodules are called, never their forward), and the
+        image and token embeddings are used outside PaliGemmaWithExpert.forward, so those stay in the root unit
+        (FSDP2 gathers a unit's weights only around its forward)."""
+        return list(self.model.paligemma_with_expert.vision_tower.vision_model.encoder.layers)
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.model.paligemma_with_expert.grad_checkpointing = enabled
 

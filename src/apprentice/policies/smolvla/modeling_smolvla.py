@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from apprentice.policies.base import Policy, adamw_from_config, cosine_decay_with_warmup
 from apprentice.policies.config import ACTION, OBS_STATE, PolicyError
@@ -273,6 +273,13 @@ class SmolVLAPolicy(Policy):
         return self._action_queue.popleft()
 
     # ------------------------------------------------------------------ optimisation
+    def fsdp_units(self) -> list[nn.Module]:
+        """The modules `--fsdp=true` shards one by one: each vision encoder layer. The VLM and expert layers run
+        inside SmolVLMWithExpert's layer loop (their submodules are called, never their forward), and the image
+        and token embeddings are used outside its forward, so those stay in the root unit (FSDP2 gathers a
+        unit's weights only around its forward)."""
+        return list(self.model.vlm_with_expert.vlm.model.vision_model.encoder.layers)
+
     def default_peft_targets(self) -> str:
         """lerobot's SmolVLA default: LoRA on the action expert's q/v projections and on the state/action/time
         projections (the task-specific layers)."""
