@@ -64,19 +64,23 @@ def test_weights_learned_on_the_learner_arrive_at_the_actor(tmp_path):
     intervention = ScriptedIntervention(Expert(env), drift=0.0, patience=1, takeover_steps=1000, dims=slice(0, 2))
     try:
         with client(port) as c:
-            stats = run_actor(env, actor_algorithm, c, ActorConfig(online_steps=40), intervention)
+            # Paced at 20 Hz (2 s): learning starts once 20 transitions are in, so the learner's pushes come
+            # while the actor still steps, on a loaded machine too (unpaced, 40 steps took ~5 ms).
+            stats = run_actor(env, actor_algorithm, c, ActorConfig(online_steps=40, fps=20), intervention)
             thread.join(20)
             # one update per transition once 20 are in the buffer: >= 20 due, 15 asked
             assert learner.step == 15
-            deadline = time.monotonic() + 5
-            while (latest := c.poll_parameters()) is None or latest[0] != 15:
+            deadline, loaded = time.monotonic() + 5, stats.last_parameters_step
+            while loaded != 15:  # the step-15 push, unless the actor already loaded it during the run
                 assert time.monotonic() < deadline, "the step-15 weights never reached the actor"
+                if (latest := c.poll_parameters()) is not None:
+                    actor_algorithm.load_actor_state_dict(latest[1])
+                    loaded = latest[0]
                 time.sleep(0.02)
             assert c.flush(10)
         while learner.ingest(timeout=0.1):  # the loop stopped at max_steps: take in the rest
             pass
         assert stats.steps == 40 and stats.episodes == 4 and stats.interventions == 40
-        actor_algorithm.load_actor_state_dict(latest[1])
         torch.testing.assert_close(actor_algorithm.weight, learner.algorithm.weight)
         assert float(learner.algorithm.weight.detach().abs().sum()) > 0  # it learned something: weights left zero
         assert stats.parameter_updates >= 1  # pushes arrived during the run, not only at the end
