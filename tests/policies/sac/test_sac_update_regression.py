@@ -40,7 +40,7 @@ def _episode(rng: np.random.Generator, steps: int = 20) -> tuple[dict[str, np.nd
     return frames, np.arange(n) < steps
 
 
-def run_updates() -> list[dict[str, float]]:
+def run_updates(stats: bool = True) -> tuple[list[dict[str, float]], SACAlgorithm]:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     cfg = make_config(
@@ -50,19 +50,29 @@ def run_updates() -> list[dict[str, float]]:
                         "observation.state": {"type": "STATE", "shape": [5]}},
         output_features={"action": {"type": "ACTION", "shape": [2]}},
     )
-    stats = {"observation.state": {"min": -3 * torch.ones(5), "max": 3 * torch.ones(5)},
+    norm = {"observation.state": {"min": -3 * torch.ones(5), "max": 3 * torch.ones(5)},
              "observation.environment_state": {"min": -3 * torch.ones(3), "max": 3 * torch.ones(3)},
              "action": {"min": -torch.ones(2), "max": torch.ones(2)}}
-    sac = SACAlgorithm(make_policy(cfg, stats))
+    sac = SACAlgorithm(make_policy(cfg, norm))
     online, offline = ReplayBuffer(None), ReplayBuffer(None)
     for _ in range(3):
         online.add_episode(*_episode(rng))
         offline.add_episode(*_episode(rng))
-    return [sac.update(mixed_batch(online, offline, 64, KEYS, rng)) for _ in range(3)]
+    return [sac.update(mixed_batch(online, offline, 64, KEYS, rng), stats=stats) for _ in range(3)], sac
 
 
 def test_seeded_updates_give_the_losses_of_before() -> None:
-    got = run_updates()
+    got, _ = run_updates()
     for step, (g, want) in enumerate(zip(got, GOLDEN, strict=True)):
         for key, value in want.items():
             assert g[key] == pytest.approx(value, rel=1e-4, abs=1e-6), f"update {step}: {key}"
+
+
+def test_updates_without_stats_read_nothing_and_learn_the_same() -> None:
+    """stats=False (the in-process loop's updates) returns nothing and leaves the very same weights."""
+    with_stats, a = run_updates(stats=True)
+    without, b = run_updates(stats=False)
+    assert without == [{}, {}, {}] and set(with_stats[0]) == set(GOLDEN[0])
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.optimization_step == b.optimization_step == 3
