@@ -84,16 +84,24 @@ def _timed(fn: Any, n: int, sync: Any, blocks: int, clock: Any) -> float:
     return best
 
 
+# Ops that only make a new view of a tensor (no kernel on CUDA), and the profiler's markers.
+METADATA_OPS = {"t", "detach", "view", "slice", "expand", "squeeze", "unsqueeze", "select", "alias", "as_strided",
+                "transpose", "permute", "_unsafe_view", "split", "unbind", "narrow", "lift_fresh",
+                "_record_function_enter_new", "_record_function_exit"}
+
+
 class OpCounter(TorchDispatchMode):
-    """Counts the aten ops one call dispatches (forward, backward and optimizer: on CUDA each is at least
-    one kernel launch) and the host reads among them (`_local_scalar_dense`: `.item()`, `float(t)`)."""
+    """Counts the aten ops one call dispatches (forward, backward, optimizer), those that compute (on CUDA
+    each is a kernel launch: the update's cost there is about their number times the launch overhead), and
+    the host reads among them (`_local_scalar_dense`: `.item()`, `float(t)`; on CUDA a sync)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops = self.host_reads = 0
+        self.ops = self.compute_ops = self.host_reads = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         self.ops += 1
+        self.compute_ops += func.overloadpacket.__name__ not in METADATA_OPS
         self.host_reads += func is torch.ops.aten._local_scalar_dense.default
         return func(*args, **(kwargs or {}))
 
@@ -148,7 +156,8 @@ def main() -> None:
     report["update_cpu_ms"] = round(timed_cpu(lambda: update(batch), args.updates, sync), 3)
     with OpCounter() as count:
         update(batch)
-    report["aten_ops_per_update"], report["host_reads_per_update"] = count.ops, count.host_reads
+    report["aten_ops_per_update"], report["compute_ops_per_update"] = count.ops, count.compute_ops
+    report["host_reads_per_update"] = count.host_reads
     write()
     obs = {k: v[0] for k, v in episode(rng, 1)[0].items() if k in OBS_KEYS}
     report["select_action_ms"] = round(timed(lambda: algo.select_action(obs), 200, sync), 3)
