@@ -18,6 +18,7 @@ import inspect
 import io
 import json
 import pstats
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--add-frames", type=int, default=100_000, help="buffer size for the add_episode timing")
     ap.add_argument("--profile", type=int, default=0, help="print this many cProfile rows of the update")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--budget-s", type=int, default=300, help="wall budget: past it, stop with what was measured")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -128,6 +130,15 @@ def main() -> None:
     def write() -> None:
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(report, indent=1))
+
+    def out_of_time(*_: Any) -> None:
+        report["cut_at_budget_s"] = args.budget_s
+        write()
+        print(json.dumps(report))
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(args.budget_s)
 
     algo = make_algorithm(args.device, args.utd_ratio)
     offline, online = ReplayBuffer(None), ReplayBuffer(None)
@@ -189,6 +200,8 @@ def main() -> None:
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(args.profile)
         print(text.getvalue())
+    signal.alarm(0)
+    write()
     print(json.dumps(report))
 
 
