@@ -145,3 +145,11 @@ def test_growth_keeps_frames_and_an_episode_longer_than_capacity_is_kept_alone()
     with pytest.raises(ReplayError, match="shapes differ"):
         small.add_episode({k: np.zeros((2, 3)) for k in small.keys})
     assert len(small) == 3  # the bad episode lost nothing
+
+
+def test_num_transitions_counts_the_frames_a_sample_can_start_at():
+    buffer = ReplayBuffer(capacity=12)
+    assert buffer.num_transitions == 0
+    for i in range(5):
+        buffer.add_episode(*_episode(3, 100.0 * i))  # 3 transitions + the final observation each
+        assert buffer.num_transitions == int(buffer.has_action.sum()) == 3 * buffer.num_episodes

@@ -134,13 +134,21 @@ class ReplayBuffer:
         self._episode = regrow(self._episode, self._episode)
         self._bounds = regrow(self._bounds, self._bounds)
 
+    def _transition_starts(self) -> np.ndarray:
+        """Frame numbers with an action (a sample starts there), oldest first; cached until the next add."""
+        if self._starts is None:
+            self._starts = self._lo + np.flatnonzero(self.has_action)
+        return self._starts
+
+    @property
+    def num_transitions(self) -> int:
+        return len(self._transition_starts())
+
     def sample(
         self, batch_size: int, deltas: Mapping[str, Iterable[int]], rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
         """A batch of `batch_size` windows from uniformly drawn start frames; keys without deltas give one frame."""
-        if self._starts is None:
-            self._starts = self._lo + np.flatnonzero(self.has_action)
-        starts = self._starts
+        starts = self._transition_starts()
         if len(starts) == 0:
             raise ReplayError("the replay buffer holds no transition to sample; collect episodes first")
         missing = sorted(set(deltas) - set(self._store))
