@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apprentice.rl import ReplayBuffer, ReplayError
+from apprentice.rl import TRANSITION_KEYS, ReplayBuffer, ReplayError
 
 
 def _episode(n_steps: int, offset: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -64,3 +64,92 @@ def test_bad_episodes_and_empty_buffer_are_errors():
         buffer.add_episode({"action": np.zeros((3, 1))})
     with pytest.raises(ReplayError, match="capacity"):
         ReplayBuffer(capacity=0)
+
+
+def _reference_windows(episodes: list[tuple[dict[str, np.ndarray], np.ndarray]], batch_size: int,
+                       deltas: dict[str, list[int]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The same sample written the slow, obvious way over a list of episodes (oldest first)."""
+    starts = [(e, t) for e, (_, flags) in enumerate(episodes) for t in np.flatnonzero(flags)]
+    picks = [starts[i] for i in rng.integers(0, len(starts), size=batch_size)]
+    out: dict[str, list] = {}
+    for e, t in picks:
+        frames, flags = episodes[e]
+        for key, store in frames.items():
+            if key not in deltas:
+                out.setdefault(key, []).append(store[t])
+                continue
+            idx = [min(max(t + d, 0), len(flags) - 1) for d in deltas[key]]
+            pad = [not 0 <= t + d < len(flags) or (key in TRANSITION_KEYS and not flags[i])
+                   for d, i in zip(deltas[key], idx, strict=True)]
+            out.setdefault(key, []).append(store[idx])
+            out.setdefault(f"{key}_is_pad", []).append(pad)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def test_ring_keeps_whole_newest_episodes_in_order_and_samples_like_the_obvious_code(tmp_path):
+    rng = np.random.default_rng(3)
+    buffer, kept = ReplayBuffer(capacity=25), []
+    for i in range(12):  # lengths 3..8 frames: the ring wraps many times, episodes straddle its end
+        episode = _episode(int(rng.integers(2, 8)), 100.0 * i)
+        buffer.add_episode(*episode)
+        kept.append(episode)
+        while sum(len(e[1]) for e in kept) > 25:
+            kept.pop(0)  # the reference FIFO: whole oldest episodes
+        assert len(buffer) == sum(len(e[1]) for e in kept) and buffer.num_episodes == len(kept)
+        want = np.concatenate([e[0]["observation.state"] for e in kept])
+        assert np.array_equal(buffer.data["observation.state"], want)  # oldest first
+        assert np.array_equal(buffer.has_action, np.concatenate([e[1] for e in kept]))
+        assert np.all(np.diff(buffer.episode_index) >= 0) and buffer.episode_index[-1] == i
+    deltas = {"observation.state": [-1, 0, 1, 2], "action": [0, 1], "next.reward": [0]}
+    got = buffer.sample(512, deltas, np.random.default_rng(7))
+    want = _reference_windows(kept, 512, deltas, np.random.default_rng(7))
+    assert sorted(got) == sorted(want)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+    # Every stored transition comes back: the sampled start frames are exactly the frames with an action.
+    starts = buffer.sample(4000, {}, np.random.default_rng(0))["observation.state"][:, 0]
+    assert set(starts) == set(buffer.data["observation.state"][buffer.has_action, 0])
+    # Save/load of a wrapped ring round-trips (a resumed run samples the same) and keeps growing the same way.
+    buffer.save(tmp_path / "ring.safetensors")
+    loaded = ReplayBuffer.load(tmp_path / "ring.safetensors")
+    a, b = buffer.sample(64, deltas, np.random.default_rng(1)), loaded.sample(64, deltas, np.random.default_rng(1))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    for buf in (buffer, loaded):
+        buf.add_episode(*_episode(6, 5000.0))
+    assert loaded.episodes_added == buffer.episodes_added == 13
+    assert all(np.array_equal(loaded.data[k], buffer.data[k]) for k in buffer.data)
+
+
+def test_adding_to_a_full_ring_writes_in_place():
+    """The old buffer concatenated (copied every stored frame) per episode; the ring writes only the new one."""
+    buffer = ReplayBuffer(capacity=40)
+    for i in range(5):
+        buffer.add_episode(*_episode(7, 100.0 * i))
+    storage = {k: id(v) for k, v in buffer._store.items()}
+    for i in range(5, 20):
+        buffer.add_episode(*_episode(7, 100.0 * i))
+    assert {k: id(v) for k, v in buffer._store.items()} == storage
+    assert buffer.data["observation.state"][0, 0] == 1500.0 and len(buffer) == 40
+
+
+def test_growth_keeps_frames_and_an_episode_longer_than_capacity_is_kept_alone():
+    buffer = ReplayBuffer()
+    for i in range(30):  # unbounded: grows by doubling, nothing dropped
+        buffer.add_episode(*_episode(9, 100.0 * i))
+    assert len(buffer) == 300 and buffer.data["observation.state"][299, 0] == 2909.0
+    small = ReplayBuffer(capacity=5)
+    small.add_episode(*_episode(2, 0.0))
+    small.add_episode(*_episode(9, 100.0))
+    assert len(small) == 10 and small.num_episodes == 1 and small.data["observation.state"][0, 0] == 100.0
+    small.add_episode(*_episode(2, 200.0))
+    assert len(small) == 3 and small.data["observation.state"][0, 0] == 200.0
+    with pytest.raises(ReplayError, match="shapes differ"):
+        small.add_episode({k: np.zeros((2, 3)) for k in small.keys})
+    assert len(small) == 3  # the bad episode lost nothing
+
+
+def test_num_transitions_counts_the_frames_a_sample_can_start_at():
+    buffer = ReplayBuffer(capacity=12)
+    assert buffer.num_transitions == 0
+    for i in range(5):
+        buffer.add_episode(*_episode(3, 100.0 * i))  # 3 transitions + the final observation each
+        assert buffer.num_transitions == int(buffer.has_action.sum()) == 3 * buffer.num_episodes

@@ -203,8 +203,9 @@ def train_hilserl(cfg: HILSerlConfig) -> Path:
         if progress["env_step"] < sac_cfg.online_step_before_learning or not len(offline) + len(online):
             return
         t0 = time.perf_counter()
+        # stats=False: nothing is read back from the device per update (the episode log reads the temperature).
         algo.update(mixed_batch(online, offline, cfg.batch_size * sac_cfg.utd_ratio, obs_keys, rng,
-                                cfg.offline_fraction))
+                                cfg.offline_fraction), stats=False)
         timing["update_s"] += time.perf_counter() - t0
         timing["updates"] += 1
 

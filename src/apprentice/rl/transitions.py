@@ -47,7 +47,7 @@ def mixed_batch(
 ) -> dict[str, Tensor]:
     """RLPD sampling: `offline_fraction` of the batch from the demos, the rest from online experience."""
     n_off = round(batch_size * offline_fraction) if offline is not None and len(offline) else 0
-    if len(online) == 0 or not np.any(online.has_action):
+    if online.num_transitions == 0:
         n_off = batch_size if n_off else 0
     parts = []
     if batch_size - n_off:

@@ -76,6 +76,7 @@ class SACPolicy(Policy):
             if config.target_entropy is not None
             else -(action_dim + (1 if config.num_discrete_actions is not None else 0)) / 2
         )
+        self._polyak: tuple[list[Tensor], list[Tensor]] | None = None  # (targets, online), built on first use
         # Targets move by Polyak averaging only; their encoder is the online one (not frozen here).
         for target in (self.critic_target, self.discrete_critic_target):
             for name, p in target.named_parameters() if target is not None else []:
@@ -85,6 +86,11 @@ class SACPolicy(Policy):
     @property
     def temperature(self) -> float:
         return float(self.log_alpha.detach().exp())
+
+    @property
+    def alpha(self) -> Tensor:
+        """The temperature as a (1,) tensor, no grad: the losses use it without a host read per update."""
+        return self.log_alpha.detach().exp()
 
     # ------------------------------------------------------------------ state dict (lerobot's names)
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
@@ -110,6 +116,7 @@ class SACPolicy(Policy):
                 for n in names:
                     sd.setdefault(n, sd[given])
         result = super().load_state_dict(sd, strict=False, assign=assign)
+        self._polyak = None  # assign=True swaps the parameter objects
         missing = [k for k in result.missing_keys if not k.startswith(_TRAINING_ONLY)]
         if strict and (missing or result.unexpected_keys):
             raise PolicyError(f"sac state dict: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
@@ -183,7 +190,7 @@ class SACPolicy(Policy):
                 q_next = q_next[torch.randperm(cfg.num_critics)[: cfg.num_subsample_critics]]
             min_q = q_next.min(dim=0).values
             if cfg.use_backup_entropy:
-                min_q = min_q - self.temperature * next_logp
+                min_q = min_q - self.alpha * next_logp
             td_target = fb["reward"] + (1 - fb["done"]) * cfg.discount * min_q
         q = self.critic_ensemble(fb["state"], fb["action"][:, : cfg.continuous_action_dim], fb["cache"])
         # Mean over the batch per critic, summed over critics (LeRobot's reduction).
@@ -203,7 +210,7 @@ class SACPolicy(Policy):
     def loss_actor(self, fb: dict[str, Any]) -> Tensor:
         a, logp, _ = self.actor(fb["state"], fb["cache"])
         q = self.critic_ensemble(fb["state"], a, fb["cache"]).min(dim=0).values
-        return (self.temperature * logp - q).mean()
+        return (self.alpha * logp - q).mean()
 
     def loss_temperature(self, fb: dict[str, Any]) -> Tensor:
         with torch.no_grad():
@@ -219,14 +226,13 @@ class SACPolicy(Policy):
     @torch.no_grad()
     def update_target_networks(self) -> None:
         """Polyak: target ← w·online + (1 − w)·target, w = critic_target_update_weight."""
-        w = self.config.critic_target_update_weight
-        pairs = [(self.critic_target, self.critic_ensemble)]
-        if self.discrete_critic is not None and self.discrete_critic_target is not None:
-            pairs.append((self.discrete_critic_target, self.discrete_critic))
-        for target, online in pairs:
-            t_params = [p for n, p in target.named_parameters() if not n.startswith("encoder.")]
-            o_params = [p for n, p in online.named_parameters() if not n.startswith("encoder.")]
-            torch._foreach_lerp_(t_params, o_params, w)
+        if self._polyak is None:  # the lists once: walking named_parameters per update cost more than the lerp
+            pairs = [(self.critic_target, self.critic_ensemble)]
+            if self.discrete_critic is not None and self.discrete_critic_target is not None:
+                pairs.append((self.discrete_critic_target, self.discrete_critic))
+            self._polyak = ([p for t, _ in pairs for n, p in t.named_parameters() if not n.startswith("encoder.")],
+                            [p for _, o in pairs for n, p in o.named_parameters() if not n.startswith("encoder.")])
+        torch._foreach_lerp_(*self._polyak, self.config.critic_target_update_weight)
 
     def make_optimizer(self, lr: float | None = None, fused: bool = False) -> torch.optim.Optimizer:
         raise PolicyError("sac has one optimizer per part; use apprentice.policies.sac.SACAlgorithm")
