@@ -19,13 +19,12 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import torch
 import torch.distributed as dist
 
 from apprentice.train import fsdp
-from pi0_train import QUICK_VLM, _batch, build_policy
+from pi0_train import QUICK_VLM, _batch, build_policy, timed_steps
 from vla_build import progress
 
 
@@ -65,22 +64,7 @@ def main() -> None:
     torch.manual_seed(1 + rank)  # each rank its own batch, as a DistributedSampler gives
     vocab = QUICK_VLM.vocab_size if args.quick else 257152
     batch = _batch(args, vocab, policy.config.tokenizer_max_length, str(device))
-    times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        if cuda:
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss, _ = policy(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, policy.config.optimizer_grad_clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())  # host read = end of step
-        if step >= args.warmup:
-            times.append(time.perf_counter() - t)
-        if rank == 0:
-            progress(f"pi0 step {step} {time.perf_counter() - t:.2f} s{' (warmup)' * (step < args.warmup)}")
+    times, losses = timed_steps(policy, params, optimizer, batch, device, args, "pi0" if rank == 0 else None)
     mine = {"rank": rank, "step_s": statistics.median(times), "loss": losses[-1],
             "params_local_m": round(sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
                                         for p in policy.parameters()) / 1e6, 1)}

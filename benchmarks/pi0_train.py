@@ -87,6 +87,30 @@ def build_policy(policy_type: str, args: argparse.Namespace, device: str | torch
     return policy.to(device).train(), time.perf_counter() - t0
 
 
+def timed_steps(policy: Any, params: list, optimizer: Any, batch: dict, device: torch.device,
+                args: argparse.Namespace, label: str | None) -> tuple[list[float], list[float]]:
+    """`args.warmup + args.steps` fine-tuning steps (bf16 autocast on CUDA, clip, optimizer): the timed steps'
+    seconds and every step's loss. Progress lines when `label` is given."""
+    cuda = device.type == "cuda"
+    times, losses = [], []
+    for step in range(args.warmup + args.steps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss, _ = policy(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, policy.config.optimizer_grad_clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())  # host read = end of step
+        if step >= args.warmup:
+            times.append(time.perf_counter() - t)
+        if label is not None:
+            progress(f"{label}: step {step} {time.perf_counter() - t:.2f} s{' (warmup)' * (step < args.warmup)}")
+    return times, losses
+
+
 def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
     device = args.device
     policy, build_s = build_policy(policy_type, args, device)
@@ -99,21 +123,7 @@ def run_ours(policy_type: str, args: argparse.Namespace) -> dict[str, Any]:
     batch = _batch(args, vocab, policy.config.tokenizer_max_length, device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss, _ = policy(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, policy.config.optimizer_grad_clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())  # host read = end of step
-        if step >= args.warmup:
-            times.append(time.perf_counter() - t)
-        progress(f"{policy_type}: step {step} {time.perf_counter() - t:.2f} s{' (warmup)' * (step < args.warmup)}")
+    times, losses = timed_steps(policy, params, optimizer, batch, torch.device(device), args, policy_type)
     out = {
         "samples_per_s": round(args.batch_size / statistics.median(times), 3),
         "step_s": round(statistics.median(times), 4),
