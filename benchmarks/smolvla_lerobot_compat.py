@@ -34,6 +34,15 @@ import smolvla_helpers as helpers  # noqa: E402
 TASKS = ["reach the red target", "reach the blue target"]
 
 
+def write_inputs(path: Path) -> Path:
+    """The shared observation and noise both sides act on (seeded), as one safetensors file."""
+    g = torch.Generator().manual_seed(0)
+    save_file({"state": torch.randn(2, 4, generator=g), "image": torch.rand(2, 3, 24, 32, generator=g),
+               "noise": torch.randn(2, helpers.TINY["chunk_size"], helpers.TINY["max_action_dim"], generator=g)},
+              str(path))
+    return path
+
+
 def _inputs(path: Path) -> tuple[dict, torch.Tensor]:
     t = load_file(str(path))
     obs = {"observation.state": t["state"], "observation.images.top": t["image"], "task": list(TASKS)}
@@ -120,11 +129,7 @@ def run(lerobot_python: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         vlm_dir = helpers.write_vlm(tmp / "vlm")
-        g = torch.Generator().manual_seed(0)
-        inputs = tmp / "inputs.safetensors"
-        save_file({"state": torch.randn(2, 4, generator=g), "image": torch.rand(2, 3, 24, 32, generator=g),
-                   "noise": torch.randn(2, helpers.TINY["chunk_size"], helpers.TINY["max_action_dim"], generator=g)},
-                  str(inputs))
+        inputs = write_inputs(tmp / "inputs.safetensors")
 
         def side(*args: str) -> None:
             subprocess.run([lerobot_python, __file__, "--lerobot-side", *args], check=True)

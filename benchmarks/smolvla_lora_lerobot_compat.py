@@ -23,7 +23,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smolvla_lerobot_compat import _inputs, _processor_files, helpers, lerobot_save, ours_act, ours_save
+from smolvla_lerobot_compat import (
+    _inputs,
+    _processor_files,
+    helpers,
+    lerobot_save,
+    ours_act,
+    ours_save,
+    write_inputs,
+)
 
 
 def lerobot_act(adapter: Path, inputs: Path, out: Path) -> None:
@@ -84,11 +92,7 @@ def run(lerobot_python: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         vlm_dir = helpers.write_vlm(tmp / "vlm")
-        g = torch.Generator().manual_seed(0)
-        inputs = tmp / "inputs.safetensors"
-        save_file({"state": torch.randn(2, 4, generator=g), "image": torch.rand(2, 3, 24, 32, generator=g),
-                   "noise": torch.randn(2, helpers.TINY["chunk_size"], helpers.TINY["max_action_dim"], generator=g)},
-                  str(inputs))
+        inputs = write_inputs(tmp / "inputs.safetensors")
         ours_save(vlm_dir, tmp / "base")
         ours_adapter(tmp / "base", tmp / "adapter")
         subprocess.run([lerobot_python, __file__, "--lerobot-side", "act", str(tmp / "adapter"), str(inputs),

@@ -6,6 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+
+# A tiny π0-FAST policy's features: state/action dim D, chunk CHUNK, one IMG x IMG camera.
+D, CHUNK, IMG = 4, 6, 32
+FEATURES = {
+    "input_features": {"observation.state": {"type": "STATE", "shape": [D]},
+                       "observation.images.top": {"type": "VISUAL", "shape": [3, IMG, IMG]}},
+    "output_features": {"action": {"type": "ACTION", "shape": [D]}},
+}
+STATS = {"observation.state": {"mean": torch.zeros(D), "std": torch.ones(D)},
+         "action": {"mean": torch.zeros(D), "std": torch.ones(D)}}
 
 TEXT_VOCAB = 640  # ids >= 96 are free for FAST tokens (vocab - 1 - skip - t)
 FAST_SKIP = 8

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pi0fast_helpers import tiny_fields
+from pi0fast_helpers import CHUNK, FEATURES, IMG, STATS, D, tiny_fields
 
 from apprentice.policies import PolicyError, load_policy, make_policy, save_policy
 from apprentice.policies.lora import PeftSettings, apply_lora, trainable_parameters
 
 pytest.importorskip("peft")
 
-D, CHUNK, IMG = 4, 6, 32
-FEATURES = {
-    "input_features": {"observation.state": {"type": "STATE", "shape": [D]},
-                       "observation.images.top": {"type": "VISUAL", "shape": [3, IMG, IMG]}},
-    "output_features": {"action": {"type": "ACTION", "shape": [D]}},
-}
-STATS = {"observation.state": {"mean": torch.zeros(D), "std": torch.ones(D)},
-         "action": {"mean": torch.zeros(D), "std": torch.ones(D)}}
 TARGETS = r".*language_model.*\.(q|v)_proj"
 
 

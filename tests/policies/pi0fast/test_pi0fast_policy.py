@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from pi0fast_helpers import tiny_fields
+from pi0fast_helpers import CHUNK, FEATURES, IMG, STATS, D, tiny_fields
 from safetensors.torch import save_file
 
 from apprentice.policies import PolicyError, load_policy, make_policy, save_policy
 
 pytest.importorskip("transformers")
 
-D, CHUNK, IMG = 4, 6, 32
-FEATURES = {
-    "input_features": {"observation.state": {"type": "STATE", "shape": [D]},
-                       "observation.images.top": {"type": "VISUAL", "shape": [3, IMG, IMG]}},
-    "output_features": {"action": {"type": "ACTION", "shape": [D]}},
-}
-STATS = {"observation.state": {"mean": torch.zeros(D), "std": torch.ones(D)},
-         "action": {"mean": torch.zeros(D), "std": torch.ones(D)}}
 
 
 @pytest.fixture(scope="module")
