@@ -28,18 +28,26 @@ from vla_build import fast_build, progress, write_partial
 TASK = "pick up the red cube and put it in the bowl"
 
 
-def text_tokenizer(directory: Path, vocab_size: int, text: str = TASK) -> Path:
+def text_tokenizer(directory: Path, vocab_size: int, text: str = TASK, split_digits: bool = False) -> Path:
     """A word-level PaliGemma-style tokenizer of `vocab_size` ids knowing the words of `text` and the numbers
-    -1..255 (π0-FAST's discretised state)."""
+    -1..255 (π0-FAST's discretised state) as whole words, or with `split_digits` the digits 0-9 one token each,
+    as Gemma's own tokenizer splits numbers: a model trained from scratch then reads a bin as its digits, which
+    it can generalise across, instead of 257 unrelated ids it must learn one by one from the demos."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ["<pad>", "<eos>", "<bos>", "<unk>", "Task", "State", "Action", ":", ",", ";", "|",
-             *text.split(), *[str(i) for i in range(-1, 256)]]
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    names = ["Task", "State", "Action", *text.split()]
+    if split_digits:  # SentencePiece-style: "▁" marks a space, so "12 7" stays apart from "1 27"
+        words = [*specials, "▁", ":", ",", ";", "|", "-", "\n", *[f"▁{w}" for w in names], *map(str, range(10))]
+        split = [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    else:
+        words = [*specials, ":", ",", ";", "|", *names, *[str(i) for i in range(-1, 256)]]
+        split = [pre_tokenizers.Punctuation(), pre_tokenizers.WhitespaceSplit()]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     vocab.update({f"<u{i}>": i for i in range(len(vocab), vocab_size)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Punctuation(), pre_tokenizers.WhitespaceSplit()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(split)
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
                             unk_token="<unk>").save_pretrained(str(directory))
     return directory

@@ -17,6 +17,7 @@ sizes of those benchmarks.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,8 @@ def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, h
                           "intermediate_size": 2 * vision_width, "num_hidden_layers": 2, "num_attention_heads": 2,
                           "image_size": res, "patch_size": patch, "projection_dim": width},
         "image_token_index": VOCAB - 1, "projection_dim": width}
-    tokenizer = text_tokenizer(directory / "text", VOCAB, text)
+    split_digits = os.environ.get("SMALL_VLM_WORD_NUMBERS") != "1"  # "1": the old whole-number words (A/B runs)
+    tokenizer = text_tokenizer(directory / "text", VOCAB, text, split_digits=split_digits)
     chunks = action_chunks(dataset_root, horizon)
     fast = FastTokenizer.fit(chunks, vocab_size=FAST_VOCAB, time_horizon=horizon, action_dim=chunks[0].shape[1])
     fast_dir = fast.save(directory / "fast")
@@ -114,8 +116,10 @@ def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, h
     return [f"--policy.vlm_config={json.dumps(vlm_config, separators=(',', ':'))}",
             f"--policy.text_tokenizer_name={tokenizer}", f"--policy.action_tokenizer_name={fast_dir}",
             f"--policy.image_resolution={_list([res, res])}", f"--policy.fast_skip_tokens={FAST_SKIP}",
-            "--policy.tokenizer_max_length=48", f"--policy.max_action_tokens={tokens}",
+            f"--policy.tokenizer_max_length={64 if split_digits else 48}", f"--policy.max_action_tokens={tokens}",
             f"--policy.max_decoding_steps={tokens}",
+            # Decode with the <bos> entering as training shows it (a from-scratch model has only ever seen that).
+            "--policy.decode_bos_in_prefix=false",
             # min/max, not mean/std, for the state: π0-FAST writes it into the prompt as 256 bins over [-1, 1],
             # and a mean/std-normalised target coordinate past +-1 std would be clipped to the end bin.
             '--policy.normalization_mapping={"VISUAL":"IDENTITY","STATE":"MIN_MAX","ACTION":"MEAN_STD"}']

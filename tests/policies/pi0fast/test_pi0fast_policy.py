@@ -118,6 +118,40 @@ def test_kv_cache_decoding_equals_full_recompute(fields):
     assert sampled.shape == cached.shape
 
 
+def _teacher_forced_argmax(policy, images, img_masks, tokens, masks, action_ids: torch.Tensor) -> torch.Tensor:
+    """What training's forward predicts after each of `action_ids` (its attention and positions exactly)."""
+    model = policy.model
+    prefix, prefix_pad = model.embed_prefix(images, img_masks, tokens, masks)
+    act = model.paligemma_with_expert.embed_tokens(action_ids).to(prefix.dtype)
+    p, a = prefix.shape[1], act.shape[1]
+    allowed = torch.ones(p + a, p + a, dtype=torch.bool)
+    allowed[:p, p:] = False
+    allowed[p:, p:] = torch.tril(torch.ones(a, a, dtype=torch.bool))
+    pad = torch.cat([prefix_pad, torch.ones_like(action_ids, dtype=torch.bool)], dim=1)
+    allowed = allowed[None] & pad[:, None, :] & pad[:, :, None]
+    hidden = model._layers(torch.cat([prefix, act], 1), model._mask4d(allowed, prefix.dtype), torch.cumsum(pad, 1) - 1)
+    return model.paligemma_with_expert.paligemma.lm_head(hidden[:, p:]).argmax(-1)
+
+
+def test_decoding_with_bos_as_first_action_token_matches_training(fields):
+    """decode_bos_in_prefix=False: greedy decoding is exactly the argmax training's forward computes for the
+    same tokens, so a model that fits its training tokens decodes them (lerobot's default puts the <bos> inside
+    the bidirectional prefix, which training never shows); written to config.json only when set."""
+    policy = _policy(fields).eval()
+    b = policy.normalizer.normalize_batch(_batch())
+    images, img_masks, tokens, masks = policy._prompt(b, training=False)
+    bos = policy.tokens.bos
+    kw = {"bos_id": bos, "end_id": -1, "max_decoding_steps": 8}
+    with torch.no_grad():
+        ours = policy.model.generate(images, img_masks, tokens, masks, bos_in_prefix=False, **kw)
+        full = policy.model.generate(images, img_masks, tokens, masks, bos_in_prefix=False, use_kv_cache=False, **kw)
+        assert torch.equal(ours, full)
+        seq = torch.cat([torch.full((ours.shape[0], 1), bos), ours[:, :-1]], dim=1)
+        assert torch.equal(_teacher_forced_argmax(policy, images, img_masks, tokens, masks, seq), ours)
+    assert _policy(fields, decode_bos_in_prefix=False).config.to_dict()["decode_bos_in_prefix"] is False
+    assert "decode_bos_in_prefix" not in _policy(fields).config.to_dict()
+
+
 def test_untrained_decoding_never_raises_and_counts_fallbacks(fields):
     policy = _policy(fields).eval()
     obs = {k: v for k, v in _batch().items() if k != "action"}

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from apprentice.policies.config import PolicyConfig, PolicyError
 
 LEROBOT_TYPE = "pi0_fast"
-APPRENTICE_FIELDS = {"vlm_config": None, "freeze_vision_encoder": False}  # not lerobot fields
+APPRENTICE_FIELDS = {"vlm_config": None, "freeze_vision_encoder": False, "decode_bos_in_prefix": True}  # not lerobot fields
 # (width, depth, mlp_dim, num_heads, num_kv_heads, head_dim) of openpi's Gemma variants.
 GEMMA_VARIANTS = {
     "gemma_300m": (1024, 18, 4096, 8, 1, 256),
@@ -67,6 +67,9 @@ class PI0FastConfig(PolicyConfig):
     # full-size one; None = PaliGemma-3B as lerobot builds it. Not a lerobot field (written only when set).
     vlm_config: dict[str, Any] | None = None
     freeze_vision_encoder: bool = False
+    # Apprentice: decoding's <bos> joins the bidirectional prefix (lerobot 0.6.1, the default: the same actions
+    # as its checkpoints), or false: it enters as the first action token does in training (model.generate).
+    decode_bos_in_prefix: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -178,14 +178,20 @@ class PI0FastModel(Checkpointable):
     def generate(
         self, images: list[Tensor], img_masks: list[Tensor], tokens: Tensor, masks: Tensor, *,
         bos_id: int, end_id: int, max_decoding_steps: int, temperature: float = 0.0, use_kv_cache: bool = True,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, bos_in_prefix: bool = True,
     ) -> Tensor:
         """Autoregressive action tokens after `[images | prompt | <bos>]`: (B, max_decoding_steps), 0-filled
         after every sequence has ended (greedy decoding stops then; sampling always runs to the end so the
-        RNG advances the same way every call)."""
+        RNG advances the same way every call).
+
+        `bos_in_prefix` (lerobot 0.6.1): the <bos> joins the bidirectional prefix, so every prefix token also
+        attends to it, which training never shows the model (there the prefix never sees the action tokens, <bos>
+        the first of them). False: the <bos> enters as the first action token does in training — it sees the
+        prefix, the prefix does not see it — so decoding conditions on exactly what training did."""
         b, device = tokens.shape[0], tokens.device
-        tokens = torch.cat([tokens, torch.full((b, 1), bos_id, dtype=torch.long, device=device)], dim=1)
-        masks = torch.cat([masks, torch.ones((b, 1), dtype=torch.bool, device=device)], dim=1)
+        if bos_in_prefix:
+            tokens = torch.cat([tokens, torch.full((b, 1), bos_id, dtype=torch.long, device=device)], dim=1)
+            masks = torch.cat([masks, torch.ones((b, 1), dtype=torch.bool, device=device)], dim=1)
         embs, pad = self.embed_prefix(images, img_masks, tokens, masks)
         lm_head = self.paligemma_with_expert.paligemma.lm_head
         out = torch.zeros((b, max_decoding_steps), dtype=torch.long, device=device)
@@ -198,6 +204,28 @@ class PI0FastModel(Checkpointable):
         step_in = embs
         allowed = pad[:, None, :] & pad[:, :, None]
         position_ids = torch.cumsum(pad, dim=1) - 1
+
+        def extend(ids: Tensor) -> None:
+            """Append one token per row: it sees every valid earlier position, no earlier one sees it."""
+            nonlocal step_in, allowed, pad, position_ids
+            new = self.paligemma_with_expert.embed_tokens(ids[:, None]).to(embs.dtype)
+            pad = torch.cat([pad, torch.ones((b, 1), dtype=torch.bool, device=device)], dim=1)
+            if cache is not None:  # only the new token goes through
+                step_in, allowed = new, pad[:, None, :]
+                position_ids = pad.sum(dim=1, keepdim=True) - 1
+            else:  # the whole sequence again (reference path; same attention pattern)
+                step_in = torch.cat([step_in, new], dim=1)
+                n = step_in.shape[1]
+                grown = torch.zeros((b, n, n), dtype=torch.bool, device=device)
+                grown[:, :-1, :-1] = allowed
+                grown[:, -1, :] = pad
+                allowed = grown
+                position_ids = torch.cumsum(pad, dim=1) - 1
+
+        if not bos_in_prefix:
+            if cache is not None:  # the prefix alone fills the cache (the reference path reruns it all anyway)
+                self._layers(step_in, self._mask4d(allowed, embs.dtype), position_ids, cache)
+            extend(torch.full((b,), bos_id, dtype=torch.long, device=device))
         for t in range(max_decoding_steps):
             hidden = self._layers(step_in, self._mask4d(allowed, embs.dtype), position_ids, cache)
             logits = lm_head(hidden[:, -1]).float()
@@ -209,17 +237,5 @@ class PI0FastModel(Checkpointable):
             finished |= nxt == end_id
             if t == max_decoding_steps - 1 or (temperature == 0 and bool(finished.all())):
                 break
-            new = self.paligemma_with_expert.embed_tokens(nxt[:, None]).to(embs.dtype)
-            pad = torch.cat([pad, torch.ones((b, 1), dtype=torch.bool, device=device)], dim=1)
-            if cache is not None:  # only the new token goes through; it sees every valid earlier position
-                step_in, allowed = new, pad[:, None, :]
-                position_ids = pad.sum(dim=1, keepdim=True) - 1
-            else:  # the whole sequence again (reference path; same attention pattern)
-                step_in = torch.cat([step_in, new], dim=1)
-                n = step_in.shape[1]
-                grown = torch.zeros((b, n, n), dtype=torch.bool, device=device)
-                grown[:, :-1, :-1] = allowed
-                grown[:, -1, :] = pad
-                allowed = grown
-                position_ids = torch.cumsum(pad, dim=1) - 1
+            extend(nxt)
         return out

@@ -194,7 +194,7 @@ class PI0FastPolicy(Policy):
         generated = self.model.generate(
             images, img_masks, tokens, masks, bos_id=tk.bos, end_id=tk.end_id,
             max_decoding_steps=c.max_decoding_steps, temperature=c.temperature, use_kv_cache=c.use_kv_cache,
-            generator=generator,
+            generator=generator, bos_in_prefix=c.decode_bos_in_prefix,
         )
         # Decoded over the whole chunk the tokens encode (lerobot decodes over n_action_steps, which only
         # differs when n_action_steps < chunk_size and then misplaces every coefficient).
