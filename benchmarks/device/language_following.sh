@@ -4,7 +4,10 @@
 # once (--env.obs_type=targets_in_state, RECORD_WORKERS recorders on disjoint seed ranges, then `apprentice
 # dataset merge`); then benchmarks/language_following.py --small-vlm for smolvla, pi0 and pi0fast AT ONCE on the one
 # GPU, each with the wall budget left, each rewriting $OUT/lang_<policy>.json after every phase. Every phase has a
-# timeout, so a cut run still returns what finished; logs' tails go to $OUT/logs.txt.
+# timeout, so a cut run still returns what finished; logs' tails go to $OUT/logs.txt. Then, for issue #13 (RTC_JUMPS,
+# on when smolvla is trained), benchmarks/rtc_chunk_jumps.py on the trained SmolVLA on $DEVICE: reach_color in real
+# time through PolicyRuntime with and without RTC -> $OUT/rtc_smolvla.json, in RTC_RESERVE_S seconds kept out of the
+# budget. $OUT gets at most 6 files: env_check.json, logs.txt, lang_<policy>.json x3, rtc_smolvla.json.
 #
 #   benchmarks/device/language_following.sh          # the device call (carry .whl-sim); <= BUDGET_S=560 s wall
 #   POLICIES=smolvla BUDGET_S=300 benchmarks/device/language_following.sh      # one policy, shorter
@@ -25,10 +28,14 @@ STEPS=${STEPS:-8000}                 # ceiling and cosine-decay length; the budg
 BATCH=${BATCH:-64}
 LR=${LR:-5e-4}
 EVAL_RESERVE_S=${EVAL_RESERVE_S:-110}  # per run: checkpoint load + 50 + 50 evaluation episodes
+case " $POLICIES " in *" smolvla "*) RTC_JUMPS=${RTC_JUMPS:-1} ;; *) RTC_JUMPS=0 ;; esac  # needs the SmolVLA
+RTC_RESERVE_S=${RTC_RESERVE_S:-70}   # start-up + checkpoint load + 2 conditions x (1 warm-up + RTC_EPISODES) x 4 s
+RTC_EPISODES=${RTC_EPISODES:-$([ -n "${QUICK:-}" ] && echo 2 || echo 5)}
+[ "$RTC_JUMPS" = 1 ] || RTC_RESERVE_S=0
 mkdir -p "$OUT" "$WORK"
 log() { echo "# [$SECONDS s] $*" | tee -a "$WORK/driver.log" >&2; }
 collect() {  # at most 8 files come back from a device call: the logs' tails travel as one file
-  for f in driver.log install.log merge.log record_0.log $(printf '%s.log ' $POLICIES); do
+  for f in driver.log install.log merge.log record_0.log $(printf '%s.log ' $POLICIES) rtc_smolvla.log; do
     [ -f "$WORK/$f" ] && { echo "==> $f"; tail -c 5000 "$WORK/$f"; echo; }
   done >"$OUT/logs.txt"
 }
@@ -93,8 +100,9 @@ else
 fi
 log "merged"
 
-# Train + evaluate the policies at once on the one GPU, each within the budget left (minus a margin for teardown).
-left=$(( BUDGET_S - SECONDS - 15 ))
+# Train + evaluate the policies at once on the one GPU, each within the budget left (minus a margin for teardown
+# and the RTC post-step's reserve).
+left=$(( BUDGET_S - SECONDS - 15 - RTC_RESERVE_S ))
 quick=${QUICK:+--quick}
 pids=()
 for policy in $POLICIES; do
@@ -106,6 +114,30 @@ for policy in $POLICIES; do
 done
 rc=0
 for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+log "trained and evaluated (rc $rc)"
+
+# Issue #13: the largest action jump at chunk boundaries with vs without RTC, the trained SmolVLA on the GPU alone
+# (the other runs have ended), its n_action_steps (15) per chunk, 0.1 s of simulated delay on each inference.
+if [ "$RTC_JUMPS" = 1 ]; then
+  ckpt=$WORK/run_smolvla/train_smolvla/checkpoints/last/pretrained_model
+  rtc_s=$(( BUDGET_S - SECONDS - 5 ))
+  rtc_s=$(( rtc_s < RTC_RESERVE_S ? rtc_s : RTC_RESERVE_S ))
+  if [ ! -f "$ckpt/config.json" ]; then
+    log "rtc_chunk_jumps skipped: no SmolVLA checkpoint at $ckpt"
+  elif [ "$rtc_s" -lt 30 ]; then
+    log "rtc_chunk_jumps skipped: $rtc_s s of the budget left"
+  else
+    if timeout -k 5 "$rtc_s" "$PY" benchmarks/rtc_chunk_jumps.py --policy.path="$ckpt" --env.type=reach_color \
+      --env.obs_type=targets_in_state --device="$DEVICE" --episodes="$RTC_EPISODES" \
+      --json-out="$OUT/rtc_smolvla.json" >"$WORK/rtc_smolvla.log" 2>&1; then
+      log "rtc_chunk_jumps done"
+    else
+      rc=1
+      log "rtc_chunk_jumps failed or was cut at $rtc_s s (rtc_smolvla.json keeps a finished condition)"
+    fi
+  fi
+fi
 log "done (rc $rc)"
 for policy in $POLICIES; do [ -f "$OUT/lang_$policy.json" ] && cat "$OUT/lang_$policy.json"; echo; done
+[ -f "$OUT/rtc_smolvla.json" ] && cat "$OUT/rtc_smolvla.json"
 exit "$rc"
