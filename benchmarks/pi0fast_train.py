@@ -40,7 +40,8 @@ def text_tokenizer(directory: Path, vocab_size: int, text: str = TASK, split_dig
     names = ["Task", "State", "Action", *text.split()]
     if split_digits:  # SentencePiece-style: "▁" marks a space, so "12 7" stays apart from "1 27"
         words = [*specials, "▁", ":", ",", ";", "|", "-", "\n", *[f"▁{w}" for w in names], *map(str, range(10))]
-        split = [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+        split = [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation(),
+                 pre_tokenizers.Digits(individual_digits=True)]
     else:
         words = [*specials, ":", ",", ";", "|", *names, *[str(i) for i in range(-1, 256)]]
         split = [pre_tokenizers.Punctuation(), pre_tokenizers.WhitespaceSplit()]

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from apprentice.policies.config import PolicyConfig, PolicyError
 
 LEROBOT_TYPE = "pi0_fast"
-APPRENTICE_FIELDS = {"vlm_config": None, "freeze_vision_encoder": False, "decode_bos_in_prefix": True}  # not lerobot fields
+# Not lerobot fields: written to config.json only when not these defaults.
+APPRENTICE_FIELDS = {"vlm_config": None, "freeze_vision_encoder": False, "decode_bos_in_prefix": True}
 # (width, depth, mlp_dim, num_heads, num_kv_heads, head_dim) of openpi's Gemma variants.
 GEMMA_VARIANTS = {
     "gemma_300m": (1024, 18, 4096, 8, 1, 256),
