@@ -15,6 +15,12 @@ Modes (each a fresh subprocess, so peak memory is its own):
   ckpt      ours + grad checkpointing (set_grad_checkpointing)
   graphs    ours + CUDA graphs (--cuda_graphs=true: the step captured after the warm-up, timed steps replay it);
             reports captured / capture_s / capture_error
+  graphs_ckpt  graphs + grad checkpointing (--cuda_graphs=true --grad_checkpointing=true)
+  memory    CUDA only: where the peak goes (benchmarks/memory_peak.py), one worker per step kind:
+            memory_graphs_bN (the warm-up steps, the capture, one replay) and memory_eager_bN (two eager steps),
+            the allocator's history recorded from before the build; reports the replayed peak beside
+            max_gpu_mem_gb, the live memory at the peak by kind (trainable/frozen params, grads, optimizer state,
+            batch buffers, other), the other blocks by allocation site, and the largest blocks
   lerobot   lerobot 0.6.1's SmolVLAPolicy (run by --lerobot-python) with lerobot-train's update step:
             its AdamW preset, clip_grad_norm_, fp32 (its default use_amp=false) and TF32 as lerobot_train
             turns it on; --lerobot-amp adds its autocast. Same batch tensors, same tokens.
@@ -33,6 +39,7 @@ Prints one JSON object. Examples:
   python benchmarks/smolvla_train.py --device cpu --batch-sizes 1 --modes latency
   timeout 180 python benchmarks/smolvla_train.py --device cuda --batch-sizes 4,32 --modes ours,graphs,latency \
       --part-timeout 45 --json-out smolvla.json
+  python benchmarks/smolvla_train.py --device cuda --batch-sizes 4 --modes graphs,graphs_ckpt,memory
 """
 
 from __future__ import annotations
@@ -51,8 +58,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+MEMORY_NEEDS_CUDA = ("--modes memory records the CUDA caching allocator's history "
+                     "(torch.cuda.memory._record_memory_history): run it with --device cuda on a GPU")
 sys.path.insert(0, str(REPO / "src"))
-from vla_build import fast_build, progress, write_partial  # noqa: E402  (benchmarks/ is this script's directory)
+import memory_peak  # noqa: E402  (benchmarks/ is this script's directory)
+from vla_build import fast_build, progress, write_partial  # noqa: E402
 
 # HuggingFaceTB/SmolVLM2-500M-Video-Instruct's config.json (the architecture fields). Its top-level pad_token_id
 # is 128002 (Idefics3's Llama-3 default, outside the 49 280 vocabulary: transformers warns about it); nothing reads
@@ -68,6 +78,7 @@ SMOLVLM2_500M = {
     "vision_config": {"model_type": "smolvlm_vision", "hidden_size": 768, "intermediate_size": 3072,
                       "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16, "image_size": 512},
 }
+MEMORY_MODES = ("memory_graphs", "memory_eager")  # what --modes memory runs
 # --quick: the same structure, small enough for a CPU run (<image> at the id special_ids(512) gives it).
 QUICK = {**SMOLVLM2_500M, "vocab_size": 512, "image_token_id": 422,
          "text_config": {**SMOLVLM2_500M["text_config"], "hidden_size": 128, "intermediate_size": 256,
@@ -183,12 +194,13 @@ def _memory(device: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ workers
-def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool, graphs: bool = False) -> dict:
+def _trainer_step(args: argparse.Namespace, batch: int, ckpt: bool, graphs: bool):
     """The trainer's step as `apprentice train` sets it up on CUDA: cuDNN autotuning and TF32 on, bf16 autocast
     with the frozen VLM stored in bf16 (store_frozen_in), fused AdamW; `graphs`: --cuda_graphs=true (the step
-    captured after TrainStep's warm-up steps, which --warmup covers, then replayed)."""
+    captured after TrainStep's warm-up steps, then replayed); `ckpt`: --grad_checkpointing=true.
+    -> (policy, step, batch, trainable params, build seconds)."""
     from apprentice.policies import make_config, make_policy
-    from apprentice.train.step import WARMUP, TrainStep
+    from apprentice.train.step import TrainStep
 
     cuda = args.device == "cuda"
     if cuda:  # as the trainer
@@ -206,16 +218,52 @@ def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool, graphs: bool =
     optimizer = policy.make_optimizer(fused=cuda)
     step = TrainStep(policy, params, optimizer, device=torch.device(args.device), image_keys=["observation.images.top"],
                      grad_clip_norm=10.0, bf16=cuda, capture=graphs and cuda, static=graphs)  # CPU: its code path
-    if cuda:
+    return policy, step, data, params, build_s
+
+
+def _graph_fields(step) -> dict:
+    return {"captured": step.captured, "capture_s": round(step.capture_s, 2), "capture_error": step.fallback}
+
+
+def worker_ours(args: argparse.Namespace, batch: int, ckpt: bool, graphs: bool = False) -> dict:
+    """Timed steps of `_trainer_step` (graphed: --warmup covers TrainStep's warm-up steps; timed steps replay)."""
+    from apprentice.train.step import WARMUP
+
+    policy, step, data, params, build_s = _trainer_step(args, batch, ckpt, graphs)
+    if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     warmup = max(args.warmup, WARMUP + 1) if graphs else args.warmup  # timed steps are replays
     seconds = _timed(lambda: step(lambda: data), _sync(args.device), args.steps, warmup)
-    graph = {"captured": step.captured, "capture_s": round(step.capture_s, 2), "capture_error": step.fallback}
     return {"samples_per_s": round(batch * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 1),
             "final_loss": round(float(step.loss_sum) / max(1, args.steps + warmup), 4),
             "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1),
-            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1), "build_s": build_s,
-            **(graph if graphs else {}), **_memory(args.device)}
+            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 1),
+            "host_params_m": round(sum(p.numel() for m in policy.model.vlm_with_expert.host_modules.values()
+                                       for p in m.parameters()) / 1e6, 1),  # saved, never on the GPU
+            "build_s": build_s, **(_graph_fields(step) if graphs else {}), **_memory(args.device)}
+
+
+def worker_memory(args: argparse.Namespace, batch: int, graphs: bool) -> dict:
+    """The live GPU memory at the peak of the trainer's step (memory_peak.py): graphed, over the warm-up steps,
+    the capture and one replay; eager, over two steps (the first creates AdamW's state)."""
+    from apprentice.train.step import WARMUP
+
+    if args.device != "cuda":
+        raise SystemExit(MEMORY_NEEDS_CUDA)
+    with memory_peak.history():
+        policy, step, data, params, build_s = _trainer_step(args, batch, ckpt=False, graphs=graphs)
+        start = memory_peak.trace_length()
+        torch.cuda.reset_peak_memory_stats()
+        for i in range(WARMUP + 1 if graphs else 2):
+            step(lambda: data)
+            progress(f"memory step {i}")
+        torch.cuda.synchronize()
+        state = [t for per in step.optimizer.state.values() for t in per.values() if isinstance(t, torch.Tensor)]
+        kinds = {"trainable params": params, "frozen params": [p for p in policy.parameters() if not p.requires_grad],
+                 "buffers": list(policy.buffers()), "grads": [p.grad for p in params if p.grad is not None],
+                 "optimizer state": state, "batch buffers": list((step.static or {}).values())}
+        report = memory_peak.peak_report(start, kinds, REPO)
+    return {"build_s": build_s, **(_graph_fields(step) if graphs else {}), **_memory(args.device), **report}
 
 
 def _top_ops(prof, key: str, n: int = 25) -> list[dict]:
@@ -415,11 +463,17 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         fn = {"ours": lambda: worker_ours(args, args.batch, False), "ckpt": lambda: worker_ours(args, args.batch, True),
               "graphs": lambda: worker_ours(args, args.batch, False, graphs=True),
+              "graphs_ckpt": lambda: worker_ours(args, args.batch, True, graphs=True),
+              "memory_graphs": lambda: worker_memory(args, args.batch, graphs=True),
+              "memory_eager": lambda: worker_memory(args, args.batch, graphs=False),
               "lerobot": lambda: worker_lerobot(args, args.batch), "profile": lambda: worker_profile(args, args.batch),
               "latency": lambda: worker_latency(args),
               "processor": lambda: write_processor(args.vlm_dir) or {}}
         print("RESULT " + json.dumps(fn[args.worker]()))
         return
+    modes = [m for mode in args.modes.split(",") for m in (MEMORY_MODES if mode == "memory" else (mode,))]
+    if args.device != "cuda" and any(m in MEMORY_MODES for m in modes):
+        raise SystemExit(MEMORY_NEEDS_CUDA)
     result: dict = {"benchmark": "smolvla_train", "device": args.device, "quick": args.quick,
                     "image": [3, args.height, args.width], "steps": args.steps}
     if args.device == "cuda":
@@ -434,7 +488,7 @@ def main() -> None:
                   f"--vlm-dir={vlm_dir}", f"--threads={args.threads}", *(["--quick"] if args.quick else []),
                   *(["--lerobot-amp"] if args.lerobot_amp else []),
                   f"--latency-budget={args.latency_budget}"]
-        if "lerobot" in args.modes.split(","):
+        if "lerobot" in modes:
             if args.lerobot_python is None:
                 raise SystemExit("--modes lerobot needs --lerobot-python PY (Python with lerobot 0.6.1 + transformers)")
             t0 = time.perf_counter()
@@ -443,7 +497,7 @@ def main() -> None:
             progress(f"lerobot processor files written in {time.perf_counter() - t0:.1f} s")
             if "error" in made:
                 result["lerobot_processor"] = made
-        for mode in args.modes.split(","):
+        for mode in modes:
             batches = [1] if mode == "latency" else [int(b) for b in args.batch_sizes.split(",")]
             for batch in batches:
                 python = args.lerobot_python if mode == "lerobot" else sys.executable
@@ -455,7 +509,7 @@ def main() -> None:
                 write_partial(args.json_out, result)
     for batch in args.batch_sizes.split(","):
         theirs = result.get(f"lerobot_b{batch}", {})
-        for mode, suffix in (("ours", ""), ("graphs", "_graphs")):
+        for mode, suffix in (("ours", ""), ("graphs", "_graphs"), ("graphs_ckpt", "_graphs_ckpt")):
             ours = result.get(f"{mode}_b{batch}", {})
             if "samples_per_s" in ours and "samples_per_s" in theirs:
                 result[f"speedup{suffix}_b{batch}"] = round(ours["samples_per_s"] / theirs["samples_per_s"], 2)

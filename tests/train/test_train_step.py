@@ -237,3 +237,14 @@ def test_ema_resume_restores_live_weights_even_with_ema_off(tmp_path):
     (tmp_path / "ema_state.json").write_text("{")
     with pytest.raises(TrainError, match="cannot read the EMA state"):
         EMA.resume(averaged, EMAConfig(), tmp_path)
+
+
+def test_ema_resume_skips_saved_weights_that_are_no_longer_parameters(tmp_path):
+    live = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    EMA(live, EMAConfig(enable=True)).save(live, tmp_path)
+    fewer = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    EMA.resume(fewer, EMAConfig(), tmp_path, keep=False)
+    assert torch.equal(fewer[0].weight, live[0].weight) and torch.equal(fewer[0].bias, live[0].bias)
+    more = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    with pytest.raises(TrainError, match="parameter names do not match"):
+        EMA.resume(more, EMAConfig(), tmp_path, keep=False)

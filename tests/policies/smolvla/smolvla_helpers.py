@@ -44,8 +44,9 @@ def write_tokenizer(directory: Path) -> int:
     return tok.get_vocab_size()
 
 
-def write_vlm(directory: Path, tokenizer: bool = True) -> Path:
-    """A tiny SmolVLM2 dir: config.json (+ tokenizer files unless tokenizer=False)."""
+def write_vlm(directory: Path, tokenizer: bool = True, tie_word_embeddings: bool = False) -> Path:
+    """A tiny SmolVLM2 dir: config.json (+ tokenizer files unless tokenizer=False); lm_head untied as in
+    SmolVLM2-500M unless tie_word_embeddings."""
     from transformers import SmolVLMConfig
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def write_vlm(directory: Path, tokenizer: bool = True) -> Path:
         text_config={"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
                      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": vocab,
                      "max_position_embeddings": 256},
-        scale_factor=2, vocab_size=vocab, image_token_id=4, tie_word_embeddings=False,
+        scale_factor=2, vocab_size=vocab, image_token_id=4, tie_word_embeddings=tie_word_embeddings,
     )
     config.save_pretrained(str(directory))
     return directory

@@ -114,11 +114,14 @@ def test_flow_times_follow_lerobots_beta_on_the_device():
     assert below == pytest.approx(0.5**1.5, abs=3e-3)  # its CDF x^1.5
 
 
-def test_static_buffer_step_trains_like_the_eager_step(vlm_dir):
-    """The step a CUDA graph records (static buffers, tensor lr, device-side loss) on CPU: same losses."""
+@pytest.mark.parametrize("ckpt", [False, True], ids=["plain", "grad_checkpointing"])
+def test_static_buffer_step_trains_like_the_eager_step(vlm_dir, ckpt):
+    """The step a CUDA graph records (static buffers, tensor lr, device-side loss) on CPU: same losses, also
+    with gradient checkpointing (--cuda_graphs=true --grad_checkpointing=true)."""
     runs = []
     for static in (False, True):
         policy = _policy(vlm_dir).train()
+        policy.set_grad_checkpointing(ckpt)
         policy.set_tasks(TASKS)
         torch.manual_seed(5)
         runs.append(_losses(policy, [_batch(policy, seed=i) for i in range(3)], static=static))
@@ -187,10 +190,11 @@ def test_language_padded_to_max_length_gives_the_same_chunk(vlm_dir):
 
 # ------------------------------------------------------------------------------------------------ CUDA
 @cuda
-def test_cuda_graph_train_step_matches_eager_on_cuda(vlm_dir, monkeypatch):
+@pytest.mark.parametrize("ckpt", [False, True], ids=["plain", "grad_checkpointing"])
+def test_cuda_graph_train_step_matches_eager_on_cuda(vlm_dir, monkeypatch, ckpt):
     """The trainer's --cuda_graphs=true path for SmolVLA (bf16 autocast, bf16-stored VLM, fused capturable
-    AdamW): the replayed graph gives the eager losses. Noise and times are fixed tensors here so both runs
-    see the same draws whatever the generator does under replay."""
+    AdamW), also with --grad_checkpointing=true: the replayed graph gives the eager losses. Noise and times
+    are fixed tensors here so both runs see the same draws whatever the generator does under replay."""
     batches = None
     runs = []
     fixed: dict[str, torch.Tensor] = {}
@@ -207,6 +211,7 @@ def test_cuda_graph_train_step_matches_eager_on_cuda(vlm_dir, monkeypatch):
     monkeypatch.setattr(flow_matching.SmolVLAFlowMatching, "forward", fixed_draws)
     for capture in (False, True):
         policy = _policy(vlm_dir).to("cuda").train()
+        policy.set_grad_checkpointing(ckpt)
         policy.set_tasks(TASKS)
         policy.store_frozen_in(torch.bfloat16)
         batches = batches or [_batch(policy, seed=i, device="cuda") for i in range(8)]

@@ -131,7 +131,7 @@ class SmolVLAFlowMatching(nn.Module):
         pad = torch.cat([prefix_pad, suffix_pad], dim=1)
         mask = block_mask(pad, torch.cat([prefix_block, suffix_pad], dim=1))
         positions = torch.cumsum(pad, dim=1) - 1
-        _, out, _ = self.vlm_with_expert(prefix, suffix, mask, positions)
+        out, _ = self.vlm_with_expert(prefix, suffix, mask, positions)
         v = self.action_out_proj(out[:, -self.config.chunk_size :].float())
         return F.mse_loss(target, v, reduction="none")
 
@@ -144,7 +144,7 @@ class SmolVLAFlowMatching(nn.Module):
         positions = torch.cumsum(prefix_pad, dim=1) - 1
         cache: PrefixCache | None = None
         if self.config.use_cache:
-            _, _, cache = self.vlm_with_expert(
+            _, cache = self.vlm_with_expert(
                 prefix, None, block_mask(prefix_pad, prefix_block), positions, fill_cache=True
             )
             cache = self.vlm_with_expert.precompute_expert_kv(cache)
@@ -158,13 +158,13 @@ class SmolVLAFlowMatching(nn.Module):
                 suffix_pad = torch.ones(b, ls, dtype=torch.bool, device=suffix.device)
                 pad = torch.cat([prefix_pad, suffix_pad], dim=1)
                 mask = block_mask(pad, torch.cat([prefix_block, suffix_pad], dim=1))
-                _, out, _ = self.vlm_with_expert(prefix, suffix, mask, torch.cumsum(pad, dim=1) - 1)
+                out, _ = self.vlm_with_expert(prefix, suffix, mask, torch.cumsum(pad, dim=1) - 1)
             else:
                 # Actions see every valid prefix token and, causally, each other (each is its own block).
                 causal = torch.ones(ls, ls, dtype=torch.bool, device=suffix.device).tril()
                 mask = torch.cat([prefix_pad[:, None, :].expand(b, ls, -1), causal.expand(b, ls, ls)], dim=2)
                 pos = offsets + torch.arange(ls, device=suffix.device)[None, :]
-                _, out, _ = self.vlm_with_expert(None, suffix, mask, pos, cache=cache)
+                out, _ = self.vlm_with_expert(None, suffix, mask, pos, cache=cache)
             return self.action_out_proj(out[:, -chunk:].float())
 
         return velocity

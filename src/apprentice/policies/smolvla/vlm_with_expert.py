@@ -14,6 +14,12 @@ prefix in one of two ways:
 The prefix never attends to the actions, so at inference its K/V are computed once per chunk (`PrefixCache`)
 and each denoising step runs the expert alone. RoPE, attention scaling and masking follow LeRobot's
 SmolVLA (its own RoPE with wavelength 10 000, not the text config's rope_theta) so outputs match.
+
+Only the K/V of the last VLM layer that has an expert layer reach the actions: that layer's queries, output
+projection, post-attention norm and MLP, the layers after it, the text model's final norm and lm_head never
+do (LeRobot freezes them for that reason). They are not computed, and their weights live in host memory
+outside the module tree (`host_modules`; 57 M parameters at smolvla_base's size, 113 MB in bf16); the
+state dict still carries them, so checkpoints keep LeRobot's keys and values both ways.
 """
 
 from __future__ import annotations
@@ -126,6 +132,10 @@ class SmolVLMWithExpert(Checkpointable):
         self.freeze_vision_encoder = freeze_vision_encoder
         self.train_expert_only = train_expert_only
         self._set_requires_grad()
+        self.host_modules: dict[str, nn.Module] = {}
+        self._keep_unused_on_host()
+        self.register_state_dict_post_hook(_save_host_modules)
+        self.register_load_state_dict_pre_hook(_load_host_modules)
 
     # ------------------------------------------------------------------ parameters and modes
     def _is_self_attn(self, i: int) -> bool:
@@ -138,14 +148,37 @@ class SmolVLMWithExpert(Checkpointable):
         if self.train_expert_only:
             self.vlm.requires_grad_(False)
         else:
-            # As LeRobot: the VLM's last layer (and lm_head, final norm) never influence the actions, so
-            # they stay frozen (DDP would otherwise wait for their gradients).
+            # As LeRobot: the VLM's last layer, lm_head and final norm stay frozen. Most of them never influence
+            # the actions (DDP would wait for their gradients; they are kept on the host, _keep_unused_on_host);
+            # the last layer's K/V do, but LeRobot freezes the whole layer.
             frozen = ["lm_head", "text_model.norm.weight", f"text_model.layers.{self.num_vlm_layers - 1}."]
             if self.num_vlm_layers != self.num_expert_layers and self.num_vlm_layers % self.num_expert_layers == 0:
                 frozen.append(f"text_model.layers.{self.num_vlm_layers - 2}.")
             for name, p in self.vlm.named_parameters():
                 if any(f in name for f in frozen):
                     p.requires_grad_(False)
+
+    def _keep_unused_on_host(self) -> None:
+        """Move the modules that never reach the actions (see the module docstring) out of the module tree, to
+        the CPU. Each stays a plain attribute at its old place, not a child: parameters(), .to(), DDP and FSDP
+        skip it, store_frozen_in leaves it in its dtype, and attribute paths still reach it (torch.distributed.
+        checkpoint resolves state-dict keys with getattr). `host_modules` maps each one's path to it."""
+        text = self.vlm.model.text_model
+        n = len(text.layers)
+        last = max(i for i in range(n) if self._expert_layer(i) is not None)
+        base = "vlm.model.text_model"
+        paths = [f"{base}.layers.{last}.{name}"
+                 for name in ("self_attn.q_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp")]
+        paths += [f"{base}.layers.{j}" for j in range(last + 1, n)] + [f"{base}.norm"]
+        if self.vlm.lm_head.weight is not text.embed_tokens.weight:  # tied, it is the token embedding
+            paths.append("vlm.lm_head")
+        for path in paths:
+            parent_path, _, name = path.rpartition(".")
+            parent = self.get_submodule(parent_path)
+            module = getattr(parent, name).requires_grad_(False).to("cpu")
+            delattr(parent, name)
+            parent.__dict__[name] = module
+            self.host_modules[path] = module
 
     def train(self, mode: bool = True) -> SmolVLMWithExpert:
         super().train(mode)
@@ -190,33 +223,34 @@ class SmolVLMWithExpert(Checkpointable):
         positions: Tensor,
         cache: PrefixCache | None = None,
         fill_cache: bool = False,
-    ) -> tuple[Tensor | None, Tensor | None, PrefixCache | None]:
-        """One pass over all layers.
+    ) -> tuple[Tensor | None, PrefixCache | None]:
+        """One pass over the VLM layers the expert reads.
 
         Training: prefix (B, Lp, Hv) and suffix (B, Ls, He), mask (B, Lp+Ls, Lp+Ls), positions (B, Lp+Ls).
         Prefill: prefix only with fill_cache=True -> the cache. Denoising: suffix only with `cache`,
-        mask (B, Ls, Lp+Ls), positions (B, Ls). Returns the final-normed (prefix, suffix) outputs and the cache.
+        mask (B, Ls, Lp+Ls), positions (B, Ls). Returns the final-normed suffix output and the cache.
         """
         new_cache = PrefixCache([], [], {}) if fill_cache else None
-        vlm_layers = self.vlm.model.text_model.layers
-        for i in range(self.num_vlm_layers):
+        vlm_layers = self.vlm.model.text_model.layers  # those after the last one the expert reads are on the host
+        for i in range(len(vlm_layers)):
             layer_args = (vlm_layers[i], self._expert_layer(i), i, prefix, suffix, mask, positions, cache, new_cache)
             if fill_cache or self._is_self_attn(i):
                 prefix, suffix = self.run(self._joint_layer, *layer_args)
             else:
                 prefix, suffix = self.run(self._cross_layer, *layer_args)
-        if prefix is not None:
-            prefix = self.vlm.model.text_model.norm(prefix)
         if suffix is not None:
             suffix = self.lm_expert.norm(suffix)
-        return prefix, suffix, new_cache if fill_cache else cache
+        return suffix, new_cache if fill_cache else cache
 
     @staticmethod
-    def _qkv(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(layer: nn.Module, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """Queries (None where q_proj is on the host: the last layer the expert reads), keys, values."""
         attn = layer.self_attn
-        h = layer.input_layernorm(x).to(attn.q_proj.weight.dtype)  # a bf16-stored frozen VLM under fp32 inputs
+        h = layer.input_layernorm(x).to(attn.k_proj.weight.dtype)  # a bf16-stored frozen VLM under fp32 inputs
         shape = (*h.shape[:-1], -1, attn.head_dim)
-        return attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
+        q_proj = attn._modules.get("q_proj")  # a host-kept module is an attribute, not a child
+        q = q_proj(h).view(shape) if q_proj is not None else None
+        return q, attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
 
     @staticmethod
     def _finish(layer: nn.Module, x: Tensor, att: Tensor) -> Tensor:
@@ -229,31 +263,37 @@ class SmolVLMWithExpert(Checkpointable):
         suffix: Tensor | None, mask: Tensor, positions: Tensor, cache: PrefixCache | None,
         new_cache: PrefixCache | None,
     ) -> tuple[Tensor | None, Tensor | None]:
-        streams = [(vlm_layer, prefix), (expert_layer, suffix)]
-        live = [(layer, x) for layer, x in streams if x is not None and layer is not None]
+        out = [prefix, suffix]
+        live = [(j, layer, x) for j, (layer, x) in enumerate(zip((vlm_layer, expert_layer), out))
+                if x is not None and layer is not None]
         if not live:
             return prefix, suffix
-        qkv = [self._qkv(layer, x) for layer, x in live]
-        q, k, v = (torch.cat(t, dim=1) for t in zip(*qkv))
-        length = q.shape[1]
-        pos = positions[:, :length]
-        q, k = apply_rope(q, pos), apply_rope(k, pos)
+        qkv = [self._qkv(layer, x) for _, layer, x in live]
+        k = torch.cat([t[1] for t in qkv], dim=1)
+        v = torch.cat([t[2] for t in qkv], dim=1)
+        length = k.shape[1]
+        k = apply_rope(k, positions[:, :length])
         if new_cache is not None:
             new_cache.keys.append(k)
             new_cache.values.append(v)
+        asking = [(j, layer, x, q) for (j, layer, x), (q, _, _) in zip(live, qkv) if q is not None]
+        for j, _, _ in live:  # a stream without queries (the VLM at its last layer) has no output
+            out[j] = None
+        if not asking:
+            return out[0], out[1]
+        # Only the VLM stream, which comes first, can lack queries: the queries are the sequence's last rows.
+        start = length - sum(x.shape[1] for _, _, x, _ in asking)
+        q = apply_rope(torch.cat([q for *_, q in asking], dim=1), positions[:, start:length])
         if cache is not None:  # denoising: the actions attend to the cached prefix and to themselves
             k = torch.cat([cache.keys[i], k], dim=1)
             v = torch.cat([cache.values[i], v], dim=1)
             att = attention(q, k, v, mask)
         else:
-            att = attention(q, k, v, mask[:, :length, :length])
-        out, start = [], 0
-        for layer, x in streams:
-            if x is None or layer is None:
-                out.append(x)
-                continue
-            out.append(self._finish(layer, x, att[:, start : start + x.shape[1]]))
-            start += x.shape[1]
+            att = attention(q, k, v, mask[:, start:length, :length])
+        row = 0
+        for j, layer, x, _ in asking:
+            out[j] = self._finish(layer, x, att[:, row : row + x.shape[1]])
+            row += x.shape[1]
         return out[0], out[1]
 
     def _cross_layer(
@@ -264,15 +304,19 @@ class SmolVLMWithExpert(Checkpointable):
         if prefix is not None:  # training: the VLM layer over the prefix alone, its K/V feed the expert
             lp = prefix.shape[1]
             q, k, v = self._qkv(vlm_layer, prefix)
-            q, k = apply_rope(q, positions[:, :lp]), apply_rope(k, positions[:, :lp])
-            prefix = self._finish(vlm_layer, prefix, attention(q, k, v, mask[:, :lp, :lp]))
+            k = apply_rope(k, positions[:, :lp])
+            if q is None:  # the last layer the expert reads: its K/V only
+                prefix = None
+            else:
+                q = apply_rope(q, positions[:, :lp])
+                prefix = self._finish(vlm_layer, prefix, attention(q, k, v, mask[:, :lp, :lp]))
             expert_pos = positions[:, lp:]
         else:
             k, v = cache.keys[i], cache.values[i]
             expert_pos = positions
         if expert_layer is None or suffix is None:
             return prefix, suffix
-        if prefix is None and i in cache.expert_kv:
+        if cache is not None and i in cache.expert_kv:  # denoising: projected once per chunk
             ek, ev = cache.expert_kv[i]
         else:
             ek, ev = self.project_prefix_kv(expert_layer, k, v)
@@ -297,11 +341,43 @@ class SmolVLMWithExpert(Checkpointable):
 
     def precompute_expert_kv(self, cache: PrefixCache) -> PrefixCache:
         """Project the cached prefix K/V for every cross-attention layer once (reused by all denoising steps)."""
-        for i in range(self.num_vlm_layers):
+        for i in range(len(cache.keys)):
             layer = self._expert_layer(i)
             if layer is not None and not self._is_self_attn(i):
                 cache.expert_kv[i] = self.project_prefix_kv(layer, cache.keys[i], cache.values[i])
         return cache
+
+
+def _save_host_modules(module: SmolVLMWithExpert, state: dict[str, Tensor], prefix: str, _meta: object) -> None:
+    """state_dict post-hook: the host-kept modules' weights under their usual keys."""
+    for path, held in module.host_modules.items():
+        held.state_dict(destination=state, prefix=f"{prefix}{path}.")
+
+
+def _load_host_modules(
+    module: SmolVLMWithExpert, state: dict[str, Tensor], prefix: str, _meta: object, _strict: bool,
+    missing: list[str], unexpected: list[str], errors: list[str],
+) -> None:
+    """load_state_dict pre-hook: the host-kept modules' keys are taken out of `state` and copied into them;
+    missing, unexpected and mis-shaped keys are reported as load_state_dict reports any other."""
+    for path, held in module.host_modules.items():
+        start = f"{prefix}{path}."
+        own = held.state_dict(keep_vars=True)
+        for key in [k for k in state if k.startswith(start) and k[len(start):] not in own]:
+            unexpected.append(key)
+            del state[key]  # else the parent module reports it too
+        for name, tensor in own.items():
+            key = start + name
+            if key not in state:
+                missing.append(key)
+                continue
+            value = state.pop(key)
+            if value.shape != tensor.shape:
+                errors.append(f"size mismatch for {key}: copying a param with shape {value.shape} from checkpoint, "
+                              f"the shape in current model is {tensor.shape}.")
+                continue
+            with torch.no_grad():
+                tensor.copy_(value)
 
 
 def vision_embeddings(embeddings: nn.Module, pixels: Tensor) -> Tensor:
