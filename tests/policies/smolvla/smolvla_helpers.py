@@ -98,6 +98,20 @@ def stats() -> dict:
             "action": {"mean": torch.full((4,), 0.1), "std": torch.full((4,), 2.0)}}
 
 
+def perturbed_policy(vlm_dir: Path, seed: int = 0, **extra: object):
+    """A tiny SmolVLA whose every parameter is nudged off its init, so zero biases and unit norms hide no path."""
+    import torch
+
+    from apprentice.policies import make_config, make_policy
+
+    torch.manual_seed(seed)
+    policy = make_policy(make_config("smolvla", **fields(vlm_dir, **extra)), stats())
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return policy
+
+
 def observation(batch: int = 2, task: str | list[str] = TASKS[0], seed: int = 0) -> dict:
     import torch
 

@@ -10,24 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from smolvla_helpers import TASKS, fields, observation, stats, write_vlm
-
-from apprentice.policies import make_config, make_policy
+from smolvla_helpers import TASKS, observation, perturbed_policy, write_vlm
 
 LEROBOT_KEYS = Path(__file__).parent / "lerobot_smolvla" / "model_keys.json"
 PREFIX = "model.vlm_with_expert."
 TEXT = "vlm.model.text_model."
 HEAD = PREFIX + "vlm.lm_head.weight"
 LAST_LAYER_PARTS = ("self_attn.q_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp")
-
-
-def _policy(vlm_dir, seed: int = 0, **extra):
-    torch.manual_seed(seed)
-    policy = make_policy(make_config("smolvla", **fields(vlm_dir, **extra)), stats())
-    with torch.no_grad():  # random non-zero biases/norms so every path matters
-        for p in policy.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return policy
 
 
 def _held_keys(policy) -> set[str]:
@@ -51,7 +40,7 @@ def _with_full_vlm(policy):
 
 
 def test_unused_weights_live_on_the_host_outside_the_module_tree(vlm_dir):
-    policy = _policy(vlm_dir)
+    policy = perturbed_policy(vlm_dir)
     vwe = policy.model.vlm_with_expert
     assert set(vwe.host_modules) == {"vlm.lm_head", TEXT + "norm", *(f"{TEXT}layers.3.{n}" for n in LAST_LAYER_PARTS)}
     state = policy.state_dict()
@@ -72,8 +61,9 @@ def test_unused_weights_live_on_the_host_outside_the_module_tree(vlm_dir):
 
 
 def test_load_state_dict_fills_the_host_modules_and_reports_their_keys(vlm_dir):
-    state = {k: torch.randn_like(v) for k, v in _policy(vlm_dir).state_dict().items()}  # all new, held ones too
-    target = _policy(vlm_dir, seed=1)
+    # every value new, the host-held ones too
+    state = {k: torch.randn_like(v) for k, v in perturbed_policy(vlm_dir).state_dict().items()}
+    target = perturbed_policy(vlm_dir, seed=1)
     target.load_state_dict(state)
     loaded = target.state_dict()
     assert loaded.keys() == state.keys()
@@ -91,7 +81,7 @@ def test_load_state_dict_fills_the_host_modules_and_reports_their_keys(vlm_dir):
 
 
 def test_a_tied_lm_head_is_the_token_embedding_and_stays(tmp_path):
-    policy = _policy(write_vlm(tmp_path / "tied", tie_word_embeddings=True))
+    policy = perturbed_policy(write_vlm(tmp_path / "tied", tie_word_embeddings=True))
     vwe = policy.model.vlm_with_expert
     assert vwe.vlm.lm_head.weight is vwe.vlm.model.text_model.embed_tokens.weight
     assert "vlm.lm_head" not in vwe.host_modules and TEXT + "norm" in vwe.host_modules
@@ -111,7 +101,7 @@ LAST_2 = {"layers.2." + n for n in LAST_LAYER_PARTS}
     ({"train_expert_only": False}, LAST_3),
 ], ids=["cross_last", "self_last", "self_attn", "fewer_experts", "vlm_trains"])
 def test_skipping_the_unused_vlm_parts_gives_the_full_computation(vlm_dir, extra, held):
-    policy = _policy(vlm_dir, **extra).train()
+    policy = perturbed_policy(vlm_dir, **extra).train()
     assert set(policy.model.vlm_with_expert.host_modules) == {"vlm.lm_head", TEXT + "norm", *(TEXT + h for h in held)}
     full = _with_full_vlm(policy)
     batch = {**observation(batch=3), "action": torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(5)),

@@ -8,24 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from smolvla_helpers import TASKS, fields, observation, stats
+from smolvla_helpers import TASKS, observation, perturbed_policy
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from apprentice.policies import load_policy, make_config, make_policy, save_policy
+from apprentice.policies import load_policy, save_policy
 from apprentice.policies.smolvla import flow_matching
 from apprentice.train.step import TrainStep
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
-
-
-def _policy(vlm_dir, seed: int = 0, **extra):
-    torch.manual_seed(seed)
-    policy = make_policy(make_config("smolvla", **fields(vlm_dir, **extra)), stats())
-    with torch.no_grad():  # random non-zero biases/norms so every path matters
-        for p in policy.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return policy
 
 
 def _batch(policy, size: int = 4, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -55,9 +46,9 @@ def _losses(policy, batches, *, device="cpu", bf16=False, static=False, capture=
 
 
 def test_frozen_vlm_in_bf16_trains_like_fp32_and_saves_lerobots_keys_and_dtypes(vlm_dir, tmp_path):
-    reference = _policy(vlm_dir)
+    reference = perturbed_policy(vlm_dir)
     before = {k: v.dtype for k, v in reference.state_dict().items()}
-    policy = _policy(vlm_dir)
+    policy = perturbed_policy(vlm_dir)
     policy.store_frozen_in(torch.bfloat16)
     for name, p in policy.named_parameters():
         expected = torch.bfloat16 if ".vlm." in name else torch.float32  # train_expert_only: the whole VLM
@@ -93,7 +84,7 @@ def test_frozen_vlm_in_bf16_trains_like_fp32_and_saves_lerobots_keys_and_dtypes(
 
 
 def test_only_the_vision_tower_in_bf16_when_the_vlm_trains(vlm_dir):
-    policy = _policy(vlm_dir, train_expert_only=False).eval()
+    policy = perturbed_policy(vlm_dir, train_expert_only=False).eval()
     noise = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
     before = policy.predict_action_chunk(observation(task=list(TASKS)), noise=noise)
     policy.store_frozen_in(torch.bfloat16)
@@ -120,7 +111,7 @@ def test_static_buffer_step_trains_like_the_eager_step(vlm_dir, ckpt):
     with gradient checkpointing (--cuda_graphs=true --grad_checkpointing=true)."""
     runs = []
     for static in (False, True):
-        policy = _policy(vlm_dir).train()
+        policy = perturbed_policy(vlm_dir).train()
         policy.set_grad_checkpointing(ckpt)
         policy.set_tasks(TASKS)
         torch.manual_seed(5)
@@ -149,7 +140,7 @@ class _CaptureSafety(TorchDispatchMode):
 
 def test_training_step_and_sampler_touch_no_cpu_tensor_and_never_sync(vlm_dir):
     """What a CUDA graph records — the loss, its backward, and the chunk sampler — checked without a GPU."""
-    policy = _policy(vlm_dir)
+    policy = perturbed_policy(vlm_dir)
     policy.set_tasks(TASKS)
     policy.store_frozen_in(torch.bfloat16)
     policy.to("meta").train()
@@ -176,7 +167,7 @@ def test_training_step_and_sampler_touch_no_cpu_tensor_and_never_sync(vlm_dir):
 
 def test_language_padded_to_max_length_gives_the_same_chunk(vlm_dir):
     """The graphed sampler pads the tokens to tokenizer_max_length (one graph for every task)."""
-    policy = _policy(vlm_dir).eval()
+    policy = perturbed_policy(vlm_dir).eval()
     inputs = policy._inputs(policy.normalizer.normalize_batch(observation(task=list(TASKS))))
     images, masks, tokens, token_mask, state = inputs
     padded, padded_mask = policy._pad_language(tokens, token_mask)
@@ -210,7 +201,7 @@ def test_cuda_graph_train_step_matches_eager_on_cuda(vlm_dir, monkeypatch, ckpt)
 
     monkeypatch.setattr(flow_matching.SmolVLAFlowMatching, "forward", fixed_draws)
     for capture in (False, True):
-        policy = _policy(vlm_dir).to("cuda").train()
+        policy = perturbed_policy(vlm_dir).to("cuda").train()
         policy.set_grad_checkpointing(ckpt)
         policy.set_tasks(TASKS)
         policy.store_frozen_in(torch.bfloat16)
@@ -222,7 +213,7 @@ def test_cuda_graph_train_step_matches_eager_on_cuda(vlm_dir, monkeypatch, ckpt)
 
 @cuda
 def test_cuda_graph_train_step_draws_new_noise_on_every_replay(vlm_dir):
-    policy = _policy(vlm_dir).to("cuda").train()
+    policy = perturbed_policy(vlm_dir).to("cuda").train()
     policy.set_tasks(TASKS)
     batch = _batch(policy, device="cuda")
     losses = _losses(policy, [batch] * 7, device="cuda", bf16=True, capture=True, lr=1e-12)
@@ -233,7 +224,7 @@ def test_cuda_graph_train_step_draws_new_noise_on_every_replay(vlm_dir):
 def test_cuda_graph_chunk_equals_the_eager_chunk(vlm_dir):
     """The graphed sampler (TF32 matmuls, tokens padded to tokenizer_max_length) gives the eager chunk for the
     same noise, reads new inputs on every replay, and serves every task from one graph."""
-    policy = _policy(vlm_dir).to("cuda").eval()
+    policy = perturbed_policy(vlm_dir).to("cuda").eval()
     outs = {}
     for precision in ("fp32", "bf16"):
         for graphed in (False, True):
