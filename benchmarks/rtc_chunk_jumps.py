@@ -255,6 +255,9 @@ def run(policy: Any, rtc: bool, args: argparse.Namespace) -> dict[str, Any]:
         "mean_within_chunk_jump_rad": round(float(np.mean(within)), 4) if within else None,
         "success_rate": successes / args.episodes,
         "inference_delay_ticks_p50": pct(delays, 50),
+        "inference_delay_ticks_max": pct(delays, 100),
+XX
+        "chunk_graph_captures": getattr(getattr(policy, "chunk_graph", None), "captures", None),
         "tick_period_p50_ms": pct(periods, 50),
         "tick_period_p99_ms": pct(periods, 99),
         "starved_ticks": starved,

@@ -29,8 +29,8 @@ BATCH=${BATCH:-64}
 LR=${LR:-5e-4}
 EVAL_RESERVE_S=${EVAL_RESERVE_S:-110}  # per run: checkpoint load + 50 + 50 evaluation episodes
 case " $POLICIES " in *" smolvla "*) RTC_JUMPS=${RTC_JUMPS:-1} ;; *) RTC_JUMPS=0 ;; esac  # needs the SmolVLA
-RTC_RESERVE_S=${RTC_RESERVE_S:-70}   # start-up + checkpoint load + 2 conditions x (1 warm-up + RTC_EPISODES) x 4 s
-RTC_EPISODES=${RTC_EPISODES:-$([ -n "${QUICK:-}" ] && echo 2 || echo 5)}
+RTC_RESERVE_S=${RTC_RESERVE_S:-160}  # start-up + checkpoint load + 2 conditions x (1 warm-up + RTC_EPISODES) x 4 s
+RTC_EPISODES=${RTC_EPISODES:-$([ -n "${QUICK:-}" ] && echo 2 || echo 15)}
 [ "$RTC_JUMPS" = 1 ] || RTC_RESERVE_S=0
 mkdir -p "$OUT" "$WORK"
 log() { echo "# [$SECONDS s] $*" | tee -a "$WORK/driver.log" >&2; }

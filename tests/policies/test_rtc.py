@@ -94,3 +94,26 @@ def test_full_jacobian_pulls_toward_the_prefix_and_needs_autograd(toy) -> None:
     assert (guided.mean(dim=(1, 2)) > 0).float().mean() > (plain.mean(dim=(1, 2)) > 0).float().mean()
     with torch.inference_mode(), pytest.raises(PolicyError, match="no_grad"):
         guided_denoise(toy, noise[:1], 2, full)
+
+
+def test_prepared_guidance_is_the_per_step_guidance_on_tensors_alone(toy) -> None:
+    """`prepare` (what a CUDA graph records) gives the chunk the guidance built at every step gives; traces
+    and full_jacobian need the host or autograd, so they are not graphable."""
+    torch.manual_seed(2)
+    noise = torch.randn(8, CHUNK, DIM)
+    previous = torch.linspace(-1, 1, (CHUNK - 2) * DIM).view(CHUNK - 2, DIM)  # shorter than the chunk: padded
+    rtc = RTCGuidance(previous, 2, RTCConfig(execution_horizon=5, max_guidance_weight=7.0))
+    prepared = rtc.prepare(noise)
+    assert prepared.prefix.shape == noise.shape and prepared.prefix[:, CHUNK - 2 :].eq(0).all()
+    assert prepared.weights.flatten().tolist()[:2] == [1.0, 1.0] and prepared.weights[0, 5:].eq(0).all()
+    with torch.no_grad():
+        per_step = guided_denoise(toy, noise, 6, RTCGuidance(previous, 2, RTCConfig(execution_horizon=5,
+                                                                                    max_guidance_weight=7.0,
+                                                                                    debug=True)))
+        from_tensors = guided_denoise(toy, noise, 6, prepared)
+        plain = guided_denoise(toy, noise, 6)
+    torch.testing.assert_close(from_tensors, per_step)
+    assert (from_tensors - plain).abs().max() > 0.05  # it did guide
+    assert rtc.graphable
+    assert not RTCGuidance(previous, 2, RTCConfig(debug=True)).graphable
+    assert not RTCGuidance(previous, 2, RTCConfig(full_jacobian=True)).graphable

@@ -93,6 +93,34 @@ class RTCGuidance:
         """The same guidance with another prefix (e.g. one a policy maps into another action space)."""
         return RTCGuidance(prefix, self.inference_delay, self.config, self.execution_horizon, self.trace)
 
+    @property
+    def graphable(self) -> bool:
+        """Whether `prepare`'s tensors carry all of it: the identity-Jacobian form reads nothing back to the
+        host, so a CUDA graph can record it; full_jacobian (autograd) and debug traces (host reads) cannot."""
+        return not (self.config.full_jacobian or self.config.debug)
+
+    def prepare(self, like: Tensor) -> PreparedRTC:
+        """This guidance as tensors shaped for the chunk ``like`` ([B, T, A]): the padded prefix and the
+        per-action weights, computed once per chunk instead of once per denoising step."""
+        assert self.prev_chunk_left_over is not None
+        cfg = self.config
+        horizon = min(self.execution_horizon or cfg.execution_horizon, self.prev_chunk_left_over.shape[-2])
+        weights = prefix_weights(cfg.prefix_attention_schedule, self.inference_delay, horizon, like.shape[1])
+        return PreparedRTC(_padded_prefix(self.prev_chunk_left_over, like),
+                           weights.to(like.device, like.dtype)[None, :, None], cfg.max_guidance_weight)
+
+
+@dataclass
+class PreparedRTC:
+    """Identity-Jacobian RTC guidance as device tensors only (`RTCGuidance.prepare`): what a sampler recorded
+    in a CUDA graph reads from its static buffers, so a guided chunk replays like a plain one."""
+
+    prefix: Tensor  # [B, T, A]: the not-yet-executed actions, zero past their end
+    weights: Tensor  # [1, T, 1]: 1 on the committed prefix, fading to 0 at the execution horizon
+    max_guidance_weight: float
+
+    active = True
+
 
 def prefix_weights(schedule: str, start: int, end: int, total: int) -> Tensor:
     """Per-action guidance weights [total]: 1 on the first ``start`` (committed) actions, then the schedule's
@@ -118,10 +146,10 @@ def guidance_weight(t: Tensor, max_guidance_weight: float) -> Tensor:
     """The paper's weight ``(1 - tau) / tau * ((1 - tau)^2 + tau^2) / (1 - tau)^2`` with tau = 1 - t,
     clipped to ``max_guidance_weight`` (it is infinite at pure noise, t = 1)."""
     tau = 1.0 - t
-    limit = torch.as_tensor(max_guidance_weight, dtype=t.dtype)
-    c = torch.nan_to_num((1.0 - tau) / tau, posinf=float(limit))
+    limit = float(max_guidance_weight)  # a Python float: no host tensor, so a CUDA graph can record this
+    c = torch.nan_to_num((1.0 - tau) / tau, posinf=limit)
     inv_r2 = ((1.0 - tau) ** 2 + tau**2) / (1.0 - tau) ** 2
-    return torch.minimum(torch.nan_to_num(c * inv_r2, posinf=float(limit)), limit)
+    return torch.nan_to_num(c * inv_r2, posinf=limit).clamp(max=limit)
 
 
 def _padded_prefix(prefix: Tensor, like: Tensor) -> Tensor:
@@ -137,7 +165,7 @@ def _padded_prefix(prefix: Tensor, like: Tensor) -> Tensor:
     return out
 
 
-def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidance) -> Tensor:
+def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidance | PreparedRTC) -> Tensor:
     """The RTC-guided velocity at ``x_t``: ``v - w(t) * J^T [(prefix - x1) * weights]``, where
     ``x1 = x_t - t * v`` is the clean chunk the model predicts and J = d x1 / d x_t.
 
@@ -145,13 +173,17 @@ def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidanc
     requires grad), so J = I and the correction is the weighted error itself: no backward pass through
     the model. ``full_jacobian`` takes the vector-Jacobian product through the model instead (the
     paper's Kinetix code); it needs autograd, so call it under ``torch.no_grad()``, not inference_mode.
+    A `PreparedRTC` is the identity-Jacobian form on tensors made once per chunk (CUDA-graph safe).
     """
+    if isinstance(rtc, PreparedRTC):
+        v = velocity_fn(x_t, t)
+        correction = (rtc.prefix - (x_t - t.view(-1, 1, 1) * v)) * rtc.weights
+        w = guidance_weight(t.float(), rtc.max_guidance_weight).to(x_t.dtype).view(-1, 1, 1)
+        return v - w * correction
     assert rtc.prev_chunk_left_over is not None
     cfg = rtc.config
-    horizon = min(rtc.execution_horizon or cfg.execution_horizon, rtc.prev_chunk_left_over.shape[-2])
-    weights = prefix_weights(cfg.prefix_attention_schedule, rtc.inference_delay, horizon, x_t.shape[1])
-    weights = weights.to(x_t.device, x_t.dtype)[None, :, None]
-    prefix = _padded_prefix(rtc.prev_chunk_left_over, x_t)
+    prepared = rtc.prepare(x_t)
+    prefix, weights = prepared.prefix, prepared.weights
     if cfg.full_jacobian:
         if torch.is_inference_mode_enabled():
             raise PolicyError(
@@ -177,12 +209,16 @@ def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidanc
     return v - w * correction
 
 
-def guided_denoise(velocity_fn: VelocityFn, noise: Tensor, num_steps: int, rtc: RTCGuidance | None = None) -> Tensor:
+def guided_denoise(
+    velocity_fn: VelocityFn, noise: Tensor, num_steps: int, rtc: RTCGuidance | PreparedRTC | None = None
+) -> Tensor:
     """Euler-integrate ``velocity_fn`` from ``noise`` (t = 1) to actions (t = 0) in ``num_steps`` steps; with
     an active ``rtc`` each step's velocity is guided toward its committed prefix. [B, T, A] -> [B, T, A]."""
     if num_steps < 1:
         raise PolicyError(f"num_steps must be >= 1, got {num_steps}")
     guided = rtc is not None and rtc.active
+    if guided and isinstance(rtc, RTCGuidance) and rtc.graphable:
+        rtc = rtc.prepare(noise)  # once per chunk, not per step
     dt = -1.0 / num_steps
     x_t = noise
     for step in range(num_steps):
@@ -208,6 +244,7 @@ def accepts_rtc(policy: Any) -> bool:
 
 __all__ = [
     "SCHEDULES",
+    "PreparedRTC",
     "RTCConfig",
     "RTCGuidance",
     "accepts_rtc",

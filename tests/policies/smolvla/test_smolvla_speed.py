@@ -259,3 +259,28 @@ def test_graph_safe_vision_embeddings_equal_transformers_for_a_full_patch_grid(i
     grid = torch.ones(2, pixels // patch, pixels // patch, dtype=torch.bool)
     expected = embeddings(pixel_values=images, patch_attention_mask=grid)
     assert torch.equal(vision_embeddings(embeddings, images), expected)
+
+
+@cuda
+def test_cuda_graph_rtc_chunk_equals_the_eager_guided_chunk(vlm_dir):
+    """RTC guidance replays from its own graph (prefix and weights as static inputs): the eager guided chunk
+    for the same noise, a new prefix and delay read on every replay, full_jacobian still eager."""
+    from apprentice.policies.rtc import RTCConfig, RTCGuidance
+
+    policy = perturbed_policy(vlm_dir).to("cuda").eval()
+    obs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in observation(task=list(TASKS)).items()}
+    noise = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(3)).cuda()
+    outs = {}
+    for graphed in (False, True):
+        policy.cuda_graphs = graphed
+        for delay, scale in ((1, 0.5), (3, -0.5)):
+            prefix = torch.full((4, 4), scale, device="cuda")
+            rtc = RTCGuidance(prefix, delay, RTCConfig(execution_horizon=4))
+            outs[graphed, delay] = policy.predict_action_chunk(obs, noise=noise, rtc=rtc)
+    assert policy.chunk_graph.captures == 1  # both prefixes and delays: one graph
+    for delay in (1, 3):
+        torch.testing.assert_close(outs[True, delay], outs[False, delay], rtol=1e-2, atol=1e-2)
+    assert (outs[True, 1] - outs[True, 3]).abs().max() > 1e-3  # the replay read the new prefix
+    full = RTCGuidance(torch.zeros(4, 4, device="cuda"), 1, RTCConfig(full_jacobian=True))
+    policy.predict_action_chunk(obs, noise=noise, rtc=full)
+    assert policy.chunk_graph.captures == 1  # full_jacobian ran eagerly

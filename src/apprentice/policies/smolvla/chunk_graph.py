@@ -14,7 +14,10 @@ once per input signature over static buffers and replays it with one launch:
   PyTorch's recipe asks.
 
 A capture that fails raises `PolicyError` saying so and how to run eagerly (`policy.cuda_graphs = False`):
-it never falls back silently. RTC guidance and CPU inference always run the eager path.
+it never falls back silently. RTC guidance in its identity-Jacobian form (lerobot's) is recorded too: its
+prefix and weights (`PreparedRTC`) are two more static inputs, so a guided chunk takes as long as a plain
+one and real-time chunking does not itself delay the chunk it smooths; full_jacobian/debug guidance and
+CPU inference run the eager path.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from apprentice.policies.config import PolicyError
+from apprentice.policies.rtc import PreparedRTC
 
-Sampler = Callable[..., Tensor]  # (images, masks, tokens, token_mask, state, noise) -> chunk
+Sampler = Callable[..., Tensor]  # (images, masks, tokens, token_mask, state, noise, rtc) -> chunk
 MAX_GRAPHS = 4  # signatures kept (batch sizes / precisions); each holds its own memory pool
 WARMUP = 2
 
@@ -41,7 +45,7 @@ class _Captured:
 
 
 class ChunkGraph:
-    """`graph(model, images, masks, tokens, token_mask, state, noise)` -> the chunk, replayed from a graph."""
+    """`graph(model, images, masks, tokens, token_mask, state, noise[, rtc])` -> the chunk, from a graph."""
 
     def __init__(self) -> None:
         self.graphs: OrderedDict[tuple, _Captured] = OrderedDict()
@@ -49,22 +53,26 @@ class ChunkGraph:
 
     def __call__(
         self, model: nn.Module, images: list[Tensor], masks: list[Tensor], tokens: Tensor, token_mask: Tensor,
-        state: Tensor, noise: Tensor,
+        state: Tensor, noise: Tensor, rtc: PreparedRTC | None = None,
     ) -> Tensor:
-        """`model.sample(images, masks, tokens, token_mask, state, noise)`, from the graph of this signature."""
+        """`model.sample(images, masks, tokens, token_mask, state, noise, rtc)`, from the graph of this
+        signature; guided and plain chunks are separate signatures."""
         flat = [*images, *masks, tokens, token_mask, state, noise]
+        if rtc is not None:
+            flat += [rtc.prefix, rtc.weights]
         n = len(images)
+        guidance = None if rtc is None else rtc.max_guidance_weight  # recorded into the graph as a constant
         device = noise.device
         amp = torch.is_autocast_enabled(device.type)
         amp_dtype = torch.get_autocast_dtype(device.type) if amp else None
         # The graph reads the weights at the addresses it was recorded with: weights moved or re-cast since
         # (.to(), store_frozen_in) get a new graph (~0.1 ms to check ~600 tensors).
         weights = tuple(t.data_ptr() for t in (*model.parameters(), *model.buffers()))
-        key = (n, tuple((tuple(x.shape), x.dtype) for x in flat), amp, amp_dtype,
+        key = (n, guidance, tuple((tuple(x.shape), x.dtype) for x in flat), amp, amp_dtype,
                torch.backends.cuda.matmul.allow_tf32, weights)
         entry = self.graphs.get(key)
         if entry is None:
-            entry = self._capture(model.sample, flat, n, amp_dtype)
+            entry = self._capture(model.sample, flat, n, amp_dtype, guidance)
             self.graphs[key] = entry
             while len(self.graphs) > MAX_GRAPHS:
                 self.graphs.popitem(last=False)
@@ -77,12 +85,18 @@ class ChunkGraph:
             return entry.output.clone()  # the next replay overwrites the buffer
 
     @staticmethod
-    def _run(sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None) -> Tensor:
+    def _run(
+        sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None, guidance: float | None
+    ) -> Tensor:
+        inputs = flat[2 * n : 2 * n + 4]  # tokens, token_mask, state, noise
+        rtc = None if guidance is None else PreparedRTC(flat[-2], flat[-1], guidance)
         with torch.autocast("cuda", dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None,
                             cache_enabled=False):
-            return sampler(flat[:n], flat[n : 2 * n], *flat[2 * n :])
+            return sampler(flat[:n], flat[n : 2 * n], *inputs, rtc)
 
-    def _capture(self, sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None) -> _Captured:
+    def _capture(
+        self, sampler: Sampler, flat: list[Tensor], n: int, amp_dtype: torch.dtype | None, guidance: float | None
+    ) -> _Captured:
         static = [x.clone() for x in flat]
         try:
             with torch.cuda.device(static[-1].device):
@@ -90,13 +104,13 @@ class ChunkGraph:
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
                     for _ in range(WARMUP):
-                        self._run(sampler, static, n, amp_dtype)
+                        self._run(sampler, static, n, amp_dtype, guidance)
                 torch.cuda.current_stream().wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
                 # thread_local: with asynchronous inference the chunk is sampled on a worker thread while
                 # other threads may touch CUDA; only this thread's calls must be capture-safe.
                 with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    output = self._run(sampler, static, n, amp_dtype)
+                    output = self._run(sampler, static, n, amp_dtype, guidance)
         except Exception as exc:  # one clear error: capture is never silently replaced by the eager path
             raise PolicyError(
                 f"smolvla: recording the chunk sampler as a CUDA graph failed ({type(exc).__name__}: {exc}); "

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from apprentice.policies.rtc import RTCGuidance, guided_denoise
+from apprentice.policies.rtc import PreparedRTC, RTCGuidance, guided_denoise
 from apprentice.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from apprentice.policies.smolvla.vlm_with_expert import PrefixCache, SmolVLMWithExpert
 
@@ -171,7 +171,7 @@ class SmolVLAFlowMatching(nn.Module):
 
     def sample(
         self, images: list[Tensor], img_masks: list[Tensor], tokens: Tensor, token_mask: Tensor, state: Tensor,
-        noise: Tensor, rtc: RTCGuidance | None = None,
+        noise: Tensor, rtc: RTCGuidance | PreparedRTC | None = None,
     ) -> Tensor:
         """Noise (B, chunk, max_action_dim) -> the denoised chunk (normalised units), RTC-guided when `rtc` is
         active: `guided_denoise` is the one sampler, eager or recorded in a CUDA graph (chunk_graph.py)."""

@@ -63,8 +63,8 @@ def tf32_matmuls(enabled: bool) -> Iterator[None]:
 class SmolVLAPolicy(Policy):
     """SmolVLA. Speed, all of it off the weights and config.json (so checkpoints stay LeRobot's):
 
-    - `cuda_graphs` (default True): on CUDA, predict_action_chunk without RTC replays the whole sample (prefix +
-      num_steps expert steps) from a CUDA graph (chunk_graph.py), with TF32 float32 matmuls;
+    - `cuda_graphs` (default True): on CUDA, predict_action_chunk replays the whole sample (prefix + num_steps
+      expert steps, RTC-guided or not) from a CUDA graph (chunk_graph.py), with TF32 float32 matmuls;
     - `store_frozen_in(torch.bfloat16)`: the trainer's hook under bf16 autocast — the frozen VLM kept in bf16;
     - the training step has no host syncs and draws its noise and times on the device, so the trainer's
       `--cuda_graphs=true` records it whole.
@@ -248,11 +248,13 @@ class SmolVLAPolicy(Policy):
         noise = noise.to(self.device, torch.float32)
         cuda = noise.device.type == "cuda"
         with tf32_matmuls(cuda):
-            if cuda and self.cuda_graphs and not (rtc is not None and rtc.active):
+            guided = rtc is not None and rtc.active
+            if cuda and self.cuda_graphs and (not guided or rtc.graphable):
                 # One graph for every task: tokens padded to tokenizer_max_length (padding is masked out and
                 # does not move positions, so the chunk is the one the eager path samples).
                 tokens, token_mask = self._pad_language(tokens, token_mask)
-                actions = self.chunk_graph(self.model, images, masks, tokens, token_mask, state, noise)
+                prepared = rtc.prepare(noise) if guided else None
+                actions = self.chunk_graph(self.model, images, masks, tokens, token_mask, state, noise, prepared)
             else:  # rtc=None: plain Euler; with RTC each step is guided toward the committed prefix
                 actions = self.model.sample(images, masks, tokens, token_mask, state, noise, rtc)
         self.train(was_training)
