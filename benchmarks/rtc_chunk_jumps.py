@@ -256,7 +256,7 @@ def run(policy: Any, rtc: bool, args: argparse.Namespace) -> dict[str, Any]:
         "success_rate": successes / args.episodes,
         "inference_delay_ticks_p50": pct(delays, 50),
         "inference_delay_ticks_max": pct(delays, 100),
-XX
+        # SmolVLA's graphs so far (plain chunks add one, guided ones another); unchanged = this condition ran eagerly
         "chunk_graph_captures": getattr(getattr(policy, "chunk_graph", None), "captures", None),
         "tick_period_p50_ms": pct(periods, 50),
         "tick_period_p99_ms": pct(periods, 99),
