@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +60,54 @@ def dataset_obs_type(root: Path) -> str:
     """targets_in_state when the dataset's observation.state carries the targets (12 values), else the default."""
     state = json.loads((root / "meta" / "info.json").read_text())["features"]["observation.state"]
     return "targets_in_state" if list(state["shape"]) == [12] else "environment_state"
+
+
+def min_dist_cm(info: dict[str, Any]) -> list[float]:
+    """Each episode's closest approach of the tip to the instructed target (cm), from reach's reward 1 - d/25cm
+    (25 = never within 25 cm): tells an imprecise reach (a few cm) from one that went elsewhere."""
+    return [round(25.0 * (1.0 - r), 1) for t in info["per_task"] for r in t["metrics"]["max_rewards"]]
+
+
+def decoding_diagnostics(policy: Any, root: Path, episodes: list[int], max_frames: int = 128) -> dict[str, Any]:
+    """π0-FAST on demo frames of `episodes` (frames at multiples of n_action_steps: where it replans):
+    `token_stats` (teacher-forced per-position accuracy and cross-entropy), decoding fallbacks of greedy
+    decoding, and how far the decoded chunk is from the demo's (dataset units, and exact = the FAST round
+    trip of the demo chunk, all a perfect model can decode)."""
+    import torch
+
+    from apprentice.dataset import LeRobotDataset
+
+    c = policy.config
+    probe = LeRobotDataset(root, episodes=episodes)
+    ds = LeRobotDataset(root, episodes=episodes,
+                        delta_timestamps={"action": [i / probe.fps for i in range(c.chunk_size)]})
+    picked = [i for i in range(len(ds)) if int(ds[i]["frame_index"]) % c.n_action_steps == 0][:max_frames]
+    items = [ds[i] for i in picked]
+    keys = [k for k in c.input_features if k in items[0]]
+    batch = {k: torch.stack([it[k] for it in items]).to(policy.device) for k in keys}
+    batch["task"] = [it["task"] for it in items]
+    demo = torch.stack([it["action"] for it in items]).float().to(policy.device)
+    out: dict[str, Any] = {"frames": len(items), **policy.token_stats({**batch, "action": demo})}
+    before = policy.decode_stats()
+    decoded = policy.predict_action_chunk(batch).float()
+    after = policy.decode_stats()
+    out["decode_stats"] = {k: after[k] - before.get(k, 0) for k in after}
+    tk = policy.tokens
+    norm = policy.normalizer.normalize_batch({"action": demo})["action"]
+    trip = torch.from_numpy(tk.fast.decode(tk.fast.encode(norm.cpu().numpy()), c.chunk_size, policy.action_dim))
+    best = policy._unnormalize_action(trip.float().to(policy.device))
+    err = (decoded - demo).abs()
+    out.update(abs_err_mean=round(float(err.mean()), 4), abs_err_first_step_mean=round(float(err[:, 0].mean()), 4),
+               chunks_exact=float(((decoded - best).abs().amax(dim=(1, 2)) < 1e-4).float().mean()),
+               round_trip_abs_err_mean=round(float((best - demo).abs().mean()), 4))
+    return out
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests of the options written on the command line (`--x=1` or `--x 1`), whatever their value: --quick
+    must keep a value given explicitly even when it equals the parser's default."""
+    flags = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    return {flags[arg.split("=", 1)[0]] for arg in argv if arg.split("=", 1)[0] in flags}
 
 
 def vla_defaults(policy_type: str, steps: int, chunk: int, n_action: int, lr: float) -> list[str]:
@@ -99,15 +148,19 @@ def main() -> None:
     parser.add_argument("--train-startup-s", type=float, default=30.0,
                         help="with --budget-s: seconds the trainer needs before its first step (data, build)")
     parser.add_argument("--json-out", type=Path, default=None, help="rewrite this JSON file after each phase")
+    parser.add_argument("--diagnose-episodes", type=int, default=20,
+                        help="pi0fast: also record this many held-out demos (the eval seeds) and report token "
+                        "accuracy / decoding diagnostics on them and on as many training episodes (0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: tiny VLMs, 10 demos, 50 steps, 10 episodes (unless given)")
     args, policy_flags = parser.parse_known_args()
     started_run = time.monotonic()
-    if args.quick:  # tiny sizes; a number given on the command line is kept
+    if args.quick:  # tiny sizes; a number given on the command line is kept (even one equal to the default)
         quick = {"demo_episodes": 10, "steps": 50, "eval_episodes": 10, "batch_size": 8, "chunk_size": 10,
                  "n_action_steps": 10}
+        given = explicit_options(parser, sys.argv[1:])
         for name, value in quick.items():
-            if getattr(args, name) == parser.get_default(name):
+            if name not in given:
                 setattr(args, name, value)
     if args.small_vlm and args.policy_type not in VLA_TYPES:
         raise SystemExit(f"--small-vlm is for {', '.join(VLA_TYPES)}; --policy.type={args.policy_type} has no VLM")
@@ -168,10 +221,28 @@ def main() -> None:
         kwargs = {"n_episodes": args.eval_episodes, "batch_size": min(args.eval_batch_size, args.eval_episodes),
                   "seed": 100_000, "env_kwargs": {"obs_type": args.obs_type}}
         result["eval_episodes"] = args.eval_episodes
+        if args.diagnose_episodes > 0 and hasattr(policy, "token_stats"):
+            started = time.perf_counter()
+            held = out / "held_out_demos"  # the eval seeds' scenes, solved by the expert
+            record("reach_color", held, args.diagnose_episodes, seed=kwargs["seed"],
+                   env_kwargs={"obs_type": args.obs_type}, log=lambda _: None)
+            n_train = json.loads((root / "meta" / "info.json").read_text())["total_episodes"]
+            result["diagnostics"] = {
+                "train_episodes": decoding_diagnostics(policy, root, list(range(min(n_train, args.diagnose_episodes)))),
+                "held_out_episodes": decoding_diagnostics(policy, held, list(range(args.diagnose_episodes))),
+                "diagnose_s": round(time.perf_counter() - started, 1)}
+            write_partial(args.json_out, result)
+            progress(f"diagnostics: {json.dumps(result['diagnostics'])}")
         for key, evaluated in (("follow_rate_with_instruction", policy),
                                ("follow_rate_instruction_blanked", BlankedTask(policy, args.blank_task))):
             started = time.perf_counter()
-            result[key] = evaluate(evaluated, "reach_color", **kwargs)["overall"]["success_rate"]
+            before = policy.decode_stats() if hasattr(policy, "decode_stats") else None
+            info = evaluate(evaluated, "reach_color", **kwargs)
+            result[key] = info["overall"]["success_rate"]
+            result[key.replace("follow_rate", "min_dist_cm")] = min_dist_cm(info)
+            if before is not None:
+                after = policy.decode_stats()
+                result[key.replace("follow_rate", "decode_stats")] = {k: after[k] - before.get(k, 0) for k in after}
             result[key.replace("follow_rate", "eval_s")] = round(time.perf_counter() - started, 1)
             write_partial(args.json_out, result)
             progress(f"{key}: {result[key]} ({result[key.replace('follow_rate', 'eval_s')]} s)")

@@ -111,7 +111,9 @@ def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, h
     chunks = action_chunks(dataset_root, horizon)
     fast = FastTokenizer.fit(chunks, vocab_size=FAST_VOCAB, time_horizon=horizon, action_dim=chunks[0].shape[1])
     fast_dir = fast.save(directory / "fast")
-    longest = max(len(t) for t in fast.encode(chunks[:: max(1, len(chunks) // 200)]))
+    # Over every chunk, not a sample: a training chunk longer than max_action_tokens loses its end token (and
+    # its tail) to truncation, and a model taught such rows can decode past the end. (~1 s for 10k chunks.)
+    longest = max(len(t) for t in fast.encode(chunks))
     tokens = longest + 16  # "Action: " ... "|" <eos> around the FAST tokens, with room for longer chunks
     return [f"--policy.vlm_config={json.dumps(vlm_config, separators=(',', ':'))}",
             f"--policy.text_tokenizer_name={tokenizer}", f"--policy.action_tokenizer_name={fast_dir}",

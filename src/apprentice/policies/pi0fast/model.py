@@ -156,6 +156,16 @@ class PI0FastModel(Checkpointable):
         action_tokens: Tensor, action_masks: Tensor,
     ) -> Tensor:
         """Mean cross-entropy of each action token given the prefix and the action tokens before it."""
+        loss, valid = self.token_losses(images, img_masks, tokens, masks, action_tokens, action_masks)[:2]
+        return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+    def token_losses(
+        self, images: list[Tensor], img_masks: list[Tensor], tokens: Tensor, masks: Tensor,
+        action_tokens: Tensor, action_masks: Tensor, with_argmax: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Per target position (B, a-1): cross-entropy, validity, and whether the argmax is the target (the
+        teacher-forced view that `forward` averages, kept per position so early tokens can be told apart; the
+        argmax only `with_argmax`, training skips that pass over the logits)."""
         prefix, prefix_pad = self.embed_prefix(images, img_masks, tokens, masks)
         act = self.paligemma_with_expert.embed_tokens(action_tokens).to(prefix.dtype)
         embs = torch.cat([prefix, act], dim=1)
@@ -171,7 +181,7 @@ class PI0FastModel(Checkpointable):
         logits = self.paligemma_with_expert.paligemma.lm_head(hidden[:, p:-1])
         targets, valid = action_tokens[:, 1:], action_masks[:, 1:]
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-        return (loss.view_as(targets) * valid).sum() / valid.sum().clamp(min=1)
+        return loss.view_as(targets), valid, (logits.argmax(-1) == targets) if with_argmax else None
 
     # ------------------------------------------------------------------------------- decoding
     @torch.no_grad()

@@ -178,6 +178,32 @@ class PI0FastPolicy(Policy):
         loss = self.model(images, img_masks, tokens, masks, act_ids, act_mask)
         return loss, {"ce_loss": loss.detach()}
 
+    @torch.no_grad()
+    def token_stats(self, batch: dict[str, Any], positions: int = 12) -> dict[str, Any]:
+        """Teacher-forced diagnostics of a batch with actions: mean cross-entropy (the training loss), per target
+        position (0 = the first token after <bos>, i.e. "Action: " first) accuracy of the argmax and mean
+        cross-entropy for the first `positions`, and the fraction of rows whose every token is the argmax (what
+        greedy decoding then reproduces exactly). The loss averages over many easy tokens; these show whether
+        the few first FAST tokens (the chunk's low frequencies: where it goes) are the ones that are wrong."""
+        was_training = self.training
+        self.eval()
+        batch = self.normalizer.normalize_batch(batch)
+        images, img_masks, tokens, masks = self._prompt(batch, training=True)
+        act_ids, act_mask = self.tokens.actions(batch[ACTION])
+        loss, valid, right = self.model.token_losses(images, img_masks, tokens, masks, act_ids, act_mask, True)
+        assert right is not None
+        self.train(was_training)
+        n = min(positions, loss.shape[1])
+        counts = valid[:, :n].sum(0).clamp(min=1)
+        return {
+            "ce": float((loss * valid).sum() / valid.sum().clamp(min=1)),
+            "acc_per_position": [round(float(v), 4) for v in ((right & valid)[:, :n].sum(0) / counts)],
+            "ce_per_position": [round(float(v), 4) for v in ((loss * valid)[:, :n].sum(0) / counts)],
+            "rows_all_argmax": float((right | ~valid).all(1).float().mean()),
+            "prefix_tokens": len(self.tokens.prefix_ids),
+            "rows": int(loss.shape[0]),
+        }
+
     # ------------------------------------------------------------------------------- acting
     def reset(self) -> None:
         self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
