@@ -71,10 +71,12 @@ def test_lerobot_checkpoint_loads_and_acts_as_lerobot_did(tmp_path):
     torch.manual_seed(0)
     actions = [policy.select_action(dict(obs)).tolist() for obs in rollout_inputs()]
     reference = json.loads((LEROBOT_SPEC / "reference_actions.json").read_text())
-    assert actions == reference
+    # lerobot's actions were recorded on another CPU: float32 kernels may round the last bit differently
+    torch.testing.assert_close(torch.tensor(actions), torch.tensor(reference), rtol=1e-5, atol=1e-6)
     torch.manual_seed(1)  # the codes are sampled: another seed, other actions
     policy.reset()
-    assert [policy.select_action(dict(obs)).tolist() for obs in rollout_inputs()] != reference
+    other = torch.tensor([policy.select_action(dict(obs)).tolist() for obs in rollout_inputs()])
+    assert (other - torch.tensor(reference)).abs().max() > 1e-3
 
 
 def test_mismatched_lerobot_weights_name_the_key(tmp_path):

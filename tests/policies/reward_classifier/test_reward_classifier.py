@@ -56,8 +56,8 @@ def test_reward_classifier_trains_on_success_frames(tmp_path: Path) -> None:
     data = write_labelled(tmp_path / "data", episodes=8, seed=0)
     cfg = TrainConfig.from_args([
         "--policy.type=reward_classifier", f"--dataset.root={data}", f"--output_dir={tmp_path / 'out'}",
-        "--steps=150", "--batch_size=32", "--log_freq=50", "--save_freq=150", "--policy.num_cameras=1",
-        "--policy.learning_rate=3e-3", "--policy.hidden_dim=32", "--policy.latent_dim=32", "--policy.device=cpu",
+        "--steps=250", "--batch_size=32", "--log_freq=50", "--save_freq=250", "--policy.num_cameras=1",
+        "--policy.learning_rate=1e-3", "--policy.hidden_dim=32", "--policy.latent_dim=32", "--policy.device=cpu",
         "--num_workers=0",
     ])
     path = train(cfg)
