@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 
 import pytest
 
@@ -12,6 +13,12 @@ import pytest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+# A run started in the background by a non-interactive shell (`cmd &`, nohup, CI runners) inherits SIGINT ignored,
+# and an ignored signal stays ignored across exec: every program a test starts would then ignore the Ctrl-C the
+# test sends it. A handled signal is reset to the default on exec, so the children get a working Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _rclpy_available() -> bool:
