@@ -68,6 +68,12 @@ def min_dist_cm(info: dict[str, Any]) -> list[float]:
     return [round(25.0 * (1.0 - r), 1) for t in info["per_task"] for r in t["metrics"]["max_rewards"]]
 
 
+def decode_stats_since(policy: Any, before: dict[str, int]) -> dict[str, int]:
+    """π0-FAST's decoding counters (`decode_stats`) accumulated since `before`."""
+    after = policy.decode_stats()
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
 def decoding_diagnostics(policy: Any, root: Path, episodes: list[int], max_frames: int = 128) -> dict[str, Any]:
     """π0-FAST on demo frames of `episodes` (frames at multiples of n_action_steps: where it replans):
     `token_stats` (teacher-forced per-position accuracy and cross-entropy), decoding fallbacks of greedy
@@ -90,12 +96,8 @@ def decoding_diagnostics(policy: Any, root: Path, episodes: list[int], max_frame
     out: dict[str, Any] = {"frames": len(items), **policy.token_stats({**batch, "action": demo})}
     before = policy.decode_stats()
     decoded = policy.predict_action_chunk(batch).float()
-    after = policy.decode_stats()
-    out["decode_stats"] = {k: after[k] - before.get(k, 0) for k in after}
-    tk = policy.tokens
-    norm = policy.normalizer.normalize_batch({"action": demo})["action"]
-    trip = torch.from_numpy(tk.fast.decode(tk.fast.encode(norm.cpu().numpy()), c.chunk_size, policy.action_dim))
-    best = policy._unnormalize_action(trip.float().to(policy.device))
+    out["decode_stats"] = decode_stats_since(policy, before)
+    best = policy.fast_round_trip(demo)
     err = (decoded - demo).abs()
     out.update(abs_err_mean=round(float(err.mean()), 4), abs_err_first_step_mean=round(float(err[:, 0].mean()), 4),
                chunks_exact=float(((decoded - best).abs().amax(dim=(1, 2)) < 1e-4).float().mean()),
@@ -241,8 +243,7 @@ def main() -> None:
             result[key] = info["overall"]["success_rate"]
             result[key.replace("follow_rate", "min_dist_cm")] = min_dist_cm(info)
             if before is not None:
-                after = policy.decode_stats()
-                result[key.replace("follow_rate", "decode_stats")] = {k: after[k] - before.get(k, 0) for k in after}
+                result[key.replace("follow_rate", "decode_stats")] = decode_stats_since(policy, before)
             result[key.replace("follow_rate", "eval_s")] = round(time.perf_counter() - started, 1)
             write_partial(args.json_out, result)
             progress(f"{key}: {result[key]} ({result[key.replace('follow_rate', 'eval_s')]} s)")

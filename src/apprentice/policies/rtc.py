@@ -175,16 +175,9 @@ def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidanc
     paper's Kinetix code); it needs autograd, so call it under ``torch.no_grad()``, not inference_mode.
     A `PreparedRTC` is the identity-Jacobian form on tensors made once per chunk (CUDA-graph safe).
     """
-    if isinstance(rtc, PreparedRTC):
-        v = velocity_fn(x_t, t)
-        correction = (rtc.prefix - (x_t - t.view(-1, 1, 1) * v)) * rtc.weights
-        w = guidance_weight(t.float(), rtc.max_guidance_weight).to(x_t.dtype).view(-1, 1, 1)
-        return v - w * correction
-    assert rtc.prev_chunk_left_over is not None
-    cfg = rtc.config
-    prepared = rtc.prepare(x_t)
-    prefix, weights = prepared.prefix, prepared.weights
-    if cfg.full_jacobian:
+    prepared = rtc if isinstance(rtc, PreparedRTC) else rtc.prepare(x_t)
+    config = rtc.config if isinstance(rtc, RTCGuidance) else None
+    if config is not None and config.full_jacobian:
         if torch.is_inference_mode_enabled():
             raise PolicyError(
                 "rtc full_jacobian needs autograd (a vector-Jacobian product through the model): call "
@@ -194,16 +187,16 @@ def guided_step(velocity_fn: VelocityFn, x_t: Tensor, t: Tensor, rtc: RTCGuidanc
             x = x_t.detach().clone().requires_grad_(True)
             v = velocity_fn(x, t)
             x1 = x - t.view(-1, 1, 1) * v
-            error = (prefix - x1) * weights
+            error = (prepared.prefix - x1) * prepared.weights
             (correction,) = torch.autograd.grad(x1, x, error.detach())
         v = v.detach()
     else:
         v = velocity_fn(x_t, t)
-        error = (prefix - (x_t - t.view(-1, 1, 1) * v)) * weights
-        correction = error
-    w = guidance_weight(t.float(), cfg.max_guidance_weight).to(x_t.dtype).view(-1, 1, 1)
-    if cfg.debug:
-        if len(rtc.trace) >= cfg.debug_maxlen:
+        error = correction = (prepared.prefix - (x_t - t.view(-1, 1, 1) * v)) * prepared.weights
+    w = guidance_weight(t.float(), prepared.max_guidance_weight).to(x_t.dtype).view(-1, 1, 1)
+    if config is not None and config.debug:
+        assert isinstance(rtc, RTCGuidance)
+        if len(rtc.trace) >= config.debug_maxlen:
             rtc.trace.popleft()
         rtc.trace.append({"t": float(t[0]), "guidance_weight": float(w[0]), "err": float(error.abs().max())})
     return v - w * correction

@@ -235,6 +235,15 @@ class PI0FastPolicy(Policy):
             self._action_queue.extend(chunk.transpose(0, 1))
         return self._action_queue.popleft()
 
+    @torch.no_grad()
+    def fast_round_trip(self, actions: Tensor) -> Tensor:
+        """Actions (B, T, D, dataset units) through FAST and back: the chunk a perfect model decodes for them
+        (FAST's rounding is all that separates it from `actions`)."""
+        fast = self.tokens.fast
+        normalized = self.normalizer.normalize_batch({ACTION: actions})[ACTION].float().cpu().numpy()
+        trip = torch.from_numpy(fast.decode(fast.encode(normalized), actions.shape[1], self.action_dim))
+        return self._unnormalize_action(trip.float().to(actions.device))
+
     def decode_stats(self) -> dict[str, int]:
         """FAST decoding fallbacks so far (malformed generated sequences), and missing "Action: " prefixes."""
         tk = self.tokens
