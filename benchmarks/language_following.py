@@ -130,7 +130,10 @@ def main() -> None:
     parser.add_argument("--demo-episodes", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20000, help="training steps (fewer if --budget-s ends first)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--eval-episodes", type=int, default=50, help="0: train only (a later run resumes)")
+    parser.add_argument("--eval-n-action-steps", default=None,
+                        help="comma list: evaluate the trained policy at each of these actions-per-chunk (default: "
+                             "its own n_action_steps); the first one's numbers are the top-level keys")
     parser.add_argument("--eval-batch-size", type=int, default=10, help="envs stepped together in evaluation")
     parser.add_argument("--blank-task", default="reach the target", help="what replaces the instruction")
     parser.add_argument("--obs-type", default="targets_in_state", choices=["targets_in_state", "environment_state"],
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--small-vlm", action="store_true",
                         help="smolvla/pi0/pi0fast: build a small random VLM + tokenizers (benchmarks/small_vlms.py)")
     parser.add_argument("--chunk-size", type=int, default=30, help="--small-vlm: the VLA's chunk_size")
+    parser.add_argument("--vlm-width", type=int, default=None, help="--small-vlm pi0fast: Gemma width (256)")
+    parser.add_argument("--vlm-depth", type=int, default=None, help="--small-vlm pi0fast: Gemma layers (4)")
     parser.add_argument("--n-action-steps", type=int, default=15, help="--small-vlm: actions run per chunk")
     parser.add_argument("--lr", type=float, default=5e-4,
                         help="--small-vlm: learning rate (from scratch; on CPU at the --quick size 1e-3 cut the loss "
@@ -175,7 +180,7 @@ def main() -> None:
         out = Path(args.output_dir or tmp)
         root = Path(args.dataset_root) if args.dataset_root else out / "reach_color"
         started = time.perf_counter()
-        if args.dataset_root:
+        if args.dataset_root or (root / "meta" / "info.json").is_file():  # given, or kept in --output-dir
             args.obs_type = dataset_obs_type(root)
         else:
             record("reach_color", root, args.demo_episodes, env_kwargs={"obs_type": args.obs_type}, log=lambda _: None)
@@ -190,7 +195,8 @@ def main() -> None:
         if args.small_vlm:
             started = time.perf_counter()
             vlm_flags, env = small_vlm_flags(args.policy_type, out / f"vlm_{args.policy_type}", root,
-                                             " ".join([*INSTRUCTIONS, args.blank_task]), args.quick, args.chunk_size)
+                                             " ".join([*INSTRUCTIONS, args.blank_task]), args.quick, args.chunk_size,
+                                             width=args.vlm_width, depth=args.vlm_depth)
             os.environ.update(env)
             defaults = vla_defaults(args.policy_type, args.steps, args.chunk_size, args.n_action_steps, args.lr)
             extra = [*defaults, *vlm_flags]
@@ -200,8 +206,13 @@ def main() -> None:
             f"--steps={args.steps}", f"--batch_size={args.batch_size}", f"--policy.device={args.device}",
             f"--save_freq={args.steps}", f"--log_freq={max(1, min(500, args.steps // 10))}", *extra, *policy_flags,
         ]
+        last = run_dir / "checkpoints" / "last"
+        if last.exists():  # a run cut by an earlier call's budget continues (same schedule, next batch)
+            flags.append("--resume=true")
+            result["resumed_from_step"] = int(last.resolve().name)
         if args.budget_s is not None:
-            left = args.budget_s - (time.monotonic() - started_run) - args.eval_reserve_s - args.train_startup_s
+            reserve = args.eval_reserve_s if args.eval_episodes > 0 else 0.0
+            left = args.budget_s - (time.monotonic() - started_run) - reserve - args.train_startup_s
             flags.append(f"--max_train_s={max(1.0, left):.0f}")
         result["train_flags"] = [f for f in flags if not f.startswith(("--dataset.root", "--output_dir"))]
         started = time.perf_counter()
@@ -211,13 +222,17 @@ def main() -> None:
             write_partial(args.json_out, result)
             raise SystemExit(f"training failed: apprentice train {' '.join(flags)}")
         metrics = read_metrics(run_dir)
-        last = run_dir / "checkpoints" / "last"
         result.update(train_s=round(time.perf_counter() - started, 1), train_steps=int(last.resolve().name),
                       steps_asked=args.steps, final_loss=metrics[-1]["loss"] if metrics else None,
                       samples_per_s=round(metrics[-1]["samples_per_s"], 1) if metrics else None)
         write_partial(args.json_out, result)
         progress(f"trained {result['train_steps']} steps in {result['train_s']} s, loss {result['final_loss']}")
 
+        if args.eval_episodes < 1:
+            result["total_s"] = round(time.monotonic() - started_run, 1)
+            write_partial(args.json_out, result)
+            print(json.dumps(result))
+            return
         policy = load_policy(last / "pretrained_model", device=args.device)
         policy.eval()
         kwargs = {"n_episodes": args.eval_episodes, "batch_size": min(args.eval_batch_size, args.eval_episodes),
@@ -235,18 +250,25 @@ def main() -> None:
                 "diagnose_s": round(time.perf_counter() - started, 1)}
             write_partial(args.json_out, result)
             progress(f"diagnostics: {json.dumps(result['diagnostics'])}")
-        for key, evaluated in (("follow_rate_with_instruction", policy),
-                               ("follow_rate_instruction_blanked", BlankedTask(policy, args.blank_task))):
-            started = time.perf_counter()
-            before = policy.decode_stats() if hasattr(policy, "decode_stats") else None
-            info = evaluate(evaluated, "reach_color", **kwargs)
-            result[key] = info["overall"]["success_rate"]
-            result[key.replace("follow_rate", "min_dist_cm")] = min_dist_cm(info)
-            if before is not None:
-                result[key.replace("follow_rate", "decode_stats")] = decode_stats_since(policy, before)
-            result[key.replace("follow_rate", "eval_s")] = round(time.perf_counter() - started, 1)
-            write_partial(args.json_out, result)
-            progress(f"{key}: {result[key]} ({result[key.replace('follow_rate', 'eval_s')]} s)")
+        sweep = ([int(v) for v in args.eval_n_action_steps.split(",")] if args.eval_n_action_steps
+                 else [policy.config.n_action_steps])
+        for i, n_action in enumerate(sweep):
+            policy.config.n_action_steps = n_action  # the queue takes it at the next reset (each episode)
+            into = result if i == 0 else result.setdefault("n_action_steps_sweep", {}).setdefault(str(n_action), {})
+            into["eval_n_action_steps"] = n_action
+            for key, evaluated in (("follow_rate_with_instruction", policy),
+                                   ("follow_rate_instruction_blanked", BlankedTask(policy, args.blank_task))):
+                started = time.perf_counter()
+                before = policy.decode_stats() if hasattr(policy, "decode_stats") else None
+                info = evaluate(evaluated, "reach_color", **kwargs)
+                into[key] = info["overall"]["success_rate"]
+                into[key.replace("follow_rate", "min_dist_cm")] = min_dist_cm(info)
+                if before is not None:
+                    into[key.replace("follow_rate", "decode_stats")] = decode_stats_since(policy, before)
+                into[key.replace("follow_rate", "eval_s")] = round(time.perf_counter() - started, 1)
+                write_partial(args.json_out, result)
+                progress(f"{key} at {n_action} actions per chunk: {into[key]} "
+                         f"({into[key.replace('follow_rate', 'eval_s')]} s)")
     result["total_s"] = round(time.monotonic() - started_run, 1)
     write_partial(args.json_out, result)
     print(json.dumps(result))

@@ -93,11 +93,14 @@ def action_chunks(dataset_root: Path, horizon: int, stride: int = 2) -> list[np.
     return chunks
 
 
-def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, horizon: int) -> list[str]:
+def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, horizon: int,
+                  width: int | None = None, depth: int | None = None) -> list[str]:
+    """`width`/`depth` override the Gemma's hidden size and layer count (4 heads of width/4 either way)."""
     from apprentice.policies.pi0fast import FastTokenizer
     from pi0fast_train import text_tokenizer
 
-    width, depth, vision_width, res, patch = (64, 2, 64, 32, 8) if quick else (256, 4, 128, 128, 16)
+    base_width, base_depth, vision_width, res, patch = (64, 2, 64, 32, 8) if quick else (256, 4, 128, 128, 16)
+    width, depth = width or base_width, depth or base_depth
     vlm_config = {
         "text_config": {"model_type": "gemma", "hidden_size": width, "intermediate_size": 4 * width,
                         "num_hidden_layers": depth, "num_attention_heads": 4, "num_key_value_heads": 1,
@@ -128,13 +131,16 @@ def pi0fast_flags(directory: Path, dataset_root: Path, text: str, quick: bool, h
 
 
 def policy_flags(policy_type: str, directory: Path, dataset_root: Path, text: str, quick: bool,
-                 horizon: int) -> tuple[list[str], dict[str, str]]:
-    """The `--policy.*` flags (and environment variables) of a small random VLM for `policy_type`."""
+                 horizon: int, width: int | None = None, depth: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The `--policy.*` flags (and environment variables) of a small random VLM for `policy_type`; `width` and
+    `depth` (π0-FAST's Gemma only) override its size."""
     directory.mkdir(parents=True, exist_ok=True)
+    if (width or depth) and policy_type != "pi0fast":
+        raise SystemExit(f"--vlm-width/--vlm-depth are for pi0fast's small VLM, not {policy_type}")
     if policy_type == "smolvla":
         return smolvla_flags(directory, text, quick), {}
     if policy_type in ("pi0", "pi05"):
         return pi0_flags(directory, text, quick)
     if policy_type == "pi0fast":
-        return pi0fast_flags(directory, dataset_root, text, quick, horizon), {}
+        return pi0fast_flags(directory, dataset_root, text, quick, horizon, width, depth), {}
     raise SystemExit(f"--small-vlm: no small VLM for --policy.type={policy_type}; use smolvla, pi0, pi05 or pi0fast")

@@ -12,6 +12,10 @@
 #   benchmarks/device/language_following.sh          # the device call (carry .whl-sim); <= BUDGET_S=560 s wall
 #   POLICIES=smolvla BUDGET_S=300 benchmarks/device/language_following.sh      # one policy, shorter
 #   PYTHON=/tmp/simbundle-venv/bin/python DEVICE=cpu QUICK=1 benchmarks/device/language_following.sh  # CPU rehearsal
+# A POLICIES entry NAME=TYPE trains TYPE as run NAME with the extra arguments in $ARGS_NAME (two sizes side by side):
+#   POLICIES="pi0fast big=pi0fast" ARGS_big="--vlm-width=384 --vlm-depth=6" benchmarks/device/language_following.sh
+# Across calls: with WORK=outputs/lf (git-ignored, so it stays on a machine still warm from the last call) the demos
+# are recorded once and each run resumes its last checkpoint; `--eval-episodes=0` makes a call train only.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SECONDS=0
@@ -34,8 +38,9 @@ RTC_EPISODES=${RTC_EPISODES:-$([ -n "${QUICK:-}" ] && echo 2 || echo 15)}
 [ "$RTC_JUMPS" = 1 ] || RTC_RESERVE_S=0
 mkdir -p "$OUT" "$WORK"
 log() { echo "# [$SECONDS s] $*" | tee -a "$WORK/driver.log" >&2; }
+run_names() { for entry in $POLICIES; do echo "${entry%%=*}"; done; }
 collect() {  # at most 8 files come back from a device call: the logs' tails travel as one file
-  for f in driver.log install.log merge.log record_0.log $(printf '%s.log ' $POLICIES) rtc_smolvla.log; do
+  for f in driver.log install.log merge.log record_0.log $(run_names | sed 's/$/.log/') rtc_smolvla.log; do
     [ -f "$WORK/$f" ] && { echo "==> $f"; tail -c 5000 "$WORK/$f"; echo; }
   done >"$OUT/logs.txt"
 }
@@ -81,11 +86,14 @@ PYEOF
 log "env ok: $(cat "$OUT/env_check.json")"
 
 # Record once, in parallel: worker w records seeds 1000*w, 1000*w+1, ... (disjoint; eval seeds are 100000+).
+if [ -f "$WORK/data/meta/info.json" ]; then
+  log "reusing the demos in $WORK/data"
+else
 workers=$(( RECORD_WORKERS < DEMOS ? RECORD_WORKERS : DEMOS ))
 pids=()
 for ((w = 0; w < workers; w++)); do
   n=$(( DEMOS / workers + (w < DEMOS % workers ? 1 : 0) ))
-  timeout 150 "$PY" -m apprentice.cli sim record --env.type=reach_color --env.obs_type=targets_in_state \
+  timeout $(( 90 + 2 * n )) "$PY" -m apprentice.cli sim record --env.type=reach_color --env.obs_type=targets_in_state \
     --num-episodes="$n" --seed=$((1000 * w)) --vcodec=h264 --out="$WORK/data_$w" >"$WORK/record_$w.log" 2>&1 &
   pids+=($!)
 done
@@ -99,17 +107,20 @@ else
   mv "$WORK/data_0" "$WORK/data"
 fi
 log "merged"
+fi
 
 # Train + evaluate the policies at once on the one GPU, each within the budget left (minus a margin for teardown
 # and the RTC post-step's reserve).
 left=$(( BUDGET_S - SECONDS - 15 - RTC_RESERVE_S ))
 quick=${QUICK:+--quick}
 pids=()
-for policy in $POLICIES; do
+for entry in $POLICIES; do
+  name=${entry%%=*} policy=${entry#*=} extra_var=ARGS_${entry%%=*}
+  # shellcheck disable=SC2086  # ARGS_<name> holds several arguments
   timeout -k 10 $((left + 10)) "$PY" benchmarks/language_following.py --policy.type="$policy" --small-vlm \
-    --device="$DEVICE" --dataset-root="$WORK/data" --output-dir="$WORK/run_$policy" --budget-s="$left" \
-    --eval-reserve-s="$EVAL_RESERVE_S" --steps="$STEPS" --batch-size="$BATCH" --lr="$LR" --json-out="$OUT/lang_$policy.json" \
-    $quick "$@" >"$WORK/$policy.log" 2>&1 &
+    --device="$DEVICE" --dataset-root="$WORK/data" --output-dir="$WORK/run_$name" --budget-s="$left" \
+    --eval-reserve-s="$EVAL_RESERVE_S" --steps="$STEPS" --batch-size="$BATCH" --lr="$LR" --json-out="$OUT/lang_$name.json" \
+    $quick ${!extra_var:-} "$@" >"$WORK/$name.log" 2>&1 &
   pids+=($!)
 done
 rc=0
@@ -138,6 +149,6 @@ if [ "$RTC_JUMPS" = 1 ]; then
   fi
 fi
 log "done (rc $rc)"
-for policy in $POLICIES; do [ -f "$OUT/lang_$policy.json" ] && cat "$OUT/lang_$policy.json"; echo; done
+for name in $(run_names); do [ -f "$OUT/lang_$name.json" ] && cat "$OUT/lang_$name.json"; echo; done
 [ -f "$OUT/rtc_smolvla.json" ] && cat "$OUT/rtc_smolvla.json"
 exit "$rc"
