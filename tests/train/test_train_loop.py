@@ -159,3 +159,22 @@ def test_max_train_s_stops_at_the_budget_with_a_final_checkpoint(tiny_dataset, t
     assert load_policy(last / "pretrained_model").config.type == "act"
     with pytest.raises(TrainError, match="--max_train_s must be > 0"):
         TrainConfig(max_train_s=0)
+
+
+def test_max_train_s_counts_the_data_preparation(tiny_dataset, tmp_path, monkeypatch):
+    """The budget is a slot for the whole run: a dataset that takes longer to open (or to cache) than the
+    budget leaves one step, not a full budget of steps after it."""
+    import time
+
+    import apprentice.train.loop as loop
+
+    opened = loop.open_dataset
+
+    def slow_open(cfg):
+        time.sleep(2.0)  # what filling a large frame cache costs, in miniature
+        return opened(cfg)
+
+    monkeypatch.setattr(loop, "open_dataset", slow_open)
+    out = tmp_path / "run"
+    assert main(_flags(tiny_dataset, out, steps=1000, max_train_s="1.5", save_freq=500, log_freq=1)) == 0
+    assert (out / "checkpoints" / "last").resolve().name == "000001"

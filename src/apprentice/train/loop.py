@@ -86,6 +86,9 @@ def train(cfg: TrainConfig) -> Path:
         from apprentice.train.online import train_online
 
         return train_online(cfg)
+    # --max_train_s is a slot of wall time for the whole run: opening the data and filling the frame cache count
+    # (a fill of many episodes can take minutes, and a budget counted from the first step then overran the slot).
+    run_start = time.perf_counter()
     rank, world, device = _init_distributed(cfg)
     if cfg.max_train_s is not None and world > 1:  # ranks would stop at different steps and hang in a collective
         raise TrainError("--max_train_s works in a single-process run; under torchrun use --steps")
@@ -248,7 +251,7 @@ def train(cfg: TrainConfig) -> Path:
         policy.train()
         for step in range(start_step + 1, cfg.steps + 1):
             step_fn(next_batch)
-            out_of_time = cfg.max_train_s is not None and time.perf_counter() - loop_start >= cfg.max_train_s
+            out_of_time = cfg.max_train_s is not None and time.perf_counter() - run_start >= cfg.max_train_s
             last_step = step == cfg.steps or out_of_time
             policy.update()  # EMA target networks (TD-MPC); a no-op for most policies
             if scheduler is not None:
